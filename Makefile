@@ -1,0 +1,18 @@
+# The two quick-start commands are `make run` and `make test`; see README.md.
+.PHONY: run test stress lint format bench
+
+run:            ## venv, install, migrate, demo data, serve on http://127.0.0.1:8000 (SQLite by default)
+	scripts/run.sh
+
+test:           ## whole default test suite on PostgreSQL
+	scripts/test.sh
+
+stress:         ## long stress runs (marker `stress`)
+	scripts/test.sh -m stress
+
+lint:
+	scripts/bootstrap.sh requirements-dev.txt
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format:
+	.venv/bin/ruff check --fix . && .venv/bin/ruff format .

@@ -1,0 +1,95 @@
+"""Audit trail: append-only events forming keyed hash chains.
+
+Each wallet has its own chain (its head lives on the wallet row, which every money
+operation already locks), and events that belong to no wallet go to one system chain
+whose head is a row of AuditChainHead.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+SYSTEM_CHAIN = "system"
+
+
+def wallet_chain(wallet_id: int) -> str:
+    return f"wallet:{wallet_id}"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    """Refuses bulk edits through the ORM; PostgreSQL triggers refuse them in SQL too."""
+
+    def update(self, **kwargs):
+        raise TypeError(f"{self.model.__name__} rows are append-only")
+
+    def delete(self):
+        raise TypeError(f"{self.model.__name__} rows are append-only")
+
+
+class AuditChainHeadManager(models.Manager):
+    def lock(self, name: str) -> AuditChainHead:
+        """Lock a chain head so two writers cannot both append after the same event."""
+        self.get_or_create(name=name)
+        return self.select_for_update().get(name=name)
+
+
+class AuditChainHead(models.Model):
+    """Head of a chain that has no wallet row to live on (the system chain)."""
+
+    name = models.CharField(primary_key=True, max_length=64)
+    head = models.CharField(max_length=64, blank=True, default="")
+
+    objects = AuditChainHeadManager()
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.head[:12]}"
+
+
+class AuditEvent(models.Model):
+    chain = models.CharField(max_length=64)
+    action = models.CharField(max_length=64, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    wallet = models.ForeignKey(
+        "wallet.Wallet",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_events",
+    )
+    transaction = models.ForeignKey(
+        "wallet.Transaction",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_events",
+    )
+    amount = models.BigIntegerField(null=True, blank=True)
+    balance_before = models.BigIntegerField(null=True, blank=True)
+    balance_after = models.BigIntegerField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True, default="")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=32)
+    prev_hash = models.CharField(max_length=64, blank=True, default="")
+    hash = models.CharField(max_length=64)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["chain", "id"], name="audit_chain_order")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.action}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise TypeError("AuditEvent rows are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("AuditEvent rows are append-only")

@@ -1,0 +1,96 @@
+"""Writes audit events. The caller's DB transaction is the event's transaction.
+
+Wallet-chain events are *built* here and advance the in-memory wallet's chain head;
+the wallet service persists that head in the same UPDATE that writes the balance,
+so an audited operation costs no extra lock and no extra round trip.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction as db_transaction
+from django.utils import timezone
+
+from audit.context import current_request_context
+from audit.hashing import compute_event_hash
+from audit.models import SYSTEM_CHAIN, AuditChainHead, AuditEvent, wallet_chain
+
+
+def _actor_id(actor: AbstractBaseUser | None) -> int | None:
+    if actor is None or not getattr(actor, "is_authenticated", False):
+        return None
+    return actor.pk
+
+
+def _chained_event(*, chain: str, prev_hash: str, **fields: Any) -> AuditEvent:
+    context = current_request_context()
+    event = AuditEvent(
+        chain=chain,
+        request_id=context.request_id,
+        ip=context.ip,
+        created_at=timezone.now(),
+        key_id=settings.AUDIT_HMAC_KEY_ID,
+        prev_hash=prev_hash,
+        **fields,
+    )
+    event.metadata = event.metadata or {}
+    event.hash = compute_event_hash(event)
+    return event
+
+
+def build_wallet_event(
+    *,
+    wallet: Any,
+    action: str,
+    actor: AbstractBaseUser | None = None,
+    transaction_id: int | None = None,
+    amount: int | None = None,
+    balance_before: int | None = None,
+    balance_after: int | None = None,
+    metadata: dict | None = None,
+) -> AuditEvent:
+    """An unsaved event appended to the (locked) wallet's chain; moves wallet.audit_head."""
+    event = _chained_event(
+        chain=wallet_chain(wallet.pk),
+        prev_hash=wallet.audit_head,
+        action=action,
+        actor_id=_actor_id(actor),
+        wallet_id=wallet.pk,
+        transaction_id=transaction_id,
+        amount=amount,
+        balance_before=balance_before,
+        balance_after=balance_after,
+        metadata=metadata or {},
+    )
+    wallet.audit_head = event.hash
+    return event
+
+
+def save_events(events: list[AuditEvent]) -> None:
+    AuditEvent.objects.bulk_create(events)
+
+
+def record_system_event(
+    *,
+    action: str,
+    actor: AbstractBaseUser | None = None,
+    amount: int | None = None,
+    metadata: dict | None = None,
+) -> AuditEvent:
+    """Append to the system chain (events that belong to no wallet)."""
+    with db_transaction.atomic():
+        head = AuditChainHead.objects.lock(SYSTEM_CHAIN)
+        event = _chained_event(
+            chain=SYSTEM_CHAIN,
+            prev_hash=head.head,
+            action=action,
+            actor_id=_actor_id(actor),
+            amount=amount,
+            metadata=metadata or {},
+        )
+        event.save(force_insert=True)
+        AuditChainHead.objects.filter(name=SYSTEM_CHAIN).update(head=event.hash)
+        return event

@@ -1,0 +1,54 @@
+"""Shared fixtures. The suite runs on PostgreSQL (scripts/test.sh chooses the server)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from jobs.tests.factories import JobTypeFactory
+from wallet import services
+from wallet.tests.factories import StaffFactory, UserFactory
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def staff(db):
+    return StaffFactory(username="cashier")
+
+
+@pytest.fixture
+def job_type(db):
+    return JobTypeFactory(code="fortune", name="Fortune reading", price=50)
+
+
+@pytest.fixture
+def fund(staff) -> Callable[..., int]:
+    """Put points in a user's wallet the only legitimate way: a deposit."""
+    counter = iter(range(1, 10**9))
+
+    def _fund(target, amount: int) -> int:
+        result = services.deposit(
+            user=target,
+            amount=amount,
+            reference_id=f"test-pay-{next(counter)}-{target.pk}",
+            actor=staff,
+        )
+        return result.transaction.balance_after
+
+    return _fund
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Hashing test users' passwords with PBKDF2 would dominate the suite's time."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,162 @@
+"""Settings for Divine Whispers, read from the environment via django-environ.
+
+Every knob that differs between a laptop and production (database, cache, secrets,
+money limits) comes from an environment variable so that several app servers and
+job workers started with the same environment agree on everything.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-only-secret-key-change-me-in-production")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "audit",
+    "wallet",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "audit.middleware.RequestContextMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "divine_whispers.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "divine_whispers.wsgi.application"
+
+
+def _database_from_env() -> dict:
+    """PostgreSQL when DATABASE_URL is set, else an embedded SQLite file.
+
+    SQLite runs with IMMEDIATE transactions so concurrent writers queue on the
+    database lock instead of failing with "database is locked" half-way through.
+    """
+    if env.str("DATABASE_URL", default=""):
+        database = env.db("DATABASE_URL")
+        database.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+        database["CONN_HEALTH_CHECKS"] = True
+        return database
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": env.str("SQLITE_PATH", default=str(BASE_DIR / "db.sqlite3")),
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+    }
+
+
+DATABASES = {"default": _database_from_env()}
+
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://divine-whispers")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Money limits (contract: "Limits and suspicious activity") -------------------
+WALLET_MAX_TRANSACTION_AMOUNT = env.int("WALLET_MAX_TRANSACTION_AMOUNT", default=1_000_000)
+WALLET_MAX_TRANSFER_AMOUNT = env.int("WALLET_MAX_TRANSFER_AMOUNT", default=100_000)
+WALLET_LARGE_AMOUNT_THRESHOLD = env.int("WALLET_LARGE_AMOUNT_THRESHOLD", default=10_000)
+WALLET_VELOCITY_LIMIT = env.int("WALLET_VELOCITY_LIMIT", default=30)
+WALLET_VELOCITY_WINDOW_SECONDS = env.int("WALLET_VELOCITY_WINDOW_SECONDS", default=60)
+# Serialization failures and deadlocks are retried this many times in total.
+WALLET_TRANSACTION_ATTEMPTS = env.int("WALLET_TRANSACTION_ATTEMPTS", default=5)
+
+# --- Audit chain ------------------------------------------------------------------
+# The key never lives in the database: whoever only has database access cannot
+# forge a consistent chain. AUDIT_HMAC_KEY_ID is stored on each event for rotation.
+AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="dev-only-audit-key-change-me")
+AUDIT_HMAC_KEY_ID = env.str("AUDIT_HMAC_KEY_ID", default="k1")
+# Older keys still needed to verify events written before a rotation: "id=key,id=key".
+AUDIT_HMAC_OLD_KEYS = env.dict("AUDIT_HMAC_OLD_KEYS", default={})
+
+# --- Jobs ---------------------------------------------------------------------------
+JOBS_RUNNING_TIMEOUT_SECONDS = env.int("JOBS_RUNNING_TIMEOUT_SECONDS", default=300)
+JOBS_POLL_INTERVAL_SECONDS = env.float("JOBS_POLL_INTERVAL_SECONDS", default=1.0)
+
+# --- REST API -------------------------------------------------------------------------
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="600/minute")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_RATE},
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # EXCEPTION_HANDLER is set by the API layer.
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Divine Whispers wallet API",
+    "DESCRIPTION": "Points wallet, paid reading jobs and their audit trail.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}

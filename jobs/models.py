@@ -1,0 +1,78 @@
+"""Paid jobs: a spend buys exactly one Job, created in the spend's DB transaction."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class JobType(models.Model):
+    """A kind of reading users can buy. Its price is decided here, never by the client."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    price = models.BigIntegerField()
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gt=0), name="jobtype_price_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.price} pts)"
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    REFUNDED = "refunded", "Refunded"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class JobManager(models.Manager):
+    def lock(self, job_id: int) -> Job:
+        return self.select_for_update(of=("self",)).get(pk=job_id)
+
+
+class Job(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs"
+    )
+    job_type = models.ForeignKey(JobType, on_delete=models.PROTECT, related_name="jobs")
+    transaction = models.OneToOneField(
+        "wallet.Transaction", on_delete=models.PROTECT, related_name="job"
+    )
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    points_used = models.BigIntegerField()
+    input = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobManager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="job_status_queue"),
+            models.Index(fields=["user", "-created_at", "-id"], name="job_user_history"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(points_used__gt=0), name="job_points_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job #{self.pk} {self.job_type_id} {self.status}"

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Quick start 2: the whole test suite on PostgreSQL.
+#   DATABASE_URL when set; else the local server on 127.0.0.1:5432 (user postgres);
+#   else a throwaway cluster in a temporary folder when initdb/pg_ctl are installed;
+#   else a one-line message naming what to install, and exit 2.
+# Extra arguments go to pytest (e.g. scripts/test.sh -m stress).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh requirements-dev.txt
+
+pg_answers() {
+  .venv/bin/python - "$1" <<'PY' >/dev/null 2>&1
+import sys, psycopg
+psycopg.connect(sys.argv[1], connect_timeout=3).close()
+PY
+}
+
+find_pg_bin() {
+  command -v "$1" 2>/dev/null && return 0
+  ls -d /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | sort -V | tail -1 | grep . && return 0
+  return 1
+}
+
+start_throwaway_cluster() {
+  local initdb pg_ctl dir port runas=()
+  initdb="$(find_pg_bin initdb)" && pg_ctl="$(find_pg_bin pg_ctl)" || return 1
+  dir="$(mktemp -d -t dw-pg-XXXXXX)"
+  port=$((20000 + RANDOM % 20000))
+  if [ "$(id -u)" = 0 ]; then # initdb refuses to run as root
+    chown postgres "$dir" 2>/dev/null && runas=(runuser -u postgres --) || runas=(runuser -u nobody --)
+    chown "${runas[2]}" "$dir"
+  fi
+  echo "No PostgreSQL answered: starting a throwaway cluster in $dir on port $port" >&2
+  "${runas[@]}" "$initdb" -D "$dir/data" -U postgres -A trust >/dev/null
+  "${runas[@]}" "$pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+  trap '"${runas[@]}" "$pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1; rm -rf "$dir"' EXIT
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$port/divine_whispers"
+}
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  if pg_answers "postgresql://postgres@127.0.0.1:5432/postgres"; then
+    export DATABASE_URL="postgres://postgres@127.0.0.1:5432/divine_whispers"
+  elif ! start_throwaway_cluster; then
+    echo "PostgreSQL is required for the tests: set DATABASE_URL, start a server on 127.0.0.1:5432, or install PostgreSQL (apt-get install postgresql)." >&2
+    exit 2
+  fi
+fi
+
+echo "Testing on ${DATABASE_URL%%\?*}"
+.venv/bin/python -m pytest "$@"

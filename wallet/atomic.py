@@ -1,0 +1,69 @@
+"""One DB transaction per operation, retried only on serialization failure/deadlock.
+
+Retrying is only safe when the whole transaction is ours: inside an outer
+`atomic()` block the failed statement has already doomed the caller's transaction,
+so there we run once and let the error propagate.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+
+from wallet.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A refusal whose audit event must still be committed (e.g. insufficient balance).
+
+    The operation returns it instead of raising, so the transaction commits the audit
+    event alone; `run_atomically` raises the error once the commit has happened.
+    """
+
+    error: DomainError
+
+
+def is_retryable(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+def _raise_rejection(outcome: T) -> T:
+    if isinstance(outcome, Rejection):
+        raise outcome.error
+    return outcome
+
+
+def run_atomically(operation: Callable[[], T]) -> T:
+    """Run `operation` in its own transaction; retry 40001/40P01 a bounded number of times."""
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            outcome = operation()
+        return _raise_rejection(outcome)
+    attempts = max(1, settings.WALLET_TRANSACTION_ATTEMPTS)
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction.atomic():
+                outcome = operation()
+        except OperationalError as exc:
+            if attempt == attempts or not is_retryable(exc):
+                raise
+            logger.warning("retrying after %s (attempt %d/%d)", exc.__cause__, attempt, attempts)
+            time.sleep(random.uniform(0, 0.01 * 2**attempt))
+            continue
+        return _raise_rejection(outcome)
+    raise AssertionError("unreachable")  # pragma: no cover

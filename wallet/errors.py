@@ -1,0 +1,86 @@
+"""Typed domain errors. Each carries the contract's error code; the HTTP status for
+each class is decided in one place (divine_whispers/api/exceptions.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code = "domain_error"
+    default_message = "The operation was refused."
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        super().__init__(self.message)
+
+
+class ValidationFailed(DomainError):
+    code = "validation_error"
+    default_message = "The request is invalid."
+
+
+class AmountTooLarge(DomainError):
+    code = "amount_too_large"
+    default_message = "The amount is above the allowed maximum."
+
+
+class SelfTransfer(DomainError):
+    code = "self_transfer"
+    default_message = "You cannot transfer points to yourself."
+
+
+class UnknownRecipient(DomainError):
+    code = "unknown_recipient"
+    default_message = "The recipient does not exist."
+
+
+class PriceMismatch(DomainError):
+    code = "price_mismatch"
+    default_message = "The amount does not match the job type's current price."
+
+
+class NotRefundable(DomainError):
+    code = "not_refundable"
+    default_message = "Only spends can be refunded."
+
+
+class RefundExceedsOriginal(DomainError):
+    code = "refund_exceeds_original"
+    default_message = "The refund is larger than what remains refundable of the spend."
+
+
+class InactiveJobType(DomainError):
+    code = "inactive_job_type"
+    default_message = "This job type is not available."
+
+
+class InsufficientBalance(DomainError):
+    code = "insufficient_balance"
+    default_message = "Not enough points."
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+    default_message = "This reference was already used with different parameters."
+
+
+class RequestInProgress(DomainError):
+    code = "request_in_progress"
+    default_message = "An identical request is being processed; retry shortly."
+
+
+class VelocityLimitExceeded(DomainError):
+    code = "velocity_limit_exceeded"
+    default_message = "Too many spends and transfers in a short time; slow down."
+
+
+class JobNotCancellable(DomainError):
+    code = "job_not_cancellable"
+    default_message = "Only a pending job can be cancelled."
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    default_message = "Not found."

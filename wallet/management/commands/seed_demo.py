@@ -1,0 +1,75 @@
+"""Demo users, job types and a few operations. Idempotent: every operation uses a
+fixed reference, so running it twice replays instead of doubling the money."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from jobs.models import JobType
+from wallet import services
+
+DEMO_PASSWORD = "whispers-demo-2026"
+DEMO_JOB_TYPES = [
+    ("fortune", "Fortune reading", 50, "A short Divine Whispers reading for your question."),
+    ("tarot", "Three-card tarot", 120, "Past, present and future from a three-card spread."),
+    ("horoscope", "Daily horoscope", 20, "Today's horoscope for your sign."),
+]
+DEMO_USERS = [
+    # username, staff, group
+    ("alice", False, None),
+    ("bob", False, None),
+    ("support", True, "support"),
+    ("finance", True, "finance"),
+    ("payments", True, "finance"),
+]
+
+
+class Command(BaseCommand):
+    help = "Create demo users (password: whispers-demo-2026), job types and a few operations."
+
+    def handle(self, *args, **options) -> None:
+        with transaction.atomic():
+            users = {name: self._user(name, staff, group) for name, staff, group in DEMO_USERS}
+            self._admin()
+            for code, name, price, description in DEMO_JOB_TYPES:
+                JobType.objects.get_or_create(
+                    code=code, defaults={"name": name, "price": price, "description": description}
+                )
+        finance = users["finance"]
+        services.deposit(
+            user=users["alice"], amount=1000, reference_id="demo-pay-alice-1", actor=finance
+        )
+        services.deposit(
+            user=users["bob"], amount=500, reference_id="demo-pay-bob-1", actor=finance
+        )
+        services.spend(user=users["alice"], job_type="fortune", reference_id="demo-spend-alice-1")
+        services.transfer(
+            sender=users["alice"],
+            recipient=users["bob"],
+            amount=100,
+            reference_id="demo-transfer-alice-bob-1",
+            description="Happy birthday, Bob!",
+        )
+        self.stdout.write(self.style.SUCCESS("Demo data ready."))
+        self.stdout.write(
+            f"Users alice, bob, support, finance, payments and admin, password {DEMO_PASSWORD!r}."
+        )
+
+    def _user(self, username: str, staff: bool, group: str | None):
+        user, created = get_user_model().objects.get_or_create(
+            username=username, defaults={"email": f"{username}@example.com", "is_staff": staff}
+        )
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+        if group:
+            user.groups.add(Group.objects.get(name=group))
+        return user
+
+    def _admin(self) -> None:
+        User = get_user_model()
+        if not User.objects.filter(username="admin").exists():
+            User.objects.create_superuser("admin", "admin@example.com", DEMO_PASSWORD)

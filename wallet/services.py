@@ -1,0 +1,663 @@
+"""The only code that writes money. One function per operation, one DB transaction each.
+
+Every operation follows the same shape:
+  1. validate its input (nothing touched yet);
+  2. lock every wallet it touches, in ascending wallet id order;
+  3. replay an earlier call with the same reference, or refuse a reused one;
+  4. check limits and balance (a refusal that matters is audited and committed alone);
+  5. write its transaction rows, its audit events, and the new balances.
+Either all of it commits or nothing does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Sum
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.services import build_wallet_event, save_events
+from jobs.models import Job, JobStatus, JobType
+from wallet.atomic import Rejection, run_atomically
+from wallet.errors import (
+    IdempotencyKeyReused,
+    InactiveJobType,
+    InsufficientBalance,
+    JobNotCancellable,
+    NotFound,
+    NotRefundable,
+    PriceMismatch,
+    RefundExceedsOriginal,
+    SelfTransfer,
+    UnknownRecipient,
+    ValidationFailed,
+    VelocityLimitExceeded,
+)
+from wallet.models import (
+    VELOCITY_TYPES,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+    Wallet,
+    new_transfer_id,
+)
+from wallet.validators import (
+    DESCRIPTION_MAX_LENGTH,
+    REASON_MAX_LENGTH,
+    validate_positive_amount,
+    validate_reference,
+    validate_signed_amount,
+    validate_text,
+)
+
+User = get_user_model()
+
+JOB_INPUT_MAX_BYTES = 4096
+
+
+# --- Results ------------------------------------------------------------------------
+
+
+@dataclass
+class OperationResult:
+    transaction: Transaction
+    replayed: bool = False
+
+
+@dataclass
+class SpendResult:
+    transaction: Transaction
+    job: Job
+    replayed: bool = False
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpacks as `(transaction, job)`, the contract's return value."""
+        return iter((self.transaction, self.job))
+
+
+@dataclass
+class TransferResult:
+    debit: Transaction
+    credit: Transaction
+    replayed: bool = False
+
+
+@dataclass
+class JobRefundResult:
+    job: Job
+    transaction: Transaction | None
+    replayed: bool = False
+
+
+# --- Shared steps ---------------------------------------------------------------------
+
+
+def _fingerprint(**params: Any) -> str:
+    """Identity of a call's parameters: the same reference replays only when it matches."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _find_replay(
+    wallet: Wallet, txn_type: str, reference_id: str | None, fingerprint: str
+) -> Transaction | None:
+    """The earlier transaction for this reference, if any (wallet must be locked).
+
+    Because the wallet is locked first, a racing duplicate waits here until the first
+    call commits and then sees its row: exactly one effect, the other replays.
+    """
+    if reference_id is None:
+        return None
+    earlier = Transaction.objects.filter(
+        wallet=wallet, type=txn_type, reference_id=reference_id
+    ).first()
+    if earlier is not None and earlier.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused(reference_id=reference_id)
+    return earlier
+
+
+def _persist_wallets(wallets: list[Wallet], now: datetime) -> None:
+    for wallet in wallets:
+        Wallet.objects.filter(pk=wallet.pk).update(
+            balance=wallet.balance, audit_head=wallet.audit_head, updated_at=now
+        )
+
+
+def _reject(
+    wallet: Wallet, error: Exception, *, action: str, actor: Any, **metadata: Any
+) -> Rejection:
+    """Audit a refusal on the wallet's chain; committed alone, then raised."""
+    event = build_wallet_event(
+        wallet=wallet,
+        action=action,
+        actor=actor,
+        amount=metadata.pop("amount", None),
+        balance_before=wallet.balance,
+        balance_after=wallet.balance,
+        metadata={"code": error.code, **metadata},
+    )
+    save_events([event])
+    _persist_wallets([wallet], timezone.now())
+    return Rejection(error)
+
+
+def _velocity_rejection(wallet: Wallet, actor: Any, now: datetime) -> Rejection | None:
+    """Counted from the ledger under the wallet lock, so it holds across processes."""
+    window_start = now - timedelta(seconds=settings.WALLET_VELOCITY_WINDOW_SECONDS)
+    recent = Transaction.objects.filter(
+        wallet=wallet,
+        type__in=VELOCITY_TYPES,
+        status=TransactionStatus.SUCCESS,
+        created_at__gte=window_start,
+    ).count()
+    if recent < settings.WALLET_VELOCITY_LIMIT:
+        return None
+    return _reject(
+        wallet,
+        VelocityLimitExceeded(
+            limit=settings.WALLET_VELOCITY_LIMIT,
+            window_seconds=settings.WALLET_VELOCITY_WINDOW_SECONDS,
+        ),
+        action="suspicious.velocity",
+        actor=actor,
+        recent_operations=recent,
+    )
+
+
+def _insufficient_rejection(wallet: Wallet, needed: int, *, action: str, actor: Any) -> Rejection:
+    return _reject(
+        wallet,
+        InsufficientBalance(balance=wallet.balance, required=needed),
+        action=f"{action}.rejected",
+        actor=actor,
+        amount=-needed,
+        reason="insufficient_balance",
+    )
+
+
+def _book(
+    wallet: Wallet,
+    *,
+    txn_type: str,
+    amount: int,
+    now: datetime,
+    actor: Any = None,
+    reference_id: str | None = None,
+    fingerprint: str = "",
+    description: str = "",
+    related_transaction: Transaction | None = None,
+    transfer_id: Any = None,
+) -> Transaction:
+    """A new ledger row applied to the in-memory wallet (saved later, in bulk)."""
+    wallet.balance += amount
+    return Transaction(
+        wallet=wallet,
+        user_id=wallet.user_id,
+        type=txn_type,
+        amount=amount,
+        status=TransactionStatus.SUCCESS,
+        balance_after=wallet.balance,
+        reference_id=reference_id,
+        request_fingerprint=fingerprint,
+        description=description,
+        related_transaction=related_transaction,
+        transfer_id=transfer_id,
+        actor_id=getattr(actor, "pk", None),
+        created_at=now,
+    )
+
+
+def _audit_events_for(
+    rows: list[Transaction], actor: Any, metadata: dict | None = None
+) -> list[AuditEvent]:
+    """One event per ledger row, plus a suspicious.large_amount flag where it applies."""
+    events = []
+    for row in rows:
+        wallet = row.wallet
+        events.append(
+            build_wallet_event(
+                wallet=wallet,
+                action=f"wallet.{row.type}",
+                actor=actor,
+                transaction_id=row.pk,
+                amount=row.amount,
+                balance_before=row.balance_after - row.amount,
+                balance_after=row.balance_after,
+                metadata=metadata,
+            )
+        )
+        if abs(row.amount) >= settings.WALLET_LARGE_AMOUNT_THRESHOLD:
+            events.append(
+                build_wallet_event(
+                    wallet=wallet,
+                    action="suspicious.large_amount",
+                    actor=actor,
+                    transaction_id=row.pk,
+                    amount=row.amount,
+                    balance_before=row.balance_after - row.amount,
+                    balance_after=row.balance_after,
+                    metadata={"threshold": settings.WALLET_LARGE_AMOUNT_THRESHOLD},
+                )
+            )
+    return events
+
+
+def _commit_rows(
+    rows: list[Transaction], actor: Any, now: datetime, metadata: dict | None = None
+) -> None:
+    """Insert the ledger rows, their audit events, and the wallets' new balances."""
+    Transaction.objects.bulk_create(rows)
+    save_events(_audit_events_for(rows, actor, metadata))
+    _persist_wallets(list({row.wallet.pk: row.wallet for row in rows}.values()), now)
+
+
+def _user_id(user: Any) -> int:
+    return user if isinstance(user, int) else user.pk
+
+
+# --- Operations -----------------------------------------------------------------------
+
+
+def deposit(
+    *,
+    user: Any,
+    amount: Any,
+    reference_id: Any,
+    actor: AbstractBaseUser | None = None,
+    description: Any = "",
+) -> OperationResult:
+    """Credit points after a real payment; `reference_id` is the payment's id."""
+    amount = validate_positive_amount(amount, maximum=settings.WALLET_MAX_TRANSACTION_AMOUNT)
+    reference_id = validate_reference(reference_id, required=True)
+    description = validate_text(
+        description, field="description", required=False, max_length=DESCRIPTION_MAX_LENGTH
+    )
+    user_id = _user_id(user)
+    fingerprint = _fingerprint(op="deposit", amount=amount, description=description)
+
+    def operation() -> OperationResult:
+        wallet = Wallet.objects.lock_for_user(user_id)
+        earlier = _find_replay(wallet, TransactionType.DEPOSIT, reference_id, fingerprint)
+        if earlier is not None:
+            return OperationResult(earlier, replayed=True)
+        now = timezone.now()
+        row = _book(
+            wallet,
+            txn_type=TransactionType.DEPOSIT,
+            amount=amount,
+            now=now,
+            actor=actor,
+            reference_id=reference_id,
+            fingerprint=fingerprint,
+            description=description,
+        )
+        _commit_rows([row], actor, now)
+        return OperationResult(row)
+
+    return run_atomically(operation)
+
+
+def _job_type_for_spend(job_type: Any, expected_price: Any) -> JobType:
+    if isinstance(job_type, JobType):
+        code = job_type.code
+    elif isinstance(job_type, str) and job_type:
+        code = job_type
+    else:
+        raise ValidationFailed("job_type must be a job type code.", field="job_type")
+    found = JobType.objects.filter(code=code).first()
+    if found is None:
+        raise ValidationFailed(f"Unknown job type {code!r}.", field="job_type")
+    if not found.active:
+        raise InactiveJobType(job_type=code)
+    if expected_price is not None:
+        validate_positive_amount(expected_price, maximum=settings.WALLET_MAX_TRANSACTION_AMOUNT)
+        if expected_price != found.price:
+            raise PriceMismatch(job_type=code, price=found.price, amount=expected_price)
+    return found
+
+
+def _validate_job_input(job_input: Any) -> dict:
+    if job_input is None:
+        return {}
+    if not isinstance(job_input, dict):
+        raise ValidationFailed("input must be a JSON object.", field="input")
+    if len(json.dumps(job_input, default=str)) > JOB_INPUT_MAX_BYTES:
+        raise ValidationFailed(f"input must be at most {JOB_INPUT_MAX_BYTES} bytes.", field="input")
+    return job_input
+
+
+def spend(
+    *,
+    user: Any,
+    job_type: Any,
+    reference_id: Any = None,
+    expected_price: Any = None,
+    job_input: Any = None,
+) -> SpendResult:
+    """Buy one job at its server-side price; the Job is created in the same transaction."""
+    reference_id = validate_reference(reference_id)
+    job_input = _validate_job_input(job_input)
+    chosen = _job_type_for_spend(job_type, expected_price)
+    user_id = _user_id(user)
+    fingerprint = _fingerprint(
+        op="spend", job_type=chosen.code, amount=expected_price, input=job_input
+    )
+
+    def operation() -> SpendResult | Rejection:
+        wallet = Wallet.objects.lock_for_user(user_id)
+        earlier = _find_replay(wallet, TransactionType.SPEND, reference_id, fingerprint)
+        if earlier is not None:
+            return SpendResult(earlier, Job.objects.get(transaction=earlier), replayed=True)
+        now = timezone.now()
+        actor = wallet.user
+        rejection = _velocity_rejection(wallet, actor, now)
+        if rejection is not None:
+            return rejection
+        price = chosen.price
+        if wallet.balance < price:
+            return _insufficient_rejection(wallet, price, action="wallet.spend", actor=actor)
+        row = _book(
+            wallet,
+            txn_type=TransactionType.SPEND,
+            amount=-price,
+            now=now,
+            actor=actor,
+            reference_id=reference_id,
+            fingerprint=fingerprint,
+            description=chosen.name,
+        )
+        Transaction.objects.bulk_create([row])
+        job = Job.objects.create(
+            user_id=user_id,
+            job_type=chosen,
+            transaction=row,
+            points_used=price,
+            input=job_input,
+        )
+        save_events(_audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code}))
+        _persist_wallets([wallet], now)
+        return SpendResult(row, job)
+
+    return run_atomically(operation)
+
+
+def _recipient_id(recipient: Any) -> int:
+    if isinstance(recipient, User):
+        recipient_id = recipient.pk
+    elif isinstance(recipient, int) and not isinstance(recipient, bool):
+        recipient_id = recipient
+    else:
+        raise ValidationFailed("to_user_id must be a user id.", field="to_user_id")
+    if not User.objects.filter(pk=recipient_id, is_active=True).exists():
+        raise UnknownRecipient(to_user_id=recipient_id)
+    return recipient_id
+
+
+def transfer(
+    *,
+    sender: Any,
+    recipient: Any,
+    amount: Any,
+    reference_id: Any = None,
+    description: Any = "",
+) -> TransferResult:
+    """Move points between two users: one transfer_out/transfer_in pair summing to zero."""
+    limit = min(settings.WALLET_MAX_TRANSFER_AMOUNT, settings.WALLET_MAX_TRANSACTION_AMOUNT)
+    amount = validate_positive_amount(amount, maximum=limit)
+    reference_id = validate_reference(reference_id)
+    description = validate_text(
+        description, field="description", required=False, max_length=DESCRIPTION_MAX_LENGTH
+    )
+    sender_id = _user_id(sender)
+    recipient_id = _recipient_id(recipient)
+    if recipient_id == sender_id:
+        raise SelfTransfer()
+    fingerprint = _fingerprint(
+        op="transfer", to=recipient_id, amount=amount, description=description
+    )
+
+    def operation() -> TransferResult | Rejection:
+        wallets = Wallet.objects.lock_for_users([sender_id, recipient_id])
+        source, target = wallets[sender_id], wallets[recipient_id]
+        earlier = _find_replay(source, TransactionType.TRANSFER_OUT, reference_id, fingerprint)
+        if earlier is not None:
+            credit = Transaction.objects.get(
+                transfer_id=earlier.transfer_id, type=TransactionType.TRANSFER_IN
+            )
+            return TransferResult(earlier, credit, replayed=True)
+        now = timezone.now()
+        actor = source.user
+        rejection = _velocity_rejection(source, actor, now)
+        if rejection is not None:
+            return rejection
+        if source.balance < amount:
+            return _insufficient_rejection(source, amount, action="wallet.transfer", actor=actor)
+        transfer_id = new_transfer_id()
+        common = {
+            "now": now,
+            "actor": actor,
+            "description": description,
+            "transfer_id": transfer_id,
+        }
+        debit = _book(
+            source,
+            txn_type=TransactionType.TRANSFER_OUT,
+            amount=-amount,
+            reference_id=reference_id,
+            fingerprint=fingerprint,
+            **common,
+        )
+        credit = _book(target, txn_type=TransactionType.TRANSFER_IN, amount=amount, **common)
+        _commit_rows([debit, credit], actor, now)
+        return TransferResult(debit, credit)
+
+    return run_atomically(operation)
+
+
+def _validated_refund_amount(amount: Any) -> int | None:
+    if amount is None:
+        return None
+    return validate_positive_amount(amount, maximum=settings.WALLET_MAX_TRANSACTION_AMOUNT)
+
+
+def refundable_remaining(spend_txn: Transaction) -> int:
+    """Points of a spend not yet refunded (read-only; authoritative only under the lock)."""
+    refunded = (
+        Transaction.objects.successful()
+        .filter(related_transaction=spend_txn, type=TransactionType.REFUND)
+        .aggregate(total=Sum("amount"))["total"]
+        or 0
+    )
+    return -spend_txn.amount - refunded
+
+
+def _mark_job_after_refund(original: Transaction, status: str, now: datetime) -> Job | None:
+    job = Job.objects.select_for_update(of=("self",)).filter(transaction=original).first()
+    if job is not None and job.status != status:
+        job.status = status
+        job.finished_at = job.finished_at or now
+        job.save(update_fields=["status", "finished_at", "updated_at"])
+    return job
+
+
+def _book_refund(
+    wallet: Wallet,
+    original: Transaction,
+    *,
+    amount: int | None,
+    reason: str,
+    actor: Any,
+    reference_id: str | None,
+    fingerprint: str,
+    now: datetime,
+) -> Transaction:
+    """Validate a refund of `original` against what remains refundable (wallet locked)."""
+    if original.type != TransactionType.SPEND or original.status != TransactionStatus.SUCCESS:
+        raise NotRefundable(transaction_id=original.pk, type=original.type)
+    remaining = refundable_remaining(original)
+    wanted = remaining if amount is None else amount
+    if wanted <= 0 or wanted > remaining:
+        raise RefundExceedsOriginal(
+            transaction_id=original.pk, refundable=remaining, requested=wanted
+        )
+    return _book(
+        wallet,
+        txn_type=TransactionType.REFUND,
+        amount=wanted,
+        now=now,
+        actor=actor,
+        reference_id=reference_id,
+        fingerprint=fingerprint,
+        description=reason,
+        related_transaction=original,
+    )
+
+
+def _spend_id(spend_txn: Any) -> int:
+    if isinstance(spend_txn, Transaction):
+        return spend_txn.pk
+    if isinstance(spend_txn, int) and not isinstance(spend_txn, bool):
+        return spend_txn
+    raise ValidationFailed("transaction must be a transaction id.", field="transaction")
+
+
+def refund(
+    *,
+    spend_txn: Any,
+    amount: Any = None,
+    reason: Any,
+    actor: AbstractBaseUser | None,
+    reference_id: Any = None,
+) -> OperationResult:
+    """Give back all (amount omitted) or part of a spend; never more than was spent."""
+    amount = _validated_refund_amount(amount)
+    reason = validate_text(reason, field="reason", required=True, max_length=REASON_MAX_LENGTH)
+    reference_id = validate_reference(reference_id)
+    spend_id = _spend_id(spend_txn)
+    fingerprint = _fingerprint(op="refund", spend=spend_id, amount=amount, reason=reason)
+
+    def operation() -> OperationResult:
+        owner_id = Transaction.objects.filter(pk=spend_id).values_list("user_id", flat=True).first()
+        if owner_id is None:
+            raise NotFound(transaction_id=spend_id)
+        wallet = Wallet.objects.lock_for_user(owner_id)
+        earlier = _find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
+        if earlier is not None:
+            return OperationResult(earlier, replayed=True)
+        original = Transaction.objects.get(pk=spend_id)
+        now = timezone.now()
+        row = _book_refund(
+            wallet,
+            original,
+            amount=amount,
+            reason=reason,
+            actor=actor,
+            reference_id=reference_id,
+            fingerprint=fingerprint,
+            now=now,
+        )
+        _commit_rows([row], actor, now, {"reason": reason})
+        _mark_job_after_refund(original, JobStatus.REFUNDED, now)
+        return OperationResult(row)
+
+    return run_atomically(operation)
+
+
+def refund_job(
+    *,
+    job_id: int,
+    reason: str,
+    actor: AbstractBaseUser | None = None,
+    final_status: str = JobStatus.REFUNDED,
+    allowed_statuses: tuple[str, ...] = (JobStatus.FAILED,),
+) -> JobRefundResult:
+    """Refund what remains of a job's spend, exactly once per job.
+
+    Used for failed jobs (worker, reaper) and for a pending job cancelled by its
+    owner. The refund's reference is derived from the job, so a retry, a second
+    worker or a cancel racing a failure can never refund twice. Locks the wallet
+    before the job, the same order every path uses.
+    """
+    reference_id = f"job:{job_id}"
+    fingerprint = _fingerprint(op="job_refund", job=job_id)
+
+    def operation() -> JobRefundResult:
+        owner_id = Job.objects.filter(pk=job_id).values_list("user_id", flat=True).first()
+        if owner_id is None:
+            raise NotFound(job_id=job_id)
+        wallet = Wallet.objects.lock_for_user(owner_id)
+        job = Job.objects.lock(job_id)
+        earlier = _find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
+        if earlier is not None:
+            return JobRefundResult(job, earlier, replayed=True)
+        if job.status not in allowed_statuses:
+            raise JobNotCancellable(job_id=job_id, status=job.status)
+        now = timezone.now()
+        original = job.transaction
+        row = None
+        if refundable_remaining(original) > 0:
+            row = _book_refund(
+                wallet,
+                original,
+                amount=None,
+                reason=reason,
+                actor=actor,
+                reference_id=reference_id,
+                fingerprint=fingerprint,
+                now=now,
+            )
+            _commit_rows([row], actor, now, {"reason": reason, "job_id": job_id})
+        job.status = final_status
+        job.finished_at = job.finished_at or now
+        job.save(update_fields=["status", "finished_at", "updated_at"])
+        return JobRefundResult(job, row)
+
+    return run_atomically(operation)
+
+
+def adjust(
+    *,
+    user: Any,
+    amount: Any,
+    reason: Any,
+    actor: AbstractBaseUser | None,
+    reference_id: Any = None,
+) -> OperationResult:
+    """A signed correction by finance staff, with a written reason."""
+    amount = validate_signed_amount(amount, maximum=settings.WALLET_MAX_TRANSACTION_AMOUNT)
+    reason = validate_text(reason, field="reason", required=True, max_length=REASON_MAX_LENGTH)
+    reference_id = validate_reference(reference_id)
+    user_id = _user_id(user)
+    fingerprint = _fingerprint(op="adjust", amount=amount, reason=reason)
+
+    def operation() -> OperationResult | Rejection:
+        wallet = Wallet.objects.lock_for_user(user_id)
+        earlier = _find_replay(wallet, TransactionType.ADJUSTMENT, reference_id, fingerprint)
+        if earlier is not None:
+            return OperationResult(earlier, replayed=True)
+        if wallet.balance + amount < 0:
+            return _insufficient_rejection(wallet, -amount, action="wallet.adjustment", actor=actor)
+        now = timezone.now()
+        row = _book(
+            wallet,
+            txn_type=TransactionType.ADJUSTMENT,
+            amount=amount,
+            now=now,
+            actor=actor,
+            reference_id=reference_id,
+            fingerprint=fingerprint,
+            description=reason,
+        )
+        _commit_rows([row], actor, now, {"reason": reason})
+        return OperationResult(row)
+
+    return run_atomically(operation)

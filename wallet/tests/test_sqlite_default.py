@@ -1,0 +1,45 @@
+"""The embedded default (no DATABASE_URL → SQLite) runs a real spend/transfer flow.
+
+Run in a subprocess: this test session itself is bound to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FLOW = """
+from django.db import connection
+from wallet import services
+from wallet.models import Wallet
+from wallet.tests.helpers import assert_ledger_consistent
+from django.contrib.auth.models import User
+assert connection.vendor == "sqlite", connection.vendor
+assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+alice = User.objects.get(username="alice")
+bob = User.objects.get(username="bob")
+before = Wallet.objects.get(user=alice).balance
+txn, job = services.spend(user=alice, job_type="tarot", reference_id="sqlite-spend")
+services.transfer(sender=alice, recipient=bob, amount=10, reference_id="sqlite-transfer")
+again = services.spend(user=alice, job_type="tarot", reference_id="sqlite-spend")
+assert again.replayed
+assert Wallet.objects.get(user=alice).balance == before - 120 - 10
+assert_ledger_consistent()
+print("sqlite-flow-ok")
+"""
+
+
+def test_sqlite_default_runs_seed_spend_and_transfer(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["SQLITE_PATH"] = str(tmp_path / "db.sqlite3")
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    for command in (["migrate", "--noinput"], ["seed_demo"], ["shell", "-c", FLOW]):
+        done = subprocess.run(
+            manage + command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+    assert "sqlite-flow-ok" in done.stdout
