@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
 from wallet.errors import DomainError
+from wallet.faults import crash_point
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def run_atomically(operation: Callable[[], T]) -> T:
         try:
             with transaction.atomic():
                 outcome = operation()
+            crash_point("committed")  # test-only (wallet/faults.py): committed, not answered
         except OperationalError as exc:
             if attempt == attempts or not is_retryable(exc):
                 raise

@@ -42,6 +42,7 @@ from wallet.errors import (
     ValidationFailed,
     VelocityLimitExceeded,
 )
+from wallet.faults import crash_point
 from wallet.models import (
     VELOCITY_TYPES,
     Transaction,
@@ -252,10 +253,18 @@ def _audit_events_for(
 
 
 def _commit_rows(
-    rows: list[Transaction], actor: Any, now: datetime, metadata: dict | None = None
+    rows: list[Transaction],
+    actor: Any,
+    now: datetime,
+    metadata: dict | None = None,
+    crash_at: str = "",
 ) -> None:
-    """Insert the ledger rows, their audit events, and the wallets' new balances."""
+    """Insert the ledger rows, their audit events, and the wallets' new balances.
+
+    `crash_at` names the test-only crash point between the rows and the rest (wallet/faults.py).
+    """
     Transaction.objects.bulk_create(rows)
+    crash_point(crash_at)
     save_events(_audit_events_for(rows, actor, metadata))
     _persist_wallets(list({row.wallet.pk: row.wallet for row in rows}.values()), now)
 
@@ -354,6 +363,7 @@ def spend(
 
     def operation() -> SpendResult | Rejection:
         wallet = Wallet.objects.lock_for_user(user_id)
+        crash_point("spend.locked")
         earlier = _find_replay(wallet, TransactionType.SPEND, reference_id, fingerprint)
         if earlier is not None:
             return SpendResult(earlier, Job.objects.get(transaction=earlier), replayed=True)
@@ -376,6 +386,7 @@ def spend(
             description=chosen.name,
         )
         Transaction.objects.bulk_create([row])
+        crash_point("spend.after_ledger_row")
         job = Job.objects.create(
             user_id=user_id,
             job_type=chosen,
@@ -383,8 +394,10 @@ def spend(
             points_used=price,
             input=job_input,
         )
+        crash_point("spend.after_job")
         save_events(_audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code}))
         _persist_wallets([wallet], now)
+        crash_point("spend.before_commit")
         return SpendResult(row, job)
 
     return run_atomically(operation)
@@ -428,6 +441,7 @@ def transfer(
     def operation() -> TransferResult | Rejection:
         wallets = Wallet.objects.lock_for_users([sender_id, recipient_id])
         source, target = wallets[sender_id], wallets[recipient_id]
+        crash_point("transfer.locked")
         earlier = _find_replay(source, TransactionType.TRANSFER_OUT, reference_id, fingerprint)
         if earlier is not None:
             credit = Transaction.objects.get(
@@ -457,7 +471,8 @@ def transfer(
             **common,
         )
         credit = _book(target, txn_type=TransactionType.TRANSFER_IN, amount=amount, **common)
-        _commit_rows([debit, credit], actor, now)
+        _commit_rows([debit, credit], actor, now, crash_at="transfer.after_rows")
+        crash_point("transfer.before_commit")
         return TransferResult(debit, credit)
 
     return run_atomically(operation)
@@ -550,6 +565,7 @@ def refund(
         if owner_id is None:
             raise NotFound(transaction_id=spend_id)
         wallet = Wallet.objects.lock_for_user(owner_id)
+        crash_point("refund.locked")
         earlier = _find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
         if earlier is not None:
             return OperationResult(earlier, replayed=True)
@@ -565,8 +581,9 @@ def refund(
             fingerprint=fingerprint,
             now=now,
         )
-        _commit_rows([row], actor, now, {"reason": reason})
+        _commit_rows([row], actor, now, {"reason": reason}, crash_at="refund.after_rows")
         _mark_job_after_refund(original, JobStatus.REFUNDED, now)
+        crash_point("refund.before_commit")
         return OperationResult(row)
 
     return run_atomically(operation)
