@@ -95,6 +95,7 @@ class StaffOperationForm(forms.Form):
         max_length=REASON_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         help_text="Required. Stored on the ledger row and in the audit trail.",
+        error_messages={"required": "A reason is required."},
     )
     reference = forms.CharField(widget=forms.HiddenInput, max_length=255)
 
