@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from audit.models import AuditEvent
-from wallet.admin import ReadOnlyAdminMixin, admin_link
+from wallet.admin import ReadOnlyAdminMixin, admin_link, user_label
 
 
 @admin.register(AuditEvent)
@@ -49,7 +49,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "id",
                     "created_at",
                     "action",
-                    "actor",
+                    "actor_label",
                     "wallet_link",
                     "transaction_link",
                     "amount",
@@ -66,10 +66,15 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: AuditEvent | None = None) -> tuple:
         return (
             *(field.name for field in self.opts.fields),
+            "actor_label",
             "wallet_link",
             "transaction_link",
             "metadata_pretty",
         )
+
+    @admin.display(description="actor")
+    def actor_label(self, event: AuditEvent) -> str:
+        return user_label(event.actor) if event.actor_id else "— (system)"
 
     @admin.display(description="wallet", ordering="wallet")
     def wallet_link(self, event: AuditEvent) -> SafeString | str:

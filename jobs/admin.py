@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString
 
 from jobs import services
 from jobs.models import Job, JobType
-from wallet.admin import ReadOnlyAdminMixin, admin_link, admin_url
+from wallet.admin import ReadOnlyAdminMixin, admin_link, admin_url, user_label
 from wallet.forms import StrictIntegerField
 from wallet.models import Wallet
 
@@ -120,7 +120,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             {
                 "fields": (
                     "id",
-                    "user",
+                    "owner",
                     "wallet_link",
                     "job_type",
                     "status",
@@ -140,10 +140,15 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Job | None = None) -> tuple:
         return (
             *(field.name for field in self.opts.fields),
+            "owner",
             "wallet_link",
             "transaction_link",
             "refunds_list",
         )
+
+    @admin.display(description="user")
+    def owner(self, job: Job) -> str:
+        return user_label(job.user)
 
     @admin.display(description="spend", ordering="transaction")
     def transaction_link(self, job: Job) -> SafeString | str:

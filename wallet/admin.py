@@ -56,6 +56,15 @@ def admin_link(obj: Model | None, label: Any = None) -> SafeString | str:
     return format_html('<a href="{}">{}</a>', admin_url(obj), label if label else str(obj))
 
 
+def user_label(user: Any) -> str:
+    """Users as text: support staff may not open the user admin, so no link."""
+    return f"{user.get_username()} ({user.email or 'no email'}, user #{user.pk})"
+
+
+def job_label(job: Job) -> str:
+    return f"Job #{job.pk} {job.job_type.name} ({job.get_status_display()})"
+
+
 class ReadOnlyAdminMixin:
     """View-only: ledger and audit rows are append-only, corrections are new rows."""
 
@@ -116,8 +125,7 @@ class WalletAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     ordering = ("-updated_at", "-id")
     show_full_result_count = False
     fields = (
-        "user_link",
-        "user_email",
+        "owner",
         "balance",
         "transactions_link",
         "jobs_link",
@@ -131,9 +139,9 @@ class WalletAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     def user_email(self, wallet: Wallet) -> str:
         return wallet.user.email
 
-    @admin.display(description="user")
-    def user_link(self, wallet: Wallet) -> str:
-        return f"{wallet.user} (user #{wallet.user_id})"
+    @admin.display(description="owner")
+    def owner(self, wallet: Wallet) -> str:
+        return user_label(wallet.user)
 
     @admin.display(description="ledger")
     def transactions_link(self, wallet: Wallet) -> SafeString:
@@ -277,7 +285,7 @@ class TransactionAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin
                     "fields": (
                         "id",
                         "wallet_link",
-                        "user",
+                        "user_label",
                         "type",
                         "signed_amount",
                         "status",
@@ -286,7 +294,7 @@ class TransactionAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin
                     )
                 },
             ),
-            ("Details", {"fields": ("reference_id", "description", "actor")}),
+            ("Details", {"fields": ("reference_id", "description", "actor_label")}),
         ]
         if obj is not None:
             fieldsets.append(("Related records", {"fields": self._related_fields(obj)}))
@@ -304,6 +312,8 @@ class TransactionAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin
 
     def get_readonly_fields(self, request: HttpRequest, obj: Transaction | None = None) -> tuple:
         extra = (
+            "user_label",
+            "actor_label",
             "wallet_link",
             "signed_amount",
             "related_link",
@@ -318,6 +328,14 @@ class TransactionAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin
     @admin.display(description="amount", ordering="amount")
     def signed_amount(self, txn: Transaction) -> str:
         return f"{txn.amount:+d}"
+
+    @admin.display(description="user")
+    def user_label(self, txn: Transaction) -> str:
+        return user_label(txn.user)
+
+    @admin.display(description="actor")
+    def actor_label(self, txn: Transaction) -> str:
+        return user_label(txn.actor) if txn.actor_id else "— (system)"
 
     @admin.display(description="wallet")
     def wallet_link(self, txn: Transaction) -> SafeString | str:
@@ -341,7 +359,8 @@ class TransactionAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin
 
     @admin.display(description="job")
     def job_link(self, txn: Transaction) -> SafeString | str:
-        return admin_link(Job.objects.filter(transaction=txn).first())
+        job = Job.objects.filter(transaction=txn).select_related("job_type").first()
+        return admin_link(job, job_label(job) if job else None)
 
     @admin.display(description="refundable remaining")
     def refundable(self, txn: Transaction) -> str:
