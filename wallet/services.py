@@ -270,7 +270,14 @@ def _commit_rows(
 
 
 def _user_id(user: Any) -> int:
-    return user if isinstance(user, int) else user.pk
+    """A user instance's id, or a checked user id: a wallet is never created for nobody."""
+    if isinstance(user, User):
+        return user.pk
+    if isinstance(user, int) and not isinstance(user, bool):
+        if not User.objects.filter(pk=user).exists():
+            raise NotFound(f"User {user} does not exist.", user_id=user)
+        return user
+    raise ValidationFailed("user must be a user id.", field="user_id")
 
 
 # --- Operations -----------------------------------------------------------------------
