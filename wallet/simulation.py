@@ -479,6 +479,7 @@ def retire_scratch(ctx: RunContext) -> None:
 class Violation:
     what: str
     user_indexes: set[int] = field(default_factory=set)
+    op_index: int | None = None  # the operation at fault, when there is one
 
 
 def _outcome_violations(plan: list[dict], outcomes: list[dict]) -> list[Violation]:
@@ -493,7 +494,7 @@ def _outcome_violations(plan: list[dict], outcomes: list[dict]) -> list[Violatio
         elif status in ("applied", "replayed") and kind in MUST_FAIL:
             bad = f"op {op['i']} {kind} should have been refused but was {status}"
         if bad:
-            found.append(Violation(bad, {op["user"]}))
+            found.append(Violation(bad, {op["user"]}, op["i"]))
     return found
 
 
@@ -640,13 +641,19 @@ class SimulationReport:
     def codes(self) -> Counter:
         return Counter(o["code"] for o in self.outcomes if o["status"] in ("refused", "crash"))
 
-    def ops_touching(self, users: set[int], limit: int = 12) -> list[str]:
+    def ops_touching(self, violation: Violation, limit: int = 12) -> list[str]:
+        """The last operations on the violation's wallets: up to the faulty one, if known,
+        plus the few after it that may have run concurrently with it (one per worker)."""
+        users, at_fault = violation.user_indexes, violation.op_index
         lines = []
         for op, outcome in zip(self.plan, self.outcomes, strict=True):
+            if at_fault is not None and op["i"] > at_fault + self.workers:
+                break
             if op["user"] in users or op.get("to") in users:
                 shown = {k: v for k, v in op.items() if k != "i"}
                 result = outcome["status"] + (f" {outcome['code']}" if "code" in outcome else "")
-                lines.append(f"    #{op['i']} {json.dumps(shown)} → {result}")
+                mark = "  ← at fault" if op["i"] == at_fault else ""
+                lines.append(f"    #{op['i']} {json.dumps(shown)} → {result}{mark}")
         return lines[-limit:]
 
 

@@ -72,7 +72,10 @@ class Command(BaseCommand):
             parts = "  ".join(f"{status}={n}" for status, n in sorted(statuses.items()))
             w(f"  {kind:<28} {parts}")
         if report.codes:
-            w("refusals: " + ", ".join(f"{c}={n}" for c, n in sorted(report.codes.items())))
+            w(
+                "refusals and crashes: "
+                + ", ".join(f"{c}={n}" for c, n in sorted(report.codes.items()))
+            )
         if not report.violations:
             w(self.style.SUCCESS("invariants: OK, 0 violations"))
             return
@@ -81,5 +84,5 @@ class Command(BaseCommand):
             w(self.style.ERROR(f"  - {violation.what}"))
             if violation.user_indexes:
                 w("    operations that led to it (last ones touching those wallets):")
-                for line in report.ops_touching(violation.user_indexes):
+                for line in report.ops_touching(violation):
                     w(line)
