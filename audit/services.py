@@ -13,12 +13,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction as db_transaction
 from django.utils import timezone
 
 from audit.context import current_request_context
 from audit.hashing import compute_event_hash
 from audit.models import SYSTEM_CHAIN, AuditChainHead, AuditEvent, wallet_chain
+from wallet.atomic import run_atomically
 
 
 def _actor_id(actor: AbstractBaseUser | None) -> int | None:
@@ -99,8 +99,13 @@ def record_system_event(
     amount: int | None = None,
     metadata: dict | None = None,
 ) -> AuditEvent:
-    """Append to the system chain (events that belong to no wallet)."""
-    with db_transaction.atomic():
+    """Append to the system chain (events that belong to no wallet).
+
+    Through the same retry wrapper as the money services: standalone it is its own
+    transaction (retried on 40001/40P01); inside a caller's atomic block it joins it.
+    """
+
+    def operation() -> AuditEvent:
         head = AuditChainHead.objects.lock(SYSTEM_CHAIN)
         event = _chained_event(
             chain=SYSTEM_CHAIN,
@@ -113,3 +118,5 @@ def record_system_event(
         event.save(force_insert=True)
         AuditChainHead.objects.filter(name=SYSTEM_CHAIN).update(head=event.hash)
         return event
+
+    return run_atomically(operation)

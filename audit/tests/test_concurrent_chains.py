@@ -19,6 +19,7 @@ from django.db.models import Count
 from django.test import override_settings
 
 from audit.models import AuditEvent
+from audit.services import record_system_event
 from audit.tests.helpers import sql
 from audit.verification import verify_ledger
 from jobs.tests.factories import JobTypeFactory
@@ -108,3 +109,17 @@ def test_verify_ledger_process_exit_codes():
         40,
         1000,
     )
+
+
+def test_concurrent_system_events_form_one_intact_chain():
+    results = run_concurrently(
+        lambda t: [
+            record_system_event(action="settings.changed", metadata={"t": t, "i": i}).pk
+            for i in range(5)
+        ],
+        8,
+    )
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert AuditEvent.objects.filter(chain="system").count() == 40
+    report = verify_ledger()
+    assert report.clean, [finding.line() for finding in report.findings]
