@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -190,6 +191,11 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     """REST_FRAMEWORK["EXCEPTION_HANDLER"]: every exception gets a JSON answer."""
     status, body, headers = classify(exc)
     set_rollback()
+    request = context.get("request")
+    if request is not None:
+        # Errors are always JSON, even from the YAML schema view or the browsable API.
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
     return Response(body, status=status, headers=headers)
 
 
