@@ -13,6 +13,8 @@ urlpatterns = [
     path("api/v1/", include("divine_whispers.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Session login/logout for the browsable API.
+    path("api/auth/", include("rest_framework.urls")),
     # Anything else under /api/ is a JSON 404, not Django's HTML page.
     re_path(r"^api(?:/.*)?$", api_not_found),
 ]

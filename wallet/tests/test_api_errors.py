@@ -172,3 +172,37 @@ def test_errors_are_json_even_when_the_client_prefers_html(as_user):
 
     assert error_of(response) == (404, "not_found")
     assert response["Content-Type"] == "application/json"
+
+
+def test_an_oversized_body_is_refused_without_a_500(as_user, job_type):
+    before = ledger_snapshot()
+    huge = '{"job_type": "fortune", "input": {"q": "' + "x" * 3_000_000 + '"}}'
+
+    response = post_raw(as_user, SPEND, huge)
+
+    status, code = error_of(response)
+    assert (status, code) == (413, "request_too_large")
+    assert ledger_snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000,
+        '{"a":' * 50_000,
+        "\x00",
+        r'{"job_type": "\ud800"}',
+        r'{"job_type": "fortune\u0000"}',
+        r'{"job_type": "fortune", "input": {"q": "\u0000"}}',
+        r'{"job_type": "fortune", "input": {"\udfff": 1}}',
+        r'{"job_type": "fortune", "reference_id": "a\u0000"}',
+        '{"job_type": "fortune", "input": ' + "[" * 900 + "]" * 900 + "}",
+    ],
+)
+def test_pathological_json_is_400_not_500(as_user, job_type, text):
+    before = ledger_snapshot()
+
+    response = post_raw(as_user, SPEND, text)
+
+    assert error_of(response) == (400, "validation_error")
+    assert ledger_snapshot() == before
