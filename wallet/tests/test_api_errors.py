@@ -197,6 +197,11 @@ def test_an_oversized_body_is_refused_without_a_500(as_user, job_type):
         r'{"job_type": "fortune", "input": {"\udfff": 1}}',
         r'{"job_type": "fortune", "reference_id": "a\u0000"}',
         '{"job_type": "fortune", "input": ' + "[" * 900 + "]" * 900 + "}",
+        '{"job_type": "fortune", "input": {"n": 1e400}}',
+        '{"job_type": "fortune", "input": {"n": -1e400}}',
+        '{"job_type": "fortune", "input": {"n": NaN}}',
+        '{"job_type": "fortune", "job_type": "fortune"}',
+        '{"job_type": "fortune", "input": {"a": 1, "a": 2}}',
     ],
 )
 def test_pathological_json_is_400_not_500(as_user, job_type, text):
