@@ -59,3 +59,19 @@ def error_of(response) -> tuple[int, str]:
     assert set(body) == {"error"}, body
     assert set(body["error"]) == {"code", "message", "details"}, body
     return response.status_code, body["error"]["code"]
+
+
+def staff_with(permission: str, username: str):
+    """A staff user holding one model permission directly ("app.codename").
+
+    For transactional tests: the database flush between them removes the groups that the
+    data migration created, but post_migrate re-creates the permissions.
+    """
+    from django.contrib.auth.models import Permission
+
+    app_label, codename = permission.split(".")
+    user = StaffFactory(username=username)
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label=app_label, codename=codename)
+    )
+    return user

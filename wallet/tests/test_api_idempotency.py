@@ -13,7 +13,7 @@ from rest_framework.authtoken.models import Token
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, Wallet
-from wallet.tests.api_helpers import error_of, staff_in
+from wallet.tests.api_helpers import error_of, staff_in, staff_with
 from wallet.tests.factories import UserFactory
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot, run_concurrently
 
@@ -181,15 +181,24 @@ def _post(url: str, token: str, body: dict, key: str) -> tuple[int, dict, str | 
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("operation", ["spend", "transfer"])
+@pytest.mark.parametrize("operation", ["spend", "transfer", "deposit"])
 def test_ten_racing_requests_with_one_key_make_exactly_one_effect(live_server, fund, operation):
     JobTypeFactory(code="fortune", price=50)
     sender, recipient = UserFactory(), UserFactory()
     fund(sender, 1000)
-    token = Token.objects.create(user=sender).key
-    path, body, txn_type = {
-        "spend": (SPEND, {"job_type": "fortune"}, "spend"),
-        "transfer": (TRANSFER, {"to_user_id": recipient.pk, "amount": 30}, "transfer_out"),
+    caller = staff_with("wallet.deposit_points", "psp") if operation == "deposit" else sender
+    token = Token.objects.create(user=caller).key
+    path, body, txn_type, owner, expected = {
+        "spend": (SPEND, {"job_type": "fortune"}, "spend", sender, 950),
+        "transfer": (
+            TRANSFER,
+            {"to_user_id": recipient.pk, "amount": 30},
+            "transfer_out",
+            sender,
+            970,
+        ),
+        # The recipient has no wallet yet: ten requests also race to create it.
+        "deposit": (DEPOSIT, {"user_id": recipient.pk, "amount": 30}, "deposit", recipient, 30),
     }[operation]
 
     results = run_concurrently(
@@ -198,6 +207,7 @@ def test_ten_racing_requests_with_one_key_make_exactly_one_effect(live_server, f
 
     assert not [r for r in results if isinstance(r, BaseException)], results
     statuses = sorted(status for status, _, _ in results)
+    print(f"{operation} race statuses: {statuses}")
     assert 500 not in statuses
     assert statuses.count(201) == 1, statuses
     assert set(statuses) <= {200, 201, 409}, statuses
@@ -206,8 +216,7 @@ def test_ten_racing_requests_with_one_key_make_exactly_one_effect(live_server, f
         if status == 200:
             assert replayed == "true"
             assert answer == created
-    rows = Transaction.objects.filter(user=sender, type=txn_type, reference_id="race-1")
+    rows = Transaction.objects.filter(user=owner, type=txn_type, reference_id="race-1")
     assert rows.count() == 1
-    expected = 1000 - (50 if operation == "spend" else 30)
-    assert Wallet.objects.get(user=sender).balance == expected
+    assert Wallet.objects.get(user=owner).balance == expected
     assert_ledger_consistent()

@@ -114,3 +114,13 @@ def test_healthz_still_answers(api_client):
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(CONTRACT_ENDPOINTS))
+def test_every_contract_endpoint_needs_authentication(api_client, method, path):
+    before = ledger_snapshot()
+
+    response = getattr(api_client, method)(path.replace("{id}", "1"), {}, format="json")
+
+    assert error_of(response) == (401, "not_authenticated")
+    assert ledger_snapshot() == before
