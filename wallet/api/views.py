@@ -82,6 +82,7 @@ class WalletViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Your balance",
+        description="A new user has a wallet with 0 points.",
         responses={200: BalanceSerializer, **error_responses()},
     )
     @action(detail=False, methods=["get"])
@@ -91,6 +92,8 @@ class WalletViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Buy a job at its server-side price",
+        description="Debits the job type's price and creates one `pending` job in the same "
+        "DB transaction. `amount`, when sent, must equal the price (else `price_mismatch`).",
         request=SpendInputSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses=_write_responses(
@@ -121,6 +124,8 @@ class WalletViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Send points to another user",
+        description="One `transfer_out`/`transfer_in` pair sharing a `transfer_id`; at most "
+        "the smaller of the transfer and transaction limits.",
         request=TransferInputSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses=_write_responses(
