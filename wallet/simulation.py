@@ -607,20 +607,11 @@ def ledger_violations(user_ids: Iterable[int]) -> list[Violation]:
 
 
 def verify_ledger_findings() -> list[Violation]:
-    """The operators' integrity command over the whole database, when it is installed."""
-    from django.core.management import call_command, get_commands
-    from django.core.management.base import CommandError
+    """The operators' integrity check (`manage.py verify_ledger`) over the whole database."""
+    from audit.verification import verify_ledger
 
-    if "verify_ledger" not in get_commands():
-        return []
-    import io
-
-    out = io.StringIO()
-    try:
-        call_command("verify_ledger", stdout=out, stderr=out)
-    except (CommandError, SystemExit) as exc:
-        return [Violation(f"verify_ledger failed ({exc}): {out.getvalue()[-2000:]}")]
-    return []
+    report = verify_ledger()
+    return [Violation(f"verify_ledger: {finding.line()}") for finding in report.findings]
 
 
 @dataclass

@@ -19,7 +19,7 @@ from wallet import services
 from wallet.errors import InsufficientBalance
 from wallet.models import Wallet
 from wallet.tests.factories import StaffFactory, UserFactory
-from wallet.tests.helpers import assert_ledger_consistent
+from wallet.tests.reliability.invariants import assert_all_invariants
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_velocity_limit")]
 
@@ -108,7 +108,7 @@ def run_bank_workload(transfers_per_writer: int, reads_per_reader: int) -> dict:
     assert bad_reads == [], bad_reads[:5]
     final = list(Wallet.objects.filter(id__in=wallet_ids).values_list("balance", flat=True))
     assert sum(final) == TOTAL and min(final) >= 0
-    assert_ledger_consistent()
+    assert_all_invariants()
     return counts
 
 

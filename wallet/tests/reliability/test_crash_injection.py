@@ -29,7 +29,8 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import faults, services
 from wallet.models import Transaction, Wallet
 from wallet.tests.factories import StaffFactory, UserFactory
-from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot
+from wallet.tests.helpers import ledger_snapshot
+from wallet.tests.reliability.invariants import assert_all_invariants
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_velocity_limit")]
 
@@ -142,7 +143,7 @@ def crash_and_recover(operation: str, point: str, world: dict) -> None:
         assert ledger_snapshot() != before  # the effect is durable…
     else:
         assert ledger_snapshot() == before  # …or there is no trace of it at all
-    assert_ledger_consistent()
+    assert_all_invariants()
 
     replayed, row = retry(spec, world)
     assert replayed is committed  # applied now, or replayed if it had committed
@@ -154,7 +155,7 @@ def crash_and_recover(operation: str, point: str, world: dict) -> None:
     assert alice_balance == expected[operation]
     if operation == "refund":
         assert Job.objects.get(transaction=world["spend"]).status == JobStatus.REFUNDED
-    assert_ledger_consistent()
+    assert_all_invariants()
 
 
 ALL_POINTS = [

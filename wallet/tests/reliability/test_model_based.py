@@ -42,7 +42,8 @@ from wallet.errors import (
 )
 from wallet.models import Transaction, TransactionType, Wallet
 from wallet.tests.factories import StaffFactory, UserFactory
-from wallet.tests.helpers import OPERATION_ACTIONS, assert_ledger_consistent
+from wallet.tests.helpers import OPERATION_ACTIONS
+from wallet.tests.reliability.invariants import assert_all_invariants
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_velocity_limit")]
 
@@ -295,7 +296,7 @@ def test_ledger_matches_its_model_under_random_operations():
     run_state_machine_as_test(
         LedgerMachine, settings=hypothesis_settings.get_profile("reliability")
     )
-    assert_ledger_consistent()
+    assert_all_invariants()
 
 
 @pytest.mark.stress
@@ -303,4 +304,4 @@ def test_ledger_matches_its_model_under_random_operations_stress():
     run_state_machine_as_test(
         LedgerMachine, settings=hypothesis_settings.get_profile("reliability-stress")
     )
-    assert_ledger_consistent()
+    assert_all_invariants()

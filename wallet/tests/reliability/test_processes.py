@@ -17,8 +17,8 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Wallet
 from wallet.tests.factories import StaffFactory, UserFactory
-from wallet.tests.helpers import assert_ledger_consistent
 from wallet.tests.reliability import workers
+from wallet.tests.reliability.invariants import assert_all_invariants
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,7 +50,7 @@ def run_hot_wallet(spends_per_process: int) -> dict[str, int]:
     assert spent == min(attempts, initial // PRICE)  # every affordable spend, no more
     assert Wallet.objects.get(user=owner).balance == initial - PRICE * spent >= 0
     assert Job.objects.filter(user=owner).count() == spent
-    assert_ledger_consistent()
+    assert_all_invariants()
     return totals
 
 
