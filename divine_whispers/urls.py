@@ -15,8 +15,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     # Session login/logout for the browsable API.
     path("api/auth/", include("rest_framework.urls")),
-    # Anything else under /api/ is a JSON 404, not Django's HTML page.
-    re_path(r"^api(?:/.*)?$", api_not_found),
+    # Anything else under /api/ is a JSON 404, not Django's HTML page. `[\s\S]`, not `.`:
+    # a path with an encoded newline (`/api/v1/jobs/%0A`) fell through to the HTML 404.
+    re_path(r"^api(?:/[\s\S]*)?$", api_not_found),
 ]
 
 handler500 = "divine_whispers.api.exceptions.server_error"
