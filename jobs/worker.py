@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, connections
+from django.db import DatabaseError, connection, connections
 
 from jobs import services
 from jobs.services import JobOutcome, Lease, SweepResult
@@ -149,7 +149,6 @@ class WorkerPool:
         last_sweep = float("-inf")
         try:
             while not self.stop_event.is_set():
-                close_old_connections()
                 try:
                     if time.monotonic() - last_sweep >= self.sweep_interval:
                         self._sweep(name)
