@@ -54,8 +54,9 @@ def record_invocation(context: JobContext) -> None:
 
 @register(COUNTED, replace=True)
 def counted(job_input: dict, context: JobContext) -> dict:
-    """Counts itself; raises when the input says `fail`."""
+    """Counts itself, sleeps `sleep` seconds if asked, raises when the input says `fail`."""
     record_invocation(context)
+    time.sleep(float(job_input.get("sleep", 0)))
     if job_input.get("fail"):
         raise RuntimeError(f"requested failure of job {context.job_id}")
     return {"echo": job_input, "job_id": context.job_id}

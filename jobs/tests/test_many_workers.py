@@ -39,7 +39,9 @@ class Workload:
     initial: dict[int, int]  # user id → points deposited
 
 
-def make_workload(staff, total: int, users: int = 10, fail_every: int = 9) -> Workload:
+def make_workload(
+    staff, total: int, users: int = 10, fail_every: int = 9, sleep: float = 0
+) -> Workload:
     JobTypeFactory(code=COUNTED, price=PRICE)
     JobTypeFactory(code=NO_HANDLER, price=PRICE)
     people = [UserFactory() for _ in range(users)]
@@ -62,7 +64,9 @@ def make_workload(staff, total: int, users: int = 10, fail_every: int = 9) -> Wo
             else:
                 fail = n % fail_every == 4
                 job = wallet_services.spend(
-                    user=people[index], job_type=COUNTED, job_input={"n": n, "fail": fail}
+                    user=people[index],
+                    job_type=COUNTED,
+                    job_input={"n": n, "fail": fail, "sleep": sleep},
                 ).job
                 bought.append((n, job, fail))
         return bought
@@ -216,3 +220,48 @@ def test_a_second_sigterm_releases_the_running_job(user, fund, invocation_table,
     assert (job.status, job.attempts, job.heartbeat_at) == (JobStatus.PENDING, 1, None)
     assert f"job {job.pk} {SLOW} released back to pending" in worker.output()
     assert Wallet.objects.get(user=user).balance == 0  # still paid for: it will run again
+
+
+@pytest.mark.stress
+def test_killing_one_of_3_busy_worker_processes_loses_and_doubles_nothing(
+    staff, invocation_table, start_worker, settings
+):
+    """SIGKILL lands wherever it lands (claim, handler, record, refund); afterwards every
+    job is completed or refunded, no handler ran twice, nothing was refunded twice."""
+    work = make_workload(staff, 900, users=15, sleep=0.05)  # most of a worker's time in handlers
+    timeout = 2
+    env = {"JOBS_RUNNING_TIMEOUT_SECONDS": str(timeout), "JOBS_HEARTBEAT_SECONDS": "0.2"}
+    workers = [start_worker("--once", **env) for _ in range(3)]
+    victim = workers[0]
+    victim_ran = lambda: any(pid == victim.proc.pid for _, _, pid, _ in invocation_table())  # noqa: E731
+    wait_until(victim_ran, timeout=120, what="the victim to run some jobs")
+
+    victim.proc.send_signal(signal.SIGKILL)
+    assert victim.wait(timeout=30) == -signal.SIGKILL
+    assert [worker.wait(timeout=600) for worker in workers[1:]] == [0, 0]
+    settings.JOBS_RUNNING_TIMEOUT_SECONDS = timeout
+    wait_until(
+        lambda: (
+            call_command("reap_jobs")
+            or not Job.objects.filter(status__in=[JobStatus.RUNNING, JobStatus.FAILED]).exists()
+        ),
+        timeout=60,
+        what="the reaper to clean up after the victim",
+    )
+    call_command("run_jobs", once=True)  # jobs the victim left pending, if any
+
+    calls = Counter(job_id for job_id, *_ in invocation_table())
+    assert max(calls.values()) == 1
+    statuses = dict(Job.objects.values_list("id", "status"))
+    assert set(statuses.values()) <= {JobStatus.COMPLETED, JobStatus.REFUNDED}
+    reaped = set(Job.objects.filter(error__startswith="timed out").values_list("id", flat=True))
+    refunded = {job_id for job_id, status in statuses.items() if status == JobStatus.REFUNDED}
+    assert refunded == work.expected_fail | work.no_handler | reaped
+    refunds = Counter(
+        Transaction.objects.filter(type=TransactionType.REFUND).values_list(
+            "related_transaction_id", flat=True
+        )
+    )
+    assert sum(refunds.values()) == len(refunded) and set(refunds.values()) == {1}
+    assert_ledger_consistent()
+    print("kill stress:", {"jobs": len(work.jobs), "reaped": len(reaped), "refunds": len(refunded)})
