@@ -191,7 +191,7 @@ def refund_failed_job(job_id: int, error: str = "") -> int | None:
             allowed_statuses=(JobStatus.FAILED,),
         )
     except DomainError as exc:
-        logger.info("job %s not refunded: %s (%s)", job_id, exc.code, exc.details)
+        logger.warning("job %s not refunded: %s (%s)", job_id, exc.code, exc.details)
         return None
     return refunded.transaction.amount if refunded.transaction is not None else 0
 
@@ -287,8 +287,17 @@ class _Heartbeat:
 
     def _run(self) -> None:
         interval = heartbeat_interval()
+        give_up_at = time.monotonic() + float(settings.JOBS_MAX_RUN_SECONDS)
         try:
             while not self._stop.wait(interval):
+                if time.monotonic() > give_up_at:
+                    logger.warning(
+                        "job %s: handler still running after JOBS_MAX_RUN_SECONDS=%s; "
+                        "no more heartbeats, the reaper will fail and refund it",
+                        self.lease.job_id,
+                        settings.JOBS_MAX_RUN_SECONDS,
+                    )
+                    return
                 try:
                     if not heartbeat(self.lease):
                         logger.warning("job %s: lease lost while running", self.lease.job_id)

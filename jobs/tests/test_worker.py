@@ -7,6 +7,7 @@ refuses to run a handler inside a transaction.
 from __future__ import annotations
 
 import threading
+import time
 from io import StringIO
 
 import pytest
@@ -226,6 +227,40 @@ def test_a_long_handler_keeps_its_job_alive_with_heartbeats(user, fund, job_type
     job.refresh_from_db()
     assert (job.status, job.result) == (JobStatus.COMPLETED, {"done": True})
     assert job_refunds(job) == []
+
+
+def test_a_hung_handler_stops_heartbeating_after_the_max_run_time(user, fund, job_type, settings):
+    settings.JOBS_RUNNING_TIMEOUT_SECONDS = 0.3
+    settings.JOBS_HEARTBEAT_SECONDS = 0.05
+    settings.JOBS_MAX_RUN_SECONDS = 0.2
+    fund(user, 50)
+    job = buy(user)
+    reaped = threading.Event()
+
+    def hung(job_input, context):
+        reaped.wait(timeout=30)  # "hangs" until the reaper has taken the job
+        return {"too": "late"}
+
+    def run(i):
+        if i == 0:
+            return services.process_next_job()
+        try:
+            for _ in range(600):
+                if services.sweep().reaped:
+                    return True
+                time.sleep(0.05)
+            return False
+        finally:
+            reaped.set()
+
+    with registered("fortune", hung):
+        outcome, was_reaped = run_concurrently(run, 2)
+
+    assert was_reaped is True
+    assert outcome.status == "lost"
+    assert_refunded_once(job)
+    assert job.result is None and job.error.startswith("timed out")
+    assert balance(user) == 50
 
 
 def test_a_job_reaped_while_its_handler_runs_is_not_overwritten(user, fund, job_type, settings):
