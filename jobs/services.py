@@ -146,7 +146,7 @@ def complete_job(lease: Lease, result: dict) -> bool:
 
 def fail_job(lease: Lease, error: str) -> bool:
     """`running → failed` with the error, only if the lease is still ours."""
-    error = error[:ERROR_MAX_LENGTH]
+    error = _clean_text(error, ERROR_MAX_LENGTH)
 
     def record() -> bool:
         updated = lease.held().update(
@@ -186,7 +186,7 @@ def refund_failed_job(job_id: int, error: str = "") -> int | None:
     try:
         refunded = wallet_services.refund_job(
             job_id=job_id,
-            reason=reason[:REFUND_REASON_MAX_LENGTH],
+            reason=_clean_text(reason, REFUND_REASON_MAX_LENGTH),
             final_status=JobStatus.REFUNDED,
             allowed_statuses=(JobStatus.FAILED,),
         )
@@ -247,7 +247,11 @@ def _call_handler(lease: Lease) -> tuple[dict | None, str | None]:
 def _check_result(result: Any) -> None:
     if not isinstance(result, dict):
         raise TypeError(f"handler returned {type(result).__name__}, not a dict")
-    size = len(json.dumps(result))  # raises TypeError for values JSON cannot hold
+    # Raises for values JSON (and PostgreSQL's jsonb) cannot hold: objects, NaN, \u0000.
+    dumped = json.dumps(result, allow_nan=False)
+    if "\\u0000" in dumped:
+        raise ValueError("handler result contains a NUL character")
+    size = len(dumped.encode())
     if size > RESULT_MAX_BYTES:
         raise ValueError(f"handler result is {size} bytes, more than {RESULT_MAX_BYTES}")
 
@@ -406,6 +410,11 @@ def _with_db_retries(record: Callable[[], bool]) -> bool:
             connection.close()
             time.sleep(0.2 * attempt)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _clean_text(text: str, max_length: int) -> str:
+    """Handler errors end up in text columns: PostgreSQL refuses NUL, columns have limits."""
+    return text.replace("\x00", "")[:max_length]
 
 
 def _require_no_transaction(what: str) -> None:

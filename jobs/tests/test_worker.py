@@ -99,13 +99,38 @@ def test_handler_error_fails_the_job_and_refunds_it_exactly_once(user, fund, job
     assert_ledger_consistent()
 
 
-def test_a_result_that_is_not_a_json_object_fails_the_job(user, fund, job_type):
+def test_a_handler_error_text_postgres_cannot_store_is_cleaned(user, fund, job_type):
+    fund(user, 50)
+    job = buy(user, "fortune")
+
+    def nasty(job_input, context):
+        raise RuntimeError("bad\x00byte " + "y" * 5000)
+
+    with registered("fortune", nasty):
+        drain()
+
+    assert_refunded_once(job)
+    assert job.error.startswith("RuntimeError: badbyte yyy") and len(job.error) == 2000
+    assert len(job_refunds(job)[0].description) == 500
+
+
+@pytest.mark.parametrize(
+    ("result", "error"),
+    [
+        (["not", "a", "dict"], "not a dict"),
+        ({"when": object()}, "not JSON serializable"),
+        ({"score": float("nan")}, "Out of range float values"),
+        ({"text": "nul\x00byte"}, "NUL character"),
+        ({"text": "x" * (70 * 1024)}, "more than 65536"),
+    ],
+)
+def test_a_result_jsonb_cannot_store_fails_the_job(user, fund, job_type, result, error):
     fund(user, 100)
     job = buy(user, "fortune")
-    with registered("fortune", lambda job_input, context: ["not", "a", "dict"]):
+    with registered("fortune", lambda job_input, context: result):
         drain()
     assert_refunded_once(job)
-    assert "not a dict" in job.error
+    assert error in job.error
 
 
 def test_a_job_type_without_a_handler_fails_and_is_refunded(user, fund):
