@@ -442,3 +442,31 @@ def test_release_puts_the_running_job_back_for_another_worker(user, fund, job_ty
 def test_run_jobs_refuses_a_bad_concurrency():
     with pytest.raises(CommandError, match="concurrency"):
         call_command("run_jobs", once=True, concurrency=0)
+
+
+def test_a_job_still_running_when_the_grace_period_ends_is_released(user, fund, job_type):
+    fund(user, 50)
+    job = buy(user)
+    started, proceed = threading.Event(), threading.Event()
+
+    def gated(job_input, context):
+        started.set()
+        proceed.wait(timeout=30)
+        return {}
+
+    pool = WorkerPool(concurrency=1, poll_interval=0.05)
+    with registered("fortune", gated):
+        runner = threading.Thread(target=pool.run, kwargs={"grace_seconds": 0.2})
+        runner.start()
+        assert started.wait(timeout=30)
+        pool.request_stop()  # SIGTERM: the handler does not finish within the grace period
+        runner.join(timeout=30)
+        job.refresh_from_db()
+        proceed.set()
+        for thread in threading.enumerate():
+            if thread.name == "jobs-worker-1":
+                thread.join(timeout=30)  # its late result is discarded
+
+    assert not runner.is_alive()
+    assert (job.status, job.attempts) == (JobStatus.PENDING, 1)
+    assert pool.stats.snapshot().get("released") == 1
