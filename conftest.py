@@ -5,10 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from django.db.backends.signals import connection_created
 
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.tests.factories import StaffFactory, UserFactory
+
+
+def _allow_truncate_in_tests(sender, connection, **kwargs) -> None:
+    """The test suite's escape hatch through the append-only TRUNCATE triggers.
+
+    pytest-django ends every `transaction=True` test with Django's `flush`, which
+    TRUNCATEs all tables; the triggers of audit/migrations/0002 refuse that unless the
+    session sets `divine_whispers.allow_truncate = on` (and the role owns the tables).
+    Set on every new connection, in autocommit, so it lasts the whole session — threads
+    and reconnects included. Only the test suite does this; the application never does.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET divine_whispers.allow_truncate = 'on'")
+
+
+connection_created.connect(_allow_truncate_in_tests, dispatch_uid="dw-allow-truncate-in-tests")
 
 
 @pytest.fixture

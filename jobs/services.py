@@ -1,4 +1,7 @@
-"""Job state transitions for the worker and the reaper. Money moves only via wallet.services.
+"""Job services: job type writes (admin) and the worker's job state transitions.
+
+Job types: a price is what users are charged, so every change is audited
+(`save_job_type`). Jobs: money moves only via wallet.services.
 
 The life of a job on the worker side:
 
@@ -34,14 +37,25 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, connections
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.models import DateTimeField, ExpressionWrapper, Q
 from django.db.models.functions import Now
 
+from audit.models import AuditEvent
+from audit.services import record_system_event
 from jobs.handlers import JobContext, get_handler
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobStatus, JobType
 from wallet import services as wallet_services
 from wallet.errors import DomainError
+from wallet.validators import validate_positive_amount
 
 logger = logging.getLogger("jobs.worker")
 
@@ -49,6 +63,45 @@ ERROR_MAX_LENGTH = 2000
 REFUND_REASON_MAX_LENGTH = 500  # wallet.validators.REASON_MAX_LENGTH
 RESULT_MAX_BYTES = 64 * 1024
 RECORD_ATTEMPTS = 3  # tries to record an outcome when the database connection drops
+
+
+# --- Job types -----------------------------------------------------------------------------
+
+PRICE_CHANGED_ACTION = "jobtype.price_changed"
+
+
+def save_job_type(*, job_type: JobType, actor: AbstractBaseUser | None) -> AuditEvent | None:
+    """Save a job type; a new or changed price writes a `jobtype.price_changed` event.
+
+    The row is locked while the old price is read, so two staff members editing the
+    same job type record two consecutive changes (old → new) instead of both claiming
+    the same old price. The event is written in the save's DB transaction: either the
+    price and its audit event commit together, or neither does. A new job type counts
+    as a price change from `None`, so every price users were ever charged is audited.
+    """
+    new_price = validate_positive_amount(
+        job_type.price, maximum=settings.WALLET_MAX_TRANSACTION_AMOUNT, field="price"
+    )
+    with transaction.atomic():
+        old_price = None
+        if job_type.pk is not None:
+            old_price = (
+                JobType.objects.select_for_update()
+                .filter(pk=job_type.pk)
+                .values_list("price", flat=True)
+                .first()
+            )
+        job_type.save()
+        if old_price == new_price:
+            return None
+        return record_system_event(
+            action=PRICE_CHANGED_ACTION,
+            actor=actor,
+            metadata={"code": job_type.code, "old": old_price, "new": new_price},
+        )
+
+
+# --- Worker ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

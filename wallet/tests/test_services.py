@@ -349,3 +349,16 @@ def test_ledger_rows_cannot_be_edited_through_the_orm(user, fund):
         Transaction.objects.filter(pk=row.pk).update(amount=1)
     with pytest.raises(TypeError):
         Transaction.objects.all().delete()
+
+
+def test_operations_on_an_unknown_user_id_are_not_found(staff):
+    from wallet.errors import NotFound
+
+    before = ledger_snapshot()
+    with pytest.raises(NotFound):
+        services.deposit(user=10**9, amount=5, reference_id="pay-ghost", actor=staff)
+    with pytest.raises(NotFound):
+        services.adjust(user=10**9, amount=5, reason="ghost", actor=staff)
+    with pytest.raises(ValidationFailed):
+        services.adjust(user="1", amount=5, reason="ghost", actor=staff)
+    assert ledger_snapshot() == before
