@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 from collections import Counter
 from dataclasses import dataclass
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
@@ -105,6 +106,7 @@ def assert_every_job_ran_once(work: Workload, invocations: list[tuple]) -> dict[
         completed = Job.objects.filter(user_id=user_id, status=JobStatus.COMPLETED).count()
         assert Wallet.objects.get(user_id=user_id).balance == deposited - PRICE * completed
     assert_ledger_consistent()
+    call_command("verify_ledger", stdout=StringIO(), stderr=StringIO())  # raises on a finding
     return {
         "jobs": len(work.jobs),
         "handler_failures": len(work.expected_fail),
