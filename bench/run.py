@@ -236,9 +236,13 @@ class Bench:
             def fresh() -> None:
                 self.url = self.fresh_run_db()
 
+            wanted_clients = [n for n in clients if n in self.args.clients]
+            wanted_modes = [m for m in MODES if m in self.args.modes]
+            if not wanted_clients or not wanted_modes:
+                return
             steps.append((f"fresh database for {system}", fresh))
-            for mode in MODES:
-                for n in clients:
+            for mode in wanted_modes:
+                for n in wanted_clients:
 
                     def go(mode=mode, n=n) -> None:
                         self.record(runner(mode, n))
@@ -341,6 +345,10 @@ def main() -> None:
     parser.add_argument("--wallets", type=int, default=10_000)
     parser.add_argument("--only", help="comma list: pgbench,floor,orm,djwallet,ours,...")
     parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    parser.add_argument(
+        "--clients", type=lambda v: [int(x) for x in v.split(",")], default=list(CLIENTS)
+    )
+    parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES))
     parser.add_argument("--output", default=str(RESULTS / "latest.json"))
     args = parser.parse_args()
 
