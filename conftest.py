@@ -5,10 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from django.db.backends.signals import connection_created
 
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.tests.factories import StaffFactory, UserFactory
+
+
+def _allow_truncate_in_tests(sender, connection, **kwargs) -> None:
+    """The test suite's escape hatch through the append-only TRUNCATE triggers.
+
+    pytest-django ends every `transaction=True` test with Django's `flush`, which
+    TRUNCATEs all tables; the triggers of audit/migrations/0002 refuse that unless the
+    session sets `divine_whispers.allow_truncate = on` (and the role owns the tables).
+    Set on every new connection, in autocommit, so it lasts the whole session — threads
+    and reconnects included. Only the test suite does this; the application never does.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET divine_whispers.allow_truncate = 'on'")
+
+
+connection_created.connect(_allow_truncate_in_tests, dispatch_uid="dw-allow-truncate-in-tests")
 
 
 @pytest.fixture
@@ -52,3 +70,36 @@ def fund(staff) -> Callable[..., int]:
 def _fast_password_hashing(settings):
     """Hashing test users' passwords with PBKDF2 would dominate the suite's time."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Throttle counters live in the cache; every test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api_client():
+    """An anonymous DRF test client."""
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def client_for(db) -> Callable:
+    """`client_for(user)`: a DRF test client authenticated with the user's real token."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    def _client_for(target):
+        token, _ = Token.objects.get_or_create(user=target)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return _client_for

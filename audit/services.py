@@ -7,16 +7,18 @@ so an audited operation costs no extra lock and no extra round trip.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction as db_transaction
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from audit.context import current_request_context
 from audit.hashing import compute_event_hash
 from audit.models import SYSTEM_CHAIN, AuditChainHead, AuditEvent, wallet_chain
+from wallet.atomic import run_atomically
 
 
 def _actor_id(actor: AbstractBaseUser | None) -> int | None:
@@ -25,12 +27,29 @@ def _actor_id(actor: AbstractBaseUser | None) -> int | None:
     return actor.pk
 
 
+def _stored_ip(ip: str | None) -> str | None:
+    """The client IP exactly as the database will give it back, or None if it is no IP.
+
+    The hash must be computed over the value verify_ledger will read: PostgreSQL's
+    `inet` stores IPv6 in canonical form (`2001:DB8::0001` comes back as `2001:db8::1`),
+    so hashing the raw REMOTE_ADDR would make an honest event look tampered. A value
+    that is not an IP at all would make the INSERT fail; it is dropped instead.
+    """
+    if not ip:
+        return None
+    try:
+        ipaddress.ip_address(ip.strip())
+        return AuditEvent._meta.get_field("ip").to_python(ip.strip())
+    except (ValueError, ValidationError):
+        return None
+
+
 def _chained_event(*, chain: str, prev_hash: str, **fields: Any) -> AuditEvent:
     context = current_request_context()
     event = AuditEvent(
         chain=chain,
         request_id=context.request_id,
-        ip=context.ip,
+        ip=_stored_ip(context.ip),
         created_at=timezone.now(),
         key_id=settings.AUDIT_HMAC_KEY_ID,
         prev_hash=prev_hash,
@@ -80,8 +99,13 @@ def record_system_event(
     amount: int | None = None,
     metadata: dict | None = None,
 ) -> AuditEvent:
-    """Append to the system chain (events that belong to no wallet)."""
-    with db_transaction.atomic():
+    """Append to the system chain (events that belong to no wallet).
+
+    Through the same retry wrapper as the money services: standalone it is its own
+    transaction (retried on 40001/40P01); inside a caller's atomic block it joins it.
+    """
+
+    def operation() -> AuditEvent:
         head = AuditChainHead.objects.lock(SYSTEM_CHAIN)
         event = _chained_event(
             chain=SYSTEM_CHAIN,
@@ -94,3 +118,5 @@ def record_system_event(
         event.save(force_insert=True)
         AuditChainHead.objects.filter(name=SYSTEM_CHAIN).update(head=event.hash)
         return event
+
+    return run_atomically(operation)

@@ -1,11 +1,22 @@
 """Top-level routes: admin, the versioned REST API, its schema, and a health check."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from divine_whispers.api.exceptions import api_not_found
 from divine_whispers.health import healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("api/v1/", include("divine_whispers.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Session login/logout for the browsable API.
+    path("api/auth/", include("rest_framework.urls")),
+    # Anything else under /api/ is a JSON 404, not Django's HTML page.
+    re_path(r"^api(?:/.*)?$", api_not_found),
 ]
+
+handler500 = "divine_whispers.api.exceptions.server_error"

@@ -1,1 +1,169 @@
-# Register your models here.
+"""Jobs in the back-office: jobs are read-only (their status and points are money
+facts); job types are edited by finance staff, and every price change is audited
+through `jobs.services.save_job_type`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString
+
+from jobs import services
+from jobs.models import Job, JobType
+from wallet.admin import ReadOnlyAdminMixin, admin_link, admin_url, user_label
+from wallet.forms import StrictIntegerField
+from wallet.models import Wallet
+
+
+class JobTypeForm(forms.ModelForm):
+    """The price is typed as digits only: "10.5", "1e3" or "10.0" are refused, not coerced."""
+
+    price = StrictIntegerField(
+        min_value=1, help_text="Whole points, charged on every new purchase of this job type."
+    )
+
+    class Meta:
+        model = JobType
+        fields = ("code", "name", "description", "price", "active")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["price"].max_magnitude = settings.WALLET_MAX_TRANSACTION_AMOUNT
+
+
+@admin.register(JobType)
+class JobTypeAdmin(admin.ModelAdmin):
+    form = JobTypeForm
+    list_display = ("code", "name", "price", "active", "updated_at")
+    list_filter = ("active",)
+    search_fields = ("code", "name")
+    fields = ("code", "name", "description", "price", "active", "price_history", "updated_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: JobType | None = None) -> tuple:
+        # The code is what clients send and what old jobs point at: fixed once created.
+        if obj is None:
+            return ("price_history", "updated_at")
+        return ("code", "price_history", "updated_at")
+
+    def has_delete_permission(self, request: HttpRequest, obj: JobType | None = None) -> bool:
+        # Jobs keep pointing at their type; retire a type by unticking "active".
+        return False
+
+    @admin.display(description="price history")
+    def price_history(self, job_type: JobType) -> SafeString | str:
+        from audit.models import AuditEvent
+
+        if job_type.pk is None:
+            return "—"
+        events = (
+            AuditEvent.objects.filter(
+                action=services.PRICE_CHANGED_ACTION, metadata__code=job_type.code
+            )
+            .select_related("actor")
+            .order_by("-id")[:10]
+        )
+        if not events:
+            return "no recorded change"
+        return format_html_join(
+            "<br>",
+            '<a href="{}">{}</a>: {} → {} by {}',
+            (
+                (
+                    admin_url(event),
+                    event.created_at.strftime("%Y-%m-%d %H:%M"),
+                    event.metadata.get("old"),
+                    event.metadata.get("new"),
+                    event.actor or "system",
+                )
+                for event in events
+            ),
+        )
+
+    def save_model(
+        self, request: HttpRequest, obj: JobType, form: forms.Form, change: bool
+    ) -> None:
+        # The admin wraps this in its own DB transaction; the service's atomic block
+        # nests inside it, so the price and its audit event commit together.
+        services.save_job_type(job_type=obj, actor=request.user)
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "user",
+        "job_type",
+        "status",
+        "points_used",
+        "transaction_link",
+    )
+    list_select_related = ("user", "job_type", "transaction")
+    list_filter = ("status", "job_type", ("created_at", admin.DateFieldListFilter))
+    search_fields = (
+        "user__username",
+        "user__email",
+        "transaction__reference_id",
+        "id__exact",
+    )
+    search_help_text = "Search by username, email, spend reference or job id."
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "owner",
+                    "wallet_link",
+                    "job_type",
+                    "status",
+                    "points_used",
+                    "transaction_link",
+                    "refunds_list",
+                )
+            },
+        ),
+        ("Work", {"fields": ("input", "result", "error", "attempts")}),
+        (
+            "Timeline",
+            {"fields": ("created_at", "started_at", "heartbeat_at", "finished_at", "updated_at")},
+        ),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Job | None = None) -> tuple:
+        return (
+            *(field.name for field in self.opts.fields),
+            "owner",
+            "wallet_link",
+            "transaction_link",
+            "refunds_list",
+        )
+
+    @admin.display(description="user")
+    def owner(self, job: Job) -> str:
+        return user_label(job.user)
+
+    @admin.display(description="spend", ordering="transaction")
+    def transaction_link(self, job: Job) -> SafeString | str:
+        return admin_link(job.transaction)
+
+    @admin.display(description="wallet")
+    def wallet_link(self, job: Job) -> SafeString | str:
+        wallet = Wallet.objects.filter(user_id=job.user_id).first()
+        return admin_link(wallet)
+
+    @admin.display(description="refunds")
+    def refunds_list(self, job: Job) -> SafeString | str:
+        refunds = job.transaction.refunds.order_by("created_at", "id")
+        if not refunds:
+            return "none"
+        return format_html_join(
+            ", ", '<a href="{}">{}</a>', ((admin_url(row), str(row)) for row in refunds)
+        )

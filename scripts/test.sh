@@ -47,5 +47,18 @@ if [ -z "${DATABASE_URL:-}" ]; then
   fi
 fi
 
+# The admin's end-to-end test drives Debian's Chromium (never a downloaded browser).
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian's chromium for the end-to-end admin test ..." >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null ||
+      echo "Could not install chromium: the e2e test will be skipped." >&2
+  else
+    echo "No /usr/bin/chromium (install it: apt-get install chromium): the e2e test will be skipped." >&2
+  fi
+}
+ensure_chromium
+
 echo "Testing on ${DATABASE_URL%%\?*}"
 .venv/bin/python -m pytest "$@"

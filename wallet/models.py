@@ -303,8 +303,11 @@ class TransactionQuerySet(models.QuerySet):
         return self.filter(status=TransactionStatus.SUCCESS)
 
     def update(self, **kwargs):
-        """Only a status may move (from pending); amounts are never rewritten."""
-        if set(kwargs) - {"status"}:
+        """Only a status may move (from pending, with its updated_at); amounts never do.
+
+        PostgreSQL enforces the same rule with a trigger (audit/migrations/0002).
+        """
+        if set(kwargs) - {"status", "updated_at"}:
             raise TypeError("Transaction rows are append-only; only status may change")
         return super().update(**kwargs)
 

@@ -1,0 +1,61 @@
+"""`manage.py cleanup_pending --older-than 15m`: stale `pending` rows become `failed`.
+
+Audited (a `wallet.pending_failed` event per row on its wallet's chain) and idempotent:
+a second run finds nothing to do. Durations: a whole number followed by s, m, h or d.
+Exit codes: 0 done (even when nothing was stale); 2 bad arguments; 3 database error.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+from django.utils import timezone
+
+from wallet import services
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '15m', '2h', '7d' → timedelta; anything else (or zero) is refused."""
+    match = _DURATION.match(text or "")
+    if match is None:
+        raise CommandError(
+            f"--older-than {text!r}: use a whole number and s, m, h or d (e.g. 15m)",
+            returncode=2,
+        )
+    amount = int(match.group(1))
+    if amount == 0:
+        raise CommandError("--older-than must be greater than zero", returncode=2)
+    return timedelta(**{_UNITS[match.group(2)]: amount})
+
+
+class Command(BaseCommand):
+    help = "Turn pending transactions older than --older-than (e.g. 15m) into failed ones."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--older-than", default="15m", help="Age threshold: 90s, 15m, 2h, 7d (default 15m)."
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Only count the stale pending rows."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        age = parse_duration(options["older_than"])
+        try:
+            if options["dry_run"]:
+                stale = services.stale_pending(timezone.now() - age).count()
+                self.stdout.write(f"{stale} pending transaction(s) older than {age} (dry run).")
+                return
+            failed = services.fail_stale_pending(older_than=age)
+        except DatabaseError as exc:
+            raise CommandError(f"cleanup_pending could not run: {exc}", returncode=3) from exc
+        self.stdout.write(
+            self.style.SUCCESS(f"Failed {failed} pending transaction(s) older than {age}.")
+        )

@@ -1,0 +1,212 @@
+"""The one place that turns every error into the contract's JSON error body and status.
+
+Every error leaves the API as `{"error": {"code", "message", "details"}}`. Domain errors
+(wallet/errors.py) carry their code; this module decides their HTTP status in one table,
+so a status can never drift between endpoints. DRF and Django errors are mapped to the
+same shape. Anything else is logged with the request id and answered with a JSON 500 —
+which the test suite makes sure never happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from audit.context import current_request_context
+from wallet import errors
+
+logger = logging.getLogger("divine_whispers.api")
+
+# HTTP status of every domain error class (contract, section "Errors").
+DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
+    errors.ValidationFailed: 400,
+    errors.AmountTooLarge: 400,
+    errors.SelfTransfer: 400,
+    errors.UnknownRecipient: 400,
+    errors.PriceMismatch: 400,
+    errors.NotRefundable: 400,
+    errors.RefundExceedsOriginal: 400,
+    errors.InactiveJobType: 400,
+    errors.InsufficientBalance: 402,
+    errors.NotFound: 404,
+    errors.RequestInProgress: 409,
+    errors.JobNotCancellable: 409,
+    errors.IdempotencyKeyReused: 422,
+    errors.VelocityLimitExceeded: 429,
+}
+
+# Field-level error codes that are themselves contract codes: when every field error of a
+# validation failure carries one of these, it becomes the response's code.
+FIELD_CODES_PROMOTED = frozenset({errors.AmountTooLarge.code})
+
+# DRF exceptions: (status, code). Looked up along the exception's MRO.
+DRF_STATUS: dict[type[Exception], tuple[int, str]] = {
+    drf.ParseError: (400, "validation_error"),
+    drf.NotAuthenticated: (401, "not_authenticated"),
+    drf.AuthenticationFailed: (401, "not_authenticated"),
+    drf.PermissionDenied: (403, "permission_denied"),
+    drf.NotFound: (404, "not_found"),
+    drf.MethodNotAllowed: (405, "method_not_allowed"),
+    drf.NotAcceptable: (406, "not_acceptable"),
+    drf.UnsupportedMediaType: (415, "unsupported_media_type"),
+    drf.Throttled: (429, "throttled"),
+}
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _lookup(table: dict[type, Any], exc: BaseException) -> Any:
+    for klass in type(exc).__mro__:
+        if klass in table:
+            return table[klass]
+    return None
+
+
+def _plain(detail: Any) -> Any:
+    """ErrorDetail trees → plain JSON (lists of strings keyed by field)."""
+    if isinstance(detail, dict):
+        return {str(key): _plain(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [_plain(item) for item in detail]
+    return str(detail)
+
+
+def _flat_codes(codes: Any) -> list[str]:
+    if isinstance(codes, dict):
+        return [code for value in codes.values() for code in _flat_codes(value)]
+    if isinstance(codes, list):
+        return [code for value in codes for code in _flat_codes(value)]
+    return [str(codes)]
+
+
+def _first_message(detail: Any, prefix: str = "") -> str:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            label = "" if key == "non_field_errors" else f"{key}: "
+            return _first_message(value, label)
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0], prefix)
+    return f"{prefix}{detail}"
+
+
+def _validation_response(exc: drf.ValidationError) -> tuple[int, dict, dict]:
+    detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+    codes = set(_flat_codes(exc.get_codes()))
+    code = codes.pop() if len(codes) == 1 and codes <= FIELD_CODES_PROMOTED else "validation_error"
+    return 400, error_body(code, _first_message(detail), {"fields": _plain(detail)}), {}
+
+
+def _domain_response(exc: errors.DomainError) -> tuple[int, dict, dict]:
+    status = _lookup(DOMAIN_STATUS, exc)
+    if status is None:  # a new DomainError class nobody mapped: a bug, not a client error
+        return _unexpected(exc)
+    details = dict(exc.details)
+    field = details.pop("field", None)
+    if field is not None:
+        details["fields"] = {field: [exc.message]}
+    headers = {}
+    if isinstance(exc, errors.VelocityLimitExceeded) and "window_seconds" in details:
+        headers["Retry-After"] = str(details["window_seconds"])
+    return status, error_body(exc.code, exc.message, details), headers
+
+
+def _drf_response(exc: drf.APIException) -> tuple[int, dict, dict] | None:
+    mapped = _lookup(DRF_STATUS, exc)
+    if mapped is None:
+        return None
+    status, code = mapped
+    headers: dict[str, str] = {}
+    details: dict[str, Any] = {}
+    message = _first_message(exc.detail)
+    if isinstance(exc, drf.Throttled):
+        wait = math.ceil(exc.wait) if exc.wait is not None else 1
+        headers["Retry-After"] = str(max(wait, 1))
+        details["retry_after_seconds"] = max(wait, 1)
+        message = "Too many requests; retry later."
+    if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        status = exc.status_code  # DRF turns 401 into 403 when no scheme can challenge
+        code = "not_authenticated" if status == 401 else "permission_denied"
+    return status, error_body(code, message, details), headers
+
+
+def _unexpected(exc: BaseException) -> tuple[int, dict, dict]:
+    request_id = current_request_context().request_id
+    logger.error("unhandled API error (request_id=%s)", request_id, exc_info=exc)
+    body = error_body(
+        "internal_error",
+        "Internal error; nothing was changed. Quote the request id when reporting it.",
+        {"request_id": request_id},
+    )
+    return 500, body, {}
+
+
+def classify(exc: BaseException) -> tuple[int, dict, dict]:
+    """(status, body, headers) for any exception raised while serving an API request."""
+    if isinstance(exc, errors.DomainError):
+        return _domain_response(exc)
+    if isinstance(exc, drf.ValidationError):
+        return _validation_response(exc)
+    if isinstance(exc, DjangoValidationError):
+        return _validation_response(drf.ValidationError(detail=exc.messages))
+    if isinstance(exc, (Http404,)):
+        return 404, error_body("not_found", "Not found."), {}
+    if isinstance(exc, DjangoPermissionDenied):
+        return 403, error_body("permission_denied", "Permission denied."), {}
+    if isinstance(exc, RequestDataTooBig):
+        return 413, error_body("request_too_large", "The request body is too large."), {}
+    if isinstance(exc, SuspiciousOperation):
+        return 400, error_body("validation_error", "Malformed request."), {}
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        request_id = current_request_context().request_id
+        logger.warning("database unavailable (request_id=%s): %s", request_id, exc)
+        body = error_body(
+            "service_unavailable",
+            "The database is unavailable; nothing was changed. Retry later.",
+            {"request_id": request_id},
+        )
+        return 503, body, {"Retry-After": "1"}
+    if isinstance(exc, drf.APIException):
+        mapped = _drf_response(exc)
+        if mapped is not None:
+            return mapped
+    return _unexpected(exc)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response:
+    """REST_FRAMEWORK["EXCEPTION_HANDLER"]: every exception gets a JSON answer."""
+    status, body, headers = classify(exc)
+    set_rollback()
+    request = context.get("request")
+    if request is not None:
+        # Errors are always JSON, even from the YAML schema view or the browsable API.
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
+    return Response(body, status=status, headers=headers)
+
+
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Catch-all under /api/: an unknown URL is a JSON 404, never Django's HTML page."""
+    return JsonResponse(error_body("not_found", "No such API endpoint."), status=404)
+
+
+def server_error(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """handler500: an error outside DRF (middleware, plain views) still answers JSON."""
+    request_id = getattr(request, "request_id", "")
+    return JsonResponse(
+        error_body("internal_error", "Internal error.", {"request_id": request_id}), status=500
+    )

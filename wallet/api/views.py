@@ -1,0 +1,340 @@
+"""Wallet endpoints for users, the payment service account and staff.
+
+Each write view is the same three steps: an input serializer validates the body, one
+service call acts (wallet/services.py — the only code that writes money), an output
+serializer renders. Reads are scoped to the requesting user, so another user's
+transaction is a 404.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from divine_whispers.api.idempotency import (
+    IDEMPOTENCY_KEY_PARAMETER,
+    created_or_replayed,
+    reference_for,
+)
+from divine_whispers.api.pagination import AdminPagePagination, NewestFirstCursorPagination
+from divine_whispers.api.permissions import AuditPermissionDeniedMixin, has_perm
+from divine_whispers.api.schema import error_responses
+from jobs.api.serializers import JobSerializer
+from wallet import selectors, services
+from wallet.api.serializers import (
+    AdjustInputSerializer,
+    AdminWalletFilterSerializer,
+    AdminWalletSerializer,
+    BalanceSerializer,
+    DepositInputSerializer,
+    RefundInputSerializer,
+    SpendInputSerializer,
+    SpendResponseSerializer,
+    TransactionFilterSerializer,
+    TransactionResponseSerializer,
+    TransactionSerializer,
+    TransferInputSerializer,
+    TransferResponseSerializer,
+)
+from wallet.models import Transaction, Wallet
+
+DEPOSIT_PERMISSION = "wallet.deposit_points"
+ADJUST_PERMISSION = "wallet.adjust_points"
+REFUND_PERMISSION = "wallet.refund_transaction"
+VIEW_WALLET_PERMISSION = "wallet.view_wallet"
+
+AMOUNT_ERRORS = ["validation_error", "amount_too_large"]
+
+
+def _write_responses(
+    response_serializer, extra: dict[int, list[str]]
+) -> dict[int, OpenApiResponse]:
+    return {
+        201: OpenApiResponse(response_serializer, description="Done."),
+        200: OpenApiResponse(
+            response_serializer,
+            description="Idempotent replay: the original result, header "
+            "`Idempotent-Replayed: true`; nothing changed.",
+        ),
+        **error_responses({**extra, 422: ["idempotency_key_reused"]}),
+    }
+
+
+def _validated(serializer_class, request: Request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+@extend_schema(tags=["wallet"])
+class WalletViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
+    """The requesting user's wallet: balance, spend, transfer; deposit for payments."""
+
+    audited_actions = frozenset({"deposit"})
+    queryset = Wallet.objects.none()
+    serializer_class = BalanceSerializer
+
+    @extend_schema(
+        summary="Your balance",
+        description="A new user has a wallet with 0 points.",
+        responses={200: BalanceSerializer, **error_responses()},
+    )
+    @action(detail=False, methods=["get"])
+    def balance(self, request: Request) -> Response:
+        wallet = selectors.wallet_for_user(user_id=request.user.pk)
+        return Response(BalanceSerializer(wallet).data)
+
+    @extend_schema(
+        summary="Buy a job at its server-side price",
+        description="Debits the job type's price and creates one `pending` job in the same "
+        "DB transaction. `amount`, when sent, must equal the price (else `price_mismatch`).",
+        request=SpendInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses=_write_responses(
+            SpendResponseSerializer,
+            {
+                400: [*AMOUNT_ERRORS, "price_mismatch", "inactive_job_type"],
+                402: ["insufficient_balance"],
+                409: ["request_in_progress"],
+                429: ["velocity_limit_exceeded"],
+            },
+        ),
+    )
+    @action(detail=False, methods=["post"])
+    def spend(self, request: Request) -> Response:
+        data = _validated(SpendInputSerializer, request)
+        result = services.spend(
+            user=request.user,
+            job_type=data["job_type"],
+            reference_id=reference_for(request, data.get("reference_id")),
+            expected_price=data.get("amount"),
+            job_input=data.get("input"),
+        )
+        body = {
+            "transaction": TransactionSerializer(result.transaction).data,
+            "job": JobSerializer(result.job).data,
+        }
+        return created_or_replayed(body, replayed=result.replayed)
+
+    @extend_schema(
+        summary="Send points to another user",
+        description="One `transfer_out`/`transfer_in` pair sharing a `transfer_id`; at most "
+        "the smaller of the transfer and transaction limits.",
+        request=TransferInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses=_write_responses(
+            TransferResponseSerializer,
+            {
+                400: [*AMOUNT_ERRORS, "self_transfer", "unknown_recipient"],
+                402: ["insufficient_balance"],
+                409: ["request_in_progress"],
+                429: ["velocity_limit_exceeded"],
+            },
+        ),
+    )
+    @action(detail=False, methods=["post"])
+    def transfer(self, request: Request) -> Response:
+        data = _validated(TransferInputSerializer, request)
+        result = services.transfer(
+            sender=request.user,
+            recipient=data["to_user_id"],
+            amount=data["amount"],
+            reference_id=reference_for(request, data.get("reference_id")),
+            description=data.get("description", ""),
+        )
+        body = {
+            "debit": TransactionSerializer(result.debit).data,
+            "credit": TransactionSerializer(result.credit).data,
+        }
+        return created_or_replayed(body, replayed=result.replayed)
+
+    @extend_schema(
+        summary="Credit points after a payment (payment service account)",
+        description=f"Needs the `{DEPOSIT_PERMISSION}` permission. `reference_id` (or the "
+        "Idempotency-Key header) is the payment's id: the same payment never credits twice.",
+        request=DepositInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses=_write_responses(
+            TransactionResponseSerializer,
+            {400: AMOUNT_ERRORS, 403: ["permission_denied"], 409: ["request_in_progress"]},
+        ),
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        permission_classes=[IsAuthenticated, has_perm(DEPOSIT_PERMISSION)],
+    )
+    def deposit(self, request: Request) -> Response:
+        data = _validated(DepositInputSerializer, request)
+        result = services.deposit(
+            user=data["user_id"],
+            amount=data["amount"],
+            reference_id=reference_for(request, data.get("reference_id")),
+            actor=request.user,
+            description=data.get("description", ""),
+        )
+        body = {"transaction": TransactionSerializer(result.transaction).data}
+        return created_or_replayed(body, replayed=result.replayed)
+
+
+@extend_schema(tags=["wallet"])
+class TransactionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The requesting user's ledger rows, newest first."""
+
+    serializer_class = TransactionSerializer
+    pagination_class = NewestFirstCursorPagination
+    queryset = Transaction.objects.none()
+    lookup_value_regex = r"[0-9]+"
+
+    def get_queryset(self) -> QuerySet[Transaction]:
+        filters = {}
+        if self.action == "list":
+            serializer = TransactionFilterSerializer(data=self.request.query_params)
+            serializer.is_valid(raise_exception=True)
+            filters = serializer.validated_data
+        return selectors.transactions_for_user(
+            user_id=self.request.user.pk,
+            txn_type=filters.get("type"),
+            status=filters.get("status"),
+        ).select_related("job")
+
+    @extend_schema(
+        summary="Your transactions, newest first (cursor-paginated)",
+        parameters=[TransactionFilterSerializer],
+        responses={
+            200: TransactionSerializer(many=True),
+            **error_responses({400: ["validation_error"]}),
+        },
+    )
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="One of your transactions",
+        responses={200: TransactionSerializer, **error_responses({404: ["not_found"]})},
+    )
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        return super().retrieve(request, *args, **kwargs)
+
+
+# --- Staff --------------------------------------------------------------------------
+
+
+@extend_schema(tags=["admin"])
+class AdminUserViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
+    """Finance staff: signed point adjustments with a written reason."""
+
+    audited_actions = frozenset({"points"})
+    queryset = get_user_model().objects.all()
+    lookup_value_regex = r"[0-9]+"
+    permission_classes = [IsAuthenticated, has_perm(ADJUST_PERMISSION)]
+
+    @extend_schema(
+        summary="Adjust a user's points (signed, with a reason)",
+        description=f"Needs the `{ADJUST_PERMISSION}` permission.",
+        request=AdjustInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses=_write_responses(
+            TransactionResponseSerializer,
+            {
+                400: AMOUNT_ERRORS,
+                402: ["insufficient_balance"],
+                403: ["permission_denied"],
+                404: ["not_found"],
+                409: ["request_in_progress"],
+            },
+        ),
+    )
+    @action(detail=True, methods=["put"])
+    def points(self, request: Request, pk: str | None = None) -> Response:
+        target = self.get_object()
+        data = _validated(AdjustInputSerializer, request)
+        result = services.adjust(
+            user=target.pk,
+            amount=data["amount"],
+            reason=data["reason"],
+            actor=request.user,
+            reference_id=reference_for(request, data.get("reference_id")),
+        )
+        body = {"transaction": TransactionSerializer(result.transaction).data}
+        return created_or_replayed(body, replayed=result.replayed)
+
+
+@extend_schema(tags=["admin"])
+class AdminWalletViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Support staff: every wallet, filterable by user, ordered by balance."""
+
+    serializer_class = AdminWalletSerializer
+    pagination_class = AdminPagePagination
+    permission_classes = [IsAuthenticated, has_perm(VIEW_WALLET_PERMISSION)]
+    queryset = Wallet.objects.none()
+
+    def get_queryset(self) -> QuerySet[Wallet]:
+        serializer = AdminWalletFilterSerializer(data=self.request.query_params)
+        serializer.is_valid(raise_exception=True)
+        params = serializer.validated_data
+        queryset = Wallet.objects.select_related("user")
+        if "user_id" in params:
+            queryset = queryset.filter(user_id=params["user_id"])
+        if "username" in params:
+            queryset = queryset.filter(user__username__iexact=params["username"])
+        return queryset.order_by(params["ordering"], "id")
+
+    @extend_schema(
+        summary="All wallets (staff)",
+        description=f"Needs the `{VIEW_WALLET_PERMISSION}` permission.",
+        parameters=[AdminWalletFilterSerializer],
+        responses={
+            200: AdminWalletSerializer(many=True),
+            **error_responses(
+                {400: ["validation_error"], 403: ["permission_denied"], 404: ["not_found"]}
+            ),
+        },
+    )
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        return super().list(request, *args, **kwargs)
+
+
+@extend_schema(tags=["admin"])
+class AdminTransactionViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
+    """Support staff: refund a spend, fully or partly."""
+
+    audited_actions = frozenset({"refund"})
+    queryset = Transaction.objects.none()
+    lookup_value_regex = r"[0-9]+"
+    permission_classes = [IsAuthenticated, has_perm(REFUND_PERMISSION)]
+
+    @extend_schema(
+        summary="Refund a spend (full when amount is omitted)",
+        description=f"Needs the `{REFUND_PERMISSION}` permission. Refunding a job's spend "
+        "marks the job `refunded`.",
+        request=RefundInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses=_write_responses(
+            TransactionResponseSerializer,
+            {
+                400: [*AMOUNT_ERRORS, "not_refundable", "refund_exceeds_original"],
+                403: ["permission_denied"],
+                404: ["not_found"],
+                409: ["request_in_progress"],
+            },
+        ),
+    )
+    @action(detail=True, methods=["post"])
+    def refund(self, request: Request, pk: str | None = None) -> Response:
+        data = _validated(RefundInputSerializer, request)
+        result = services.refund(
+            spend_txn=int(pk),
+            amount=data.get("amount"),
+            reason=data["reason"],
+            actor=request.user,
+            reference_id=reference_for(request, data.get("reference_id")),
+        )
+        body = {"transaction": TransactionSerializer(result.transaction).data}
+        return created_or_replayed(body, replayed=result.replayed)

@@ -1,0 +1,59 @@
+"""Staff users and data for the admin tests.
+
+The `support` and `finance` groups come from the data migration. A transactional test
+(live_server, concurrency) flushes every table, groups included, so `staff_in_group`
+recreates a missing group from the migration's own permission lists.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from django.contrib.auth.models import Group, Permission
+from django.test import Client
+
+from wallet.tests.factories import StaffFactory
+
+GROUPS: dict[str, list[tuple[str, str]]] = importlib.import_module(
+    "wallet.migrations.0002_staff_groups"
+).GROUPS
+
+
+def staff_group(name: str) -> Group:
+    group, created = Group.objects.get_or_create(name=name)
+    if created:
+        for app_label, codename in GROUPS[name]:
+            group.permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+    return group
+
+
+def staff_in_group(username: str, group: str | None = None, **extra: Any):
+    """An active staff user, in one of the migration's groups (or in none)."""
+    user = StaffFactory(username=username, **extra)
+    if group is not None:
+        user.groups.add(staff_group(group))
+    return user
+
+
+def staff_with_permissions(username: str, *perms: str):
+    """A staff user holding exactly `perms` ("app_label.codename"), no group."""
+    user = StaffFactory(username=username)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]] if response.context else []

@@ -1,0 +1,168 @@
+"""The admin's Adjust points flow: a dedicated view on a wallet's page, calling
+services.adjust with actor=request.user; only staff holding wallet.adjust_points."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from audit.models import AuditEvent
+from wallet.models import Transaction, TransactionType, Wallet
+from wallet.tests.admin_helpers import (
+    logged_in,
+    messages_of,
+    staff_in_group,
+    staff_with_permissions,
+)
+from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def finance(db):
+    return staff_in_group("finance-agent", "finance")
+
+
+@pytest.fixture
+def wallet(user, fund) -> Wallet:
+    fund(user, 100)
+    return Wallet.objects.get(user=user)
+
+
+def adjust_url(wallet: Wallet) -> str:
+    return reverse("admin:wallet_wallet_adjust", args=[wallet.pk])
+
+
+def change_url(wallet: Wallet) -> str:
+    return reverse("admin:wallet_wallet_change", args=[wallet.pk])
+
+
+def post_adjust(client, wallet, amount, reason="Goodwill for outage 2026-11", reference=None):
+    data = {"amount": amount, "reason": reason}
+    data["reference"] = (
+        reference or client.get(adjust_url(wallet)).context["form"]["reference"].value()
+    )
+    return client.post(adjust_url(wallet), data, follow=True)
+
+
+def test_wallet_page_shows_adjust_button_to_finance_only(finance, wallet):
+    support = staff_in_group("support-agent", "support")
+
+    finance_page = logged_in(finance).get(change_url(wallet)).content.decode()
+    support_page = logged_in(support).get(change_url(wallet)).content.decode()
+
+    assert adjust_url(wallet) in finance_page
+    assert adjust_url(wallet) not in support_page
+
+
+def test_adjust_page_shows_current_balance(finance, wallet):
+    response = logged_in(finance).get(adjust_url(wallet))
+
+    assert response.status_code == 200
+    assert 'id="wallet-balance">100 points' in response.content.decode()
+
+
+@pytest.mark.parametrize(("amount", "expected"), [("150", 250), ("+5", 105), ("-100", 0)])
+def test_adjustment_moves_points_and_reports_new_balance(finance, wallet, user, amount, expected):
+    response = post_adjust(logged_in(finance), wallet, amount)
+
+    assert response.redirect_chain[-1][0] == change_url(wallet)
+    row = Transaction.objects.get(type=TransactionType.ADJUSTMENT)
+    assert (row.amount, row.actor, row.description) == (
+        int(amount),
+        finance,
+        "Goodwill for outage 2026-11",
+    )
+    assert Wallet.objects.get(pk=wallet.pk).balance == expected
+    assert messages_of(response) == [
+        f"Adjusted the wallet of {user} by {int(amount):+d} points (transaction #{row.pk}). "
+        f"New balance: {expected} points."
+    ]
+    event = AuditEvent.objects.get(transaction=row)
+    assert (event.action, event.actor, event.metadata["reason"]) == (
+        "wallet.adjustment",
+        finance,
+        "Goodwill for outage 2026-11",
+    )
+    assert_ledger_consistent()
+
+
+def test_negative_result_is_refused_with_the_contracts_message(finance, wallet):
+    before = ledger_snapshot()
+
+    response = post_adjust(logged_in(finance), wallet, "-101")
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["amount"] == [
+        "Not enough points. The wallet holds 100 points; this would take 101. "
+        "(insufficient_balance)"
+    ]
+    after = ledger_snapshot()
+    # No money moved. The contract audits refused attempts that matter (insufficient
+    # balance), so exactly one rejection event is the only difference.
+    assert {**after, "audit": before["audit"]} == before
+    assert after["audit"] == before["audit"] + 1
+    rejected = AuditEvent.objects.get(action="wallet.adjustment.rejected")
+    assert (rejected.actor, rejected.metadata["code"]) == (finance, "insufficient_balance")
+    assert_ledger_consistent()
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason", "field", "fragment"),
+    [
+        ("10", "", "reason", "A reason is required."),
+        ("10", "  \n ", "reason", "A reason is required."),
+        ("", "no amount", "amount", "This field is required."),
+        ("0", "zero", "amount", "must not be zero"),
+        ("-0", "negative zero", "amount", "must not be zero"),
+        ("1.5", "decimal", "amount", "whole number"),
+        ("-10.0", "decimal zero", "amount", "whole number"),
+        ("2e3", "exponent", "amount", "whole number"),
+        ("ten", "word", "amount", "whole number"),
+        ("1000001", "too large", "amount", "at most 1000000"),
+        ("10", "x" * 501, "reason", "at most 500 characters"),
+    ],
+)
+def test_invalid_adjustment_is_a_form_error_and_changes_nothing(
+    finance, wallet, amount, reason, field, fragment
+):
+    before = ledger_snapshot()
+
+    response = post_adjust(logged_in(finance), wallet, amount, reason=reason)
+
+    assert response.status_code == 200
+    assert any(fragment in error for error in response.context["form"].errors[field])
+    assert ledger_snapshot() == before
+
+
+def test_support_cannot_adjust(wallet):
+    client = logged_in(staff_in_group("support-agent", "support"))
+    before = ledger_snapshot()
+
+    get = client.get(adjust_url(wallet))
+    post = client.post(adjust_url(wallet), {"amount": "50", "reason": "x", "reference": "admin-1"})
+
+    assert (get.status_code, post.status_code) == (403, 403)
+    assert ledger_snapshot() == before
+
+
+def test_adjust_permission_alone_is_enough(wallet):
+    """The flow checks wallet.adjust_points, not a group name."""
+    client = logged_in(staff_with_permissions("solo", "wallet.adjust_points", "wallet.view_wallet"))
+
+    post_adjust(client, wallet, "7")
+
+    assert Wallet.objects.get(pk=wallet.pk).balance == 107
+
+
+def test_double_submitted_adjustment_moves_points_once(finance, wallet):
+    client = logged_in(finance)
+    reference = client.get(adjust_url(wallet)).context["form"]["reference"].value()
+
+    post_adjust(client, wallet, "30", reference=reference)
+    again = post_adjust(client, wallet, "30", reference=reference)
+
+    assert Transaction.objects.filter(type=TransactionType.ADJUSTMENT).count() == 1
+    assert Wallet.objects.get(pk=wallet.pk).balance == 130
+    assert messages_of(again)[0].startswith("This adjustment was already recorded.")
