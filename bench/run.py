@@ -88,7 +88,10 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.server = db.Server.from_env()
-        self.duration = args.duration or (2.0 if args.quick else 8.0)
+        self.template = TEMPLATE
+        self.duration = args.duration or (2.0 if args.quick else 5.0)
+        if args.verify_rows is None:
+            args.verify_rows = "20000" if args.quick else "200000,1000000"
         self.wallets = args.wallets
         self.cells: list[Cell] = []
         self.extra: dict = {}
@@ -96,6 +99,7 @@ class Bench:
         self.total_steps = 0
         self.started = time.time()
         self.workdir = Path(tempfile.mkdtemp(prefix="dw-bench-"))
+        self.cleanups: list[Callable[[], None]] = []  # servers to stop even on failure
 
     # --- output --------------------------------------------------------------------------
 
@@ -116,7 +120,14 @@ class Bench:
     # --- runners -------------------------------------------------------------------------
 
     def run_workers(
-        self, system: str, mode: str, clients: int, processes: int = 1, url: str = ""
+        self,
+        system: str,
+        mode: str,
+        clients: int,
+        processes: int = 1,
+        url: str = "",
+        module: str = "bench.worker",
+        extra: tuple[str, ...] = (),
     ) -> Cell:
         """`clients` threads split over `processes` worker processes, one shared window."""
         cell = Cell(system, mode, clients, self.duration)
@@ -127,7 +138,8 @@ class Bench:
             command = [
                 sys.executable,
                 "-m",
-                "bench.worker",
+                module,
+                *extra,
                 f"--system={worker_system}",
                 f"--threads={threads}",
                 f"--duration={self.duration}",
@@ -169,7 +181,8 @@ class Bench:
     def run_pgbench(self, mode: str, clients: int, *, full: bool = True) -> Cell:
         system = "pgbench" if full else "pgbench_min"
         cell = Cell(system, mode, clients, self.duration)
-        pgbench = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
+        installed = sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))
+        pgbench = shutil.which("pgbench") or str(installed[-1] if installed else "pgbench")
         script = self.workdir / f"{system}-{mode}.sql"
         script.write_text(
             pgbench_script(hot=mode == "hot", wallets=self.wallets, price=db.PRICE, full=full)
@@ -309,6 +322,8 @@ class Bench:
                 self.progress(label)
                 action()
         finally:
+            for cleanup in self.cleanups:
+                cleanup()
             if not self.args.keep:
                 for name in (RUN_DB, TEMPLATE, *self.extra.pop("_dbs", [])):
                     self.server.drop(name)
@@ -349,6 +364,10 @@ def main() -> None:
         "--clients", type=lambda v: [int(x) for x in v.split(",")], default=list(CLIENTS)
     )
     parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES))
+    parser.add_argument(
+        "--verify-rows",
+        help="ledger sizes for verify_ledger (default 200000,1000000; quick: 20000)",
+    )
     parser.add_argument("--output", default=str(RESULTS / "latest.json"))
     args = parser.parse_args()
 
