@@ -29,7 +29,7 @@ def compute_ratios(cells: list[dict], extra: dict) -> dict:
     ratios: dict[str, dict] = {}
 
     def add(name: str, value: float | None, target: str | None = None, met=None) -> None:
-        ratios[name] = {"value": value, "target": target, "met": met}
+        ratios.setdefault(name, {"value": value, "target": target, "met": met})
 
     def at_least(name: str, value: float | None, bound: float) -> None:
         add(name, value, f">= {bound}", None if value is None else value >= bound)
@@ -165,3 +165,44 @@ def plot(results: dict, folder: Path) -> None:
         fig.tight_layout()
         fig.savefig(folder / f"{name}.png", dpi=110)
         plt.close(fig)
+
+
+def markdown(results: dict) -> str:
+    """The README's tables, from a results file (python -m bench.report FILE)."""
+    cells = results["cells"]
+    lines = [
+        "| system | " + " | ".join(f"{m} {n}" for m in MODES for n in CLIENTS) + " |",
+        "|---|" + "---:|" * (len(MODES) * len(CLIENTS)),
+    ]
+    systems = [*SYSTEM_LABELS, "pgbench_min", "floor_min", "ours_noaudit", "transfer"]
+    for system in systems:
+        row, present = [], False
+        for mode in MODES:
+            for n in CLIENTS:
+                cell = _cell(cells, system, mode, n) or (
+                    _cell(cells, system, "pair", n) if mode == "spread" else None
+                )
+                present |= cell is not None
+                row.append(
+                    f"{_fmt(cell['tps'])} / {_fmt(cell['p50_ms'], 1)} / {_fmt(cell['p99_ms'], 1)}"
+                    if cell
+                    else ""
+                )
+        if present:
+            lines.append(f"| {SYSTEM_LABELS.get(system, system)} | " + " | ".join(row) + " |")
+    lines += ["", "| ratio | value | target | met |", "|---|---:|---|---|"]
+    for name, r in results["ratios"].items():
+        if r["target"] is None and not name.startswith(("ours_vs", "audit", "floor_vs_pgbench")):
+            continue
+        if r["value"] is None and r["target"] is None:
+            continue
+        met = {True: "yes", False: "**no**", None: ""}[r["met"]]
+        lines.append(f"| `{name}` | {_fmt(r['value'], 2)} | {r['target'] or ''} | {met} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    sys.stdout.write(markdown(json.loads(Path(sys.argv[1]).read_text())) + "\n")
