@@ -132,6 +132,14 @@ AUDIT_HMAC_OLD_KEYS = env.dict("AUDIT_HMAC_OLD_KEYS", default={})
 # --- Jobs ---------------------------------------------------------------------------
 JOBS_RUNNING_TIMEOUT_SECONDS = env.int("JOBS_RUNNING_TIMEOUT_SECONDS", default=300)
 JOBS_POLL_INTERVAL_SECONDS = env.float("JOBS_POLL_INTERVAL_SECONDS", default=1.0)
+# How often a worker refreshes heartbeat_at of the job it runs (default: timeout / 5,
+# between 0.05 s and 30 s), so a long handler is never mistaken for a dead worker.
+JOBS_HEARTBEAT_SECONDS = env.float("JOBS_HEARTBEAT_SECONDS", default=0.0) or None
+# A handler still running after this long stops heartbeating, so a hung (but alive)
+# handler's job is reaped and refunded like a dead worker's; its late result is dropped.
+JOBS_MAX_RUN_SECONDS = env.float("JOBS_MAX_RUN_SECONDS", default=3600.0)
+# Extra modules that register job handlers (jobs.handlers.register), comma separated.
+JOBS_HANDLER_MODULES = env.list("JOBS_HANDLER_MODULES", default=[])
 
 # --- REST API -------------------------------------------------------------------------
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="600/minute")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models
-from django.db.models import Q
+from django.db import models, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Now
 
 
 class JobType(models.Model):
@@ -40,6 +41,43 @@ class JobStatus(models.TextChoices):
 class JobManager(models.Manager):
     def lock(self, job_id: int) -> Job:
         return self.select_for_update(of=("self",)).get(pk=job_id)
+
+    def claim_next(self) -> Job | None:
+        """Claim the oldest pending job: `pending → running`, committed before returning.
+
+        `SELECT … FOR UPDATE SKIP LOCKED` lets any number of workers (threads or
+        processes) claim side by side: a row another worker is claiming is skipped, not
+        waited for, and never handed out twice. The UPDATE repeats `status = pending`
+        so the claim stays safe where row locks are ignored (SQLite, development).
+        `attempts` is incremented on every claim and serves as the lease's fencing
+        token: whoever records the outcome must still hold that exact attempt.
+        Timestamps come from the database clock, so workers on several machines
+        agree on what "stale" means.
+        """
+        with transaction.atomic():
+            job = (
+                self.select_for_update(skip_locked=True, of=("self",))
+                .select_related("job_type")
+                .filter(status=JobStatus.PENDING)
+                .order_by("created_at", "id")
+                .first()
+            )
+            if job is None:
+                return None
+            claimed = self.filter(pk=job.pk, status=JobStatus.PENDING).update(
+                status=JobStatus.RUNNING,
+                attempts=F("attempts") + 1,
+                started_at=Now(),
+                heartbeat_at=Now(),
+                finished_at=None,
+                updated_at=Now(),
+            )
+            if claimed != 1:
+                return None
+            job.refresh_from_db(
+                fields=["status", "attempts", "started_at", "heartbeat_at", "updated_at"]
+            )
+            return job
 
 
 class Job(models.Model):
