@@ -16,3 +16,6 @@ lint:
 
 format:
 	.venv/bin/ruff check --fix . && .venv/bin/ruff format .
+
+bench:          ## spend benchmarks (README "Performance"): make bench [QUICK=1] [ARGS="--only ours"]
+	scripts/bench.sh $(if $(QUICK),--quick) $(ARGS)

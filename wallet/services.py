@@ -154,12 +154,13 @@ def _reject(
 def _velocity_rejection(wallet: Wallet, actor: Any, now: datetime) -> Rejection | None:
     """Counted from the ledger under the wallet lock, so it holds across processes."""
     window_start = now - timedelta(seconds=settings.WALLET_VELOCITY_WINDOW_SECONDS)
+    # Counting stops at the limit: the cost stays bounded however busy the wallet is.
     recent = Transaction.objects.filter(
         wallet=wallet,
         type__in=VELOCITY_TYPES,
         status=TransactionStatus.SUCCESS,
         created_at__gte=window_start,
-    ).count()
+    )[: settings.WALLET_VELOCITY_LIMIT].count()
     if recent < settings.WALLET_VELOCITY_LIMIT:
         return None
     return _reject(
@@ -322,14 +323,16 @@ def deposit(
     return run_atomically(operation)
 
 
-def _job_type_for_spend(job_type: Any, expected_price: Any) -> JobType:
+def _job_type_code(job_type: Any) -> str:
     if isinstance(job_type, JobType):
-        code = job_type.code
-    elif isinstance(job_type, str) and job_type:
-        code = job_type
-    else:
-        raise ValidationFailed("job_type must be a job type code.", field="job_type")
-    found = JobType.objects.filter(code=code).first()
+        return job_type.code
+    if isinstance(job_type, str) and job_type:
+        return job_type
+    raise ValidationFailed("job_type must be a job type code.", field="job_type")
+
+
+def _checked_job_type(found: JobType | None, code: str, expected_price: Any) -> JobType:
+    """The job type a spend may buy, at the price the client expected (if it sent one)."""
     if found is None:
         raise ValidationFailed(f"Unknown job type {code!r}.", field="job_type")
     if not found.active:
@@ -351,6 +354,75 @@ def _validate_job_input(job_input: Any) -> dict:
     return job_input
 
 
+def _spend_fast(
+    user: Any,
+    user_id: int,
+    code: str,
+    *,
+    expected_price: Any,
+    reference_id: str | None,
+    fingerprint: str,
+    job_input: dict,
+) -> SpendResult | None:
+    """The common spend in two statements (the wallet lock must be ours: inside atomic).
+
+    1. `lock_for_spend`: lock the wallet, read the job type, reserve the row ids;
+    2. `book_spend`: insert ledger row, job and audit event and debit the balance,
+       guarded by the velocity rule and the reference's uniqueness.
+    Returns None whenever the spend is not the plain successful case (no wallet yet,
+    not enough points, a large amount to flag, a replay, the velocity limit): the
+    general path below then handles it under the same lock, exactly as before.
+    """
+    locked = Wallet.objects.lock_for_spend(user_id, code)
+    if locked is None:
+        return None
+    chosen = _checked_job_type(locked.job_type, code, expected_price)
+    wallet, price = locked.wallet, chosen.price
+    if wallet.balance < price or price >= settings.WALLET_LARGE_AMOUNT_THRESHOLD:
+        return None
+    now = timezone.now()
+    actor = user if isinstance(user, User) else User(pk=user_id)
+    row = _book(
+        wallet,
+        txn_type=TransactionType.SPEND,
+        amount=-price,
+        now=now,
+        actor=actor,
+        reference_id=reference_id,
+        fingerprint=fingerprint,
+        description=chosen.name,
+    )
+    row.pk = locked.transaction_id
+    job = Job(
+        pk=locked.job_id,
+        user_id=user_id,
+        job_type=chosen,
+        transaction=row,
+        points_used=price,
+        input=job_input,
+        created_at=now,
+        updated_at=now,
+    )
+    events = _audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code})
+    balance = Wallet.objects.book_spend(
+        wallet,
+        amount=price,
+        rows=[row, job, *events],
+        velocity_since=now - timedelta(seconds=settings.WALLET_VELOCITY_WINDOW_SECONDS),
+        velocity_limit=settings.WALLET_VELOCITY_LIMIT,
+        reference_id=reference_id,
+        now=now,
+    )
+    if balance is None:
+        return None
+    if balance != wallet.balance:  # impossible under the lock; never commit if it happens
+        raise AssertionError(f"wallet {wallet.pk}: balance {balance} != {wallet.balance}")
+    for instance in (row, job):
+        instance._state.adding = False
+        instance._state.db = Wallet.objects.db
+    return SpendResult(row, job)
+
+
 def spend(
     *,
     user: Any,
@@ -362,13 +434,23 @@ def spend(
     """Buy one job at its server-side price; the Job is created in the same transaction."""
     reference_id = validate_reference(reference_id)
     job_input = _validate_job_input(job_input)
-    chosen = _job_type_for_spend(job_type, expected_price)
+    code = _job_type_code(job_type)
     user_id = _user_id(user)
-    fingerprint = _fingerprint(
-        op="spend", job_type=chosen.code, amount=expected_price, input=job_input
-    )
+    fingerprint = _fingerprint(op="spend", job_type=code, amount=expected_price, input=job_input)
 
     def operation() -> SpendResult | Rejection:
+        fast = _spend_fast(
+            user,
+            user_id,
+            code,
+            expected_price=expected_price,
+            reference_id=reference_id,
+            fingerprint=fingerprint,
+            job_input=job_input,
+        )
+        if fast is not None:
+            return fast
+        chosen = _checked_job_type(JobType.objects.filter(code=code).first(), code, expected_price)
         wallet = Wallet.objects.lock_for_user(user_id)
         crash_point("spend.locked")
         earlier = _find_replay(wallet, TransactionType.SPEND, reference_id, fingerprint)

@@ -1,0 +1,387 @@
+"""Entry point of `make bench` / `scripts/bench.sh [--quick]` (issue 7).
+
+One run, one machine: a seeded template database is cloned fresh for every system, each
+system runs spends at 1, 8 and 16 clients over 10,000 wallets ("spread") and on one
+wallet ("hot"), and the ratios between systems are computed from this run only.
+Results: a table on stdout, bench/results/latest.json, and PNG plots next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import db
+from bench.sql import pgbench_script
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CLIENTS = (1, 8, 16)
+MODES = ("spread", "hot")
+TEMPLATE = os.environ.get("BENCH_TEMPLATE_DB", "dw_bench_tpl")
+RUN_DB = os.environ.get("BENCH_DB", "dw_bench_run")
+
+# Systems measured at every client count and mode, in table order.
+SYSTEM_LABELS = {
+    "pgbench": "pgbench, prepared (ceiling)",
+    "floor": "raw psycopg 3 threads (floor)",
+    "orm": "naive Django ORM (peer)",
+    "djwallet": "dj-wallet withdraw (peer)",
+    "ours": "ours: services.spend, threads",
+    "ours_2proc": "ours: services.spend, 2 processes",
+    "http": "ours: HTTP POST /wallet/spend",
+}
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(q / 100 * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+@dataclass
+class Cell:
+    system: str
+    mode: str
+    clients: int
+    duration: float
+    ops: int = 0
+    errors: dict = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    note: str = ""
+
+    def summary(self) -> dict:
+        lat = sorted(self.latencies)
+        return {
+            "system": self.system,
+            "mode": self.mode,
+            "clients": self.clients,
+            "duration_s": self.duration,
+            "ops": self.ops,
+            "tps": round(self.ops / self.duration, 1) if self.duration else None,
+            "errors": sum(self.errors.values()),
+            "error_kinds": self.errors,
+            "p50_ms": _r(percentile(lat, 50)),
+            "p95_ms": _r(percentile(lat, 95)),
+            "p99_ms": _r(percentile(lat, 99)),
+            "mean_ms": _r(statistics.fmean(lat)) if lat else None,
+            "note": self.note,
+        }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.server = db.Server.from_env()
+        self.template = TEMPLATE
+        self.duration = args.duration or (2.0 if args.quick else 5.0)
+        if args.verify_rows is None:
+            args.verify_rows = "20000" if args.quick else "200000,1000000"
+        self.wallets = args.wallets
+        self.cells: list[Cell] = []
+        self.extra: dict = {}
+        self.step = 0
+        self.total_steps = 0
+        self.started = time.time()
+        self.workdir = Path(tempfile.mkdtemp(prefix="dw-bench-"))
+        self.cleanups: list[Callable[[], None]] = []  # servers to stop even on failure
+
+    # --- output --------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        elapsed = time.time() - self.started
+        print(f"[{elapsed:6.1f}s] {message}", flush=True)
+
+    def progress(self, label: str) -> None:
+        self.step += 1
+        self.log(f"({self.step}/{self.total_steps}) {label}")
+
+    # --- databases -----------------------------------------------------------------------
+
+    def fresh_run_db(self) -> str:
+        self.server.clone(TEMPLATE, RUN_DB)
+        return self.server.url_for(RUN_DB)
+
+    # --- runners -------------------------------------------------------------------------
+
+    def run_workers(
+        self,
+        system: str,
+        mode: str,
+        clients: int,
+        processes: int = 1,
+        url: str = "",
+        module: str = "bench.worker",
+        extra: tuple[str, ...] = (),
+    ) -> Cell:
+        """`clients` threads split over `processes` worker processes, one shared window."""
+        cell = Cell(system, mode, clients, self.duration)
+        worker_system = "ours" if system == "ours_2proc" else system
+        per_process = [clients // processes + (i < clients % processes) for i in range(processes)]
+        procs = []
+        for index, threads in enumerate(per_process):
+            command = [
+                sys.executable,
+                "-m",
+                module,
+                *extra,
+                f"--system={worker_system}",
+                f"--threads={threads}",
+                f"--duration={self.duration}",
+                f"--wallets={self.wallets}",
+                f"--seed={index + 1}",
+            ]
+            if mode == "hot":
+                command.append("--hot")
+            procs.append(
+                subprocess.Popen(
+                    command,
+                    cwd=db.ROOT,
+                    env=db.django_env(url),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        for proc in procs:  # every process has connected all its threads
+            line = proc.stdout.readline()
+            if line.strip() != "READY":
+                cell.errors["worker failed to start"] = 1
+        start_at = time.time() + 0.6
+        for proc in procs:
+            proc.stdin.write(f"{start_at}\n")
+            proc.stdin.flush()
+        for proc in procs:
+            out, _ = proc.communicate(timeout=self.duration + 120)
+            if proc.returncode != 0:
+                cell.errors["worker crashed"] = cell.errors.get("worker crashed", 0) + 1
+                continue
+            part = json.loads(out)
+            cell.ops += part["ops"]
+            cell.latencies += part["lat_ms"]
+            for kind, count in part["errors"].items():
+                cell.errors[kind] = cell.errors.get(kind, 0) + count
+        return cell
+
+    def run_pgbench(self, mode: str, clients: int, *, full: bool = True) -> Cell:
+        system = "pgbench" if full else "pgbench_min"
+        cell = Cell(system, mode, clients, self.duration)
+        installed = sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))
+        pgbench = shutil.which("pgbench") or str(installed[-1] if installed else "pgbench")
+        script = self.workdir / f"{system}-{mode}.sql"
+        script.write_text(
+            pgbench_script(hot=mode == "hot", wallets=self.wallets, price=db.PRICE, full=full)
+        )
+        logdir = self.workdir / f"log-{system}-{mode}-{clients}"
+        logdir.mkdir()
+        command = [
+            pgbench,
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, os.cpu_count() or 1)),
+            "-T",
+            str(max(1, round(self.duration))),
+            "-f",
+            str(script),
+            "-l",
+            f"--log-prefix={logdir}/pgbench",
+        ]
+        cell.duration = float(max(1, round(self.duration)))
+        done = subprocess.run(
+            command, env=self.server.libpq_env(RUN_DB), capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            cell.errors[f"pgbench exit {done.returncode}"] = 1
+            cell.note = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+        for log in logdir.iterdir():
+            for line in log.read_text().splitlines():
+                fields_ = line.split()
+                cell.latencies.append(int(fields_[2]) / 1000)
+        cell.ops = len(cell.latencies)
+        for line in done.stdout.splitlines():
+            if line.startswith("number of failed transactions"):
+                failed = int(line.split(":")[1].split()[0])
+                if failed:
+                    cell.errors["failed transactions"] = failed
+        return cell
+
+    # --- plan ----------------------------------------------------------------------------
+
+    def record(self, cell: Cell) -> None:
+        self.cells.append(cell)
+        s = cell.summary()
+        errors = f", {s['errors']} errors" if s["errors"] else ""
+        self.log(
+            f"    → {s['tps']} tps, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms{errors}"
+            + (f" ({cell.note})" if cell.note else "")
+        )
+        if cell.errors:
+            for kind, count in list(cell.errors.items())[:3]:
+                self.log(f"      {count} × {kind}")
+
+    def plan(self) -> list[tuple[str, Callable[[], None]]]:
+        steps: list[tuple[str, Callable[[], None]]] = []
+        only = set(self.args.only.split(",")) if self.args.only else None
+
+        def want(name: str) -> bool:
+            return only is None or name in only
+
+        def grid(system: str, runner: Callable[[str, int], Cell], clients=CLIENTS) -> None:
+            def fresh() -> None:
+                self.url = self.fresh_run_db()
+
+            wanted_clients = [n for n in clients if n in self.args.clients]
+            wanted_modes = [m for m in MODES if m in self.args.modes]
+            if not wanted_clients or not wanted_modes:
+                return
+            steps.append((f"fresh database for {system}", fresh))
+            for mode in wanted_modes:
+                for n in wanted_clients:
+
+                    def go(mode=mode, n=n) -> None:
+                        self.record(runner(mode, n))
+
+                    steps.append((f"{SYSTEM_LABELS.get(system, system)} · {mode} · {n}", go))
+
+        if want("pgbench"):
+            grid("pgbench", lambda m, n: self.run_pgbench(m, n))
+            grid("pgbench_min", lambda m, n: self.run_pgbench(m, n, full=False), clients=(8,))
+        for system in ("floor", "orm", "djwallet", "ours"):
+            if want(system):
+                grid(system, lambda m, n, s=system: self.run_workers(s, m, n, url=self.url))
+        if want("floor"):
+            grid("floor_min", lambda m, n: self.run_workers("floor_min", m, n, url=self.url), (8,))
+        if want("ours_2proc"):
+            grid(
+                "ours_2proc",
+                lambda m, n: self.run_workers("ours_2proc", m, n, processes=2, url=self.url),
+                clients=(8, 16),
+            )
+        if want("audit"):
+            grid(
+                "ours_noaudit",
+                lambda m, n: self.run_workers("ours_noaudit", m, n, url=self.url),
+                clients=(8,),
+            )
+        if want("transfer"):
+
+            def fresh() -> None:
+                self.url = self.fresh_run_db()
+
+            steps.append(("fresh database for transfers", fresh))
+            steps.append(
+                (
+                    "transfers A↔B · 16",
+                    lambda: self.record(self.run_workers("transfer", "pair", 16, url=self.url)),
+                )
+            )
+        if want("http"):
+            from bench import http_bench
+
+            steps += http_bench.steps(self)
+        if want("history"):
+            from bench import history
+
+            steps += history.steps(self)
+        if want("verify"):
+            from bench import verify
+
+            steps += verify.steps(self)
+        return steps
+
+    def run(self) -> dict:
+        self.log(
+            f"PostgreSQL {self.server.server_version()} · {os.cpu_count()} cores · "
+            f"{self.duration:g} s per cell · {'quick' if self.args.quick else 'full'} run"
+        )
+        self.log(f"seeding template database {TEMPLATE} ({self.wallets} wallets)")
+        db.seed_template(self.server, TEMPLATE, self.wallets)
+        steps = self.plan()
+        self.total_steps = len(steps)
+        try:
+            for label, action in steps:
+                self.progress(label)
+                action()
+        finally:
+            for cleanup in self.cleanups:
+                cleanup()
+            if not self.args.keep:
+                for name in (RUN_DB, TEMPLATE, *self.extra.pop("_dbs", [])):
+                    self.server.drop(name)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return self.results()
+
+    def results(self) -> dict:
+        from bench.report import compute_ratios
+
+        cells = [c.summary() for c in self.cells]
+        load = os.getloadavg()
+        return {
+            "meta": {
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+                "quick": self.args.quick,
+                "duration_per_cell_s": self.duration,
+                "wallets": self.wallets,
+                "cores": os.cpu_count(),
+                "python": platform.python_version(),
+                "postgres": self.server.server_version(),
+                "loadavg_at_end": [round(x, 2) for x in load],
+                "wall_time_s": round(time.time() - self.started, 1),
+            },
+            "cells": cells,
+            **{k: v for k, v in self.extra.items() if not k.startswith("_")},
+            "ratios": compute_ratios(cells, self.extra),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short cells, smaller history")
+    parser.add_argument("--duration", type=float, help="seconds per measured cell")
+    parser.add_argument("--wallets", type=int, default=10_000)
+    parser.add_argument("--only", help="comma list: pgbench,floor,orm,djwallet,ours,...")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    parser.add_argument(
+        "--clients", type=lambda v: [int(x) for x in v.split(",")], default=list(CLIENTS)
+    )
+    parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES))
+    parser.add_argument(
+        "--verify-rows",
+        help="ledger sizes for verify_ledger (default 200000,1000000; quick: 20000)",
+    )
+    parser.add_argument("--output", default=str(RESULTS / "latest.json"))
+    args = parser.parse_args()
+
+    bench = Bench(args)
+    results = bench.run()
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=1) + "\n")
+    from bench.report import plot, print_table
+
+    print_table(results)
+    plot(results, output.parent)
+    bench.log(f"wrote {output} and plots in {output.parent}")
+
+
+if __name__ == "__main__":
+    main()
