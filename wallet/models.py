@@ -69,8 +69,11 @@ class WalletManager(models.Manager):
 
         if connections[self.db].vendor != "postgresql":
             return None
+        sql = _lock_for_spend_sql()
+        if row_locks_disabled():  # test-only switch (wallet/faults.py), as in _select_locked
+            sql = sql.replace(" FOR UPDATE OF w", "")
         with _prepared_cursor(connections[self.db]) as cursor:
-            cursor.execute(_lock_for_spend_sql(), [job_type_code, user_id])
+            cursor.execute(sql, [job_type_code, user_id])
             row = cursor.fetchone()
         if row is None:
             return None

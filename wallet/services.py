@@ -376,6 +376,7 @@ def _spend_fast(
     locked = Wallet.objects.lock_for_spend(user_id, code)
     if locked is None:
         return None
+    crash_point("spend.locked")
     chosen = _checked_job_type(locked.job_type, code, expected_price)
     wallet, price = locked.wallet, chosen.price
     if wallet.balance < price or price >= settings.WALLET_LARGE_AMOUNT_THRESHOLD:
@@ -417,6 +418,7 @@ def _spend_fast(
         return None
     if balance != wallet.balance:  # impossible under the lock; never commit if it happens
         raise AssertionError(f"wallet {wallet.pk}: balance {balance} != {wallet.balance}")
+    crash_point("spend.before_commit")
     for instance in (row, job):
         instance._state.adding = False
         instance._state.db = Wallet.objects.db

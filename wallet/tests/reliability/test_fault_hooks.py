@@ -16,7 +16,7 @@ from wallet.tests.reliability.test_crash_injection import ALL_POINTS
 
 def test_every_declared_crash_point_is_in_the_services_and_exercised():
     """A crash point added without a crash test (or removed from the code) fails here."""
-    assert {point for _, point in ALL_POINTS} == faults.CRASH_POINTS
+    assert {point for _, point, _ in ALL_POINTS} == faults.CRASH_POINTS
     root = Path(settings.BASE_DIR) / "wallet"
     source = (root / "services.py").read_text() + (root / "atomic.py").read_text()
     for point in faults.CRASH_POINTS:
