@@ -354,6 +354,28 @@ def _validate_job_input(job_input: Any) -> dict:
     return job_input
 
 
+def _spend_row(
+    wallet: Wallet,
+    chosen: JobType,
+    *,
+    now: datetime,
+    actor: Any,
+    reference_id: str | None,
+    fingerprint: str,
+) -> Transaction:
+    """The spend's ledger row, the same on the fast and the general path."""
+    return _book(
+        wallet,
+        txn_type=TransactionType.SPEND,
+        amount=-chosen.price,
+        now=now,
+        actor=actor,
+        reference_id=reference_id,
+        fingerprint=fingerprint,
+        description=chosen.name,
+    )
+
+
 def _spend_fast(
     user: Any,
     user_id: int,
@@ -383,15 +405,8 @@ def _spend_fast(
         return None
     now = timezone.now()
     actor = user if isinstance(user, User) else User(pk=user_id)
-    row = _book(
-        wallet,
-        txn_type=TransactionType.SPEND,
-        amount=-price,
-        now=now,
-        actor=actor,
-        reference_id=reference_id,
-        fingerprint=fingerprint,
-        description=chosen.name,
+    row = _spend_row(
+        wallet, chosen, now=now, actor=actor, reference_id=reference_id, fingerprint=fingerprint
     )
     row.pk = locked.transaction_id
     job = Job(
@@ -466,15 +481,8 @@ def spend(
         price = chosen.price
         if wallet.balance < price:
             return _insufficient_rejection(wallet, price, action="wallet.spend", actor=actor)
-        row = _book(
-            wallet,
-            txn_type=TransactionType.SPEND,
-            amount=-price,
-            now=now,
-            actor=actor,
-            reference_id=reference_id,
-            fingerprint=fingerprint,
-            description=chosen.name,
+        row = _spend_row(
+            wallet, chosen, now=now, actor=actor, reference_id=reference_id, fingerprint=fingerprint
         )
         Transaction.objects.bulk_create([row])
         crash_point("spend.after_ledger_row")
