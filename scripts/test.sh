@@ -34,7 +34,8 @@ start_throwaway_cluster() {
   "${runas[@]}" "$initdb" -D "$dir/data" -U postgres -A trust >/dev/null
   "${runas[@]}" "$pg_ctl" -D "$dir/data" -l "$dir/log" -w \
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
-  trap '"${runas[@]}" "$pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1; rm -rf "$dir"' EXIT
+  # Expanded now: the function's locals are gone when the EXIT trap runs.
+  trap "$(printf '%q ' "${runas[@]}" "$pg_ctl") -D $(printf '%q' "$dir/data") -m immediate stop >/dev/null 2>&1; rm -rf $(printf '%q' "$dir")" EXIT
   export DATABASE_URL="postgres://postgres@127.0.0.1:$port/divine_whispers"
 }
 
