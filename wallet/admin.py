@@ -9,6 +9,7 @@ dedicated view on the object page, in the style of Django's own password-change 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -90,6 +91,33 @@ class StaffOperationMixin:
         if obj is None:
             raise Http404(f"{self.opts.verbose_name} {object_id!r} does not exist.")
         return obj
+
+    def _submit_operation(
+        self,
+        request: HttpRequest,
+        form_class: type[StaffOperationForm],
+        *,
+        perform: Callable[[dict], Any],
+        describe: Callable[[Any], str],
+        redirect_to: str,
+    ) -> tuple[StaffOperationForm, HttpResponse | None]:
+        """Bind the form and, on a valid POST, call the service once.
+
+        A domain error becomes a form error (never a 500); success is a message and a
+        redirect, returned as the second item so the view can hand it back.
+        """
+        if request.method != "POST":
+            return form_class(), None
+        form = form_class(request.POST)
+        if not form.is_valid():
+            return form, None
+        try:
+            result = perform(form.cleaned_data)
+        except DomainError as error:
+            form.add_domain_error(error)
+            return form, None
+        messages.success(request, describe(result))
+        return form, HttpResponseRedirect(redirect_to)
 
     def _render_operation(
         self, request: HttpRequest, template: str, form: StaffOperationForm, **context: Any
@@ -209,30 +237,33 @@ class WalletAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     def adjust_points_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Adjust points: a signed amount with a reason, through `services.adjust`."""
         wallet = self._operation_object(request, object_id, ADJUST_PERMISSION)
-        if request.method == "POST":
-            form = AdjustPointsForm(request.POST)
-            if form.is_valid():
-                try:
-                    result = services.adjust(
-                        user=wallet.user_id,
-                        amount=form.cleaned_data["amount"],
-                        reason=form.cleaned_data["reason"],
-                        actor=request.user,
-                        reference_id=form.cleaned_data["reference"],
-                    )
-                except DomainError as error:
-                    form.add_domain_error(error)
-                else:
-                    row = result.transaction
-                    prefix = "This adjustment was already recorded. " if result.replayed else ""
-                    messages.success(
-                        request,
-                        f"{prefix}Adjusted the wallet of {wallet.user} by {row.amount:+d} points "
-                        f"(transaction #{row.pk}). New balance: {row.balance_after} points.",
-                    )
-                    return HttpResponseRedirect(admin_url(wallet))
-        else:
-            form = AdjustPointsForm()
+
+        def adjust(data: dict) -> services.OperationResult:
+            return services.adjust(
+                user=wallet.user_id,
+                amount=data["amount"],
+                reason=data["reason"],
+                actor=request.user,
+                reference_id=data["reference"],
+            )
+
+        def describe(result: services.OperationResult) -> str:
+            row = result.transaction
+            prefix = "This adjustment was already recorded. " if result.replayed else ""
+            return (
+                f"{prefix}Adjusted the wallet of {wallet.user} by {row.amount:+d} points "
+                f"(transaction #{row.pk}). New balance: {row.balance_after} points."
+            )
+
+        form, done = self._submit_operation(
+            request,
+            AdjustPointsForm,
+            perform=adjust,
+            describe=describe,
+            redirect_to=admin_url(wallet),
+        )
+        if done is not None:
+            return done
         wallet.refresh_from_db(fields=["balance"])
         return self._render_operation(
             request,
@@ -414,31 +445,30 @@ class TransactionAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin
     def refund_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Refund all or part of a spend, through `services.refund`."""
         spend = self._operation_object(request, object_id, REFUND_PERMISSION)
-        if request.method == "POST":
-            form = RefundForm(request.POST)
-            if form.is_valid():
-                try:
-                    result = services.refund(
-                        spend_txn=spend,
-                        amount=form.cleaned_data["amount"],
-                        reason=form.cleaned_data["reason"],
-                        actor=request.user,
-                        reference_id=form.cleaned_data["reference"],
-                    )
-                except DomainError as error:
-                    form.add_domain_error(error)
-                else:
-                    row = result.transaction
-                    prefix = "This refund was already recorded. " if result.replayed else ""
-                    messages.success(
-                        request,
-                        f"{prefix}Refunded {row.amount} points of spend #{spend.pk} to "
-                        f"{spend.user} (transaction #{row.pk}). "
-                        f"New balance: {row.balance_after} points.",
-                    )
-                    return HttpResponseRedirect(admin_url(spend))
-        else:
-            form = RefundForm()
+
+        def refund(data: dict) -> services.OperationResult:
+            return services.refund(
+                spend_txn=spend,
+                amount=data["amount"],
+                reason=data["reason"],
+                actor=request.user,
+                reference_id=data["reference"],
+            )
+
+        def describe(result: services.OperationResult) -> str:
+            row = result.transaction
+            prefix = "This refund was already recorded. " if result.replayed else ""
+            return (
+                f"{prefix}Refunded {row.amount} points of spend #{spend.pk} to "
+                f"{spend.user} (transaction #{row.pk}). "
+                f"New balance: {row.balance_after} points."
+            )
+
+        form, done = self._submit_operation(
+            request, RefundForm, perform=refund, describe=describe, redirect_to=admin_url(spend)
+        )
+        if done is not None:
+            return done
         refundable = is_refundable_spend(spend)
         return self._render_operation(
             request,
