@@ -39,8 +39,13 @@ def canonical_payload(fields: dict[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
+def hmac_of(fields: dict[str, Any], key: bytes) -> str:
+    """The one definition of an event's hash, shared by the writer and the verifier."""
+    return hmac.new(key, canonical_payload(fields), hashlib.sha256).hexdigest()
+
+
 def hash_fields(fields: dict[str, Any], key_id: str) -> str:
-    return hmac.new(key_for(key_id), canonical_payload(fields), hashlib.sha256).hexdigest()
+    return hmac_of(fields, key_for(key_id))
 
 
 HASHED_FIELDS = (

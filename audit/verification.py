@@ -17,7 +17,6 @@ audit event, transfer), with the expected and the found value.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from typing import Any
 from django.db import connection, transaction
 from tqdm import tqdm
 
-from audit.hashing import HASHED_FIELDS, UnknownAuditKey, canonical_payload, key_for
+from audit.hashing import HASHED_FIELDS, UnknownAuditKey, hmac_of, key_for
 from audit.models import SYSTEM_CHAIN, AuditChainHead, AuditEvent
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 
@@ -381,7 +380,7 @@ def check_event(
         )
     else:
         fields = {name: event[name] for name in HASHED_FIELDS}
-        recomputed = hmac.new(key, canonical_payload(fields), hashlib.sha256).hexdigest()
+        recomputed = hmac_of(fields, key)
         if not hmac.compare_digest(recomputed, event["hash"]):
             yield Finding(
                 "audit_hash",
