@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin
-from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -63,14 +62,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ("Hash chain", {"fields": ("chain", "key_id", "prev_hash", "hash")}),
     )
 
-    def get_readonly_fields(self, request: HttpRequest, obj: AuditEvent | None = None) -> tuple:
-        return (
-            *(field.name for field in self.opts.fields),
-            "actor_label",
-            "wallet_link",
-            "transaction_link",
-            "metadata_pretty",
-        )
+    readonly_fields = ("actor_label", "wallet_link", "transaction_link", "metadata_pretty")
 
     @admin.display(description="actor")
     def actor_label(self, event: AuditEvent) -> str:

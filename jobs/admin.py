@@ -137,14 +137,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ),
     )
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Job | None = None) -> tuple:
-        return (
-            *(field.name for field in self.opts.fields),
-            "owner",
-            "wallet_link",
-            "transaction_link",
-            "refunds_list",
-        )
+    readonly_fields = ("owner", "wallet_link", "transaction_link", "refunds_list")
 
     @admin.display(description="user")
     def owner(self, job: Job) -> str:

@@ -67,7 +67,14 @@ def job_label(job: Job) -> str:
 
 
 class ReadOnlyAdminMixin:
-    """View-only: ledger and audit rows are append-only, corrections are new rows."""
+    """View-only: ledger and audit rows are append-only, corrections are new rows.
+
+    Every model field is read-only, plus the admin's own `readonly_fields` (computed
+    links and labels).
+    """
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> tuple:
+        return (*(field.name for field in self.opts.fields), *self.readonly_fields)
 
     def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
@@ -341,20 +348,18 @@ class TransactionAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin
             fields = ("transfer_id", "counterpart_link", *fields)
         return fields
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Transaction | None = None) -> tuple:
-        extra = (
-            "user_label",
-            "actor_label",
-            "wallet_link",
-            "signed_amount",
-            "related_link",
-            "counterpart_link",
-            "job_link",
-            "refundable",
-            "refunds_list",
-            "audit_link",
-        )
-        return tuple(field.name for field in self.opts.fields) + extra
+    readonly_fields = (
+        "user_label",
+        "actor_label",
+        "wallet_link",
+        "signed_amount",
+        "related_link",
+        "counterpart_link",
+        "job_link",
+        "refundable",
+        "refunds_list",
+        "audit_link",
+    )
 
     @admin.display(description="amount", ordering="amount")
     def signed_amount(self, txn: Transaction) -> str:
