@@ -92,14 +92,19 @@ def api_client():
 
 @pytest.fixture
 def client_for(db) -> Callable:
-    """`client_for(user)`: a DRF test client authenticated with the user's real token."""
-    from rest_framework.authtoken.models import Token
+    """`client_for(user)`: a DRF test client authenticated with a real API key.
+
+    The key is issued the way `manage.py issue_token` issues one (only its digest is
+    stored), so every API test goes through the production authentication path.
+    """
     from rest_framework.test import APIClient
 
+    from wallet.tokens import issue_token
+
     def _client_for(target):
-        token, _ = Token.objects.get_or_create(user=target)
+        _token, key = issue_token(target, name="test")
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
         return client
 
     return _client_for

@@ -10,6 +10,8 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
+from divine_whispers.client_ip import client_ip
+
 
 class UserThrottle(UserRateThrottle):
     def get_rate(self) -> str:
@@ -19,3 +21,8 @@ class UserThrottle(UserRateThrottle):
 class AnonThrottle(AnonRateThrottle):
     def get_rate(self) -> str:
         return settings.API_ANON_THROTTLE_RATE
+
+    def get_ident(self, request) -> str:
+        """The client address as everything else sees it (X-Forwarded-For only through
+        TRUSTED_PROXY_COUNT proxies); DRF's own reads a client-supplied header."""
+        return client_ip(request) or ""

@@ -23,7 +23,6 @@ from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -36,6 +35,7 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.reliability.invariants import assert_all_invariants
+from wallet.tokens import issue_token
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_velocity_limit")]
 
@@ -61,8 +61,8 @@ def api_world(settings):
     spend, job = services.spend(user=alice, job_type="fortune")
     return {
         "tokens": {
-            "superuser": Token.objects.create(user=root).key,
-            "user": Token.objects.create(user=alice).key,
+            "superuser": issue_token(root)[1],
+            "user": issue_token(alice)[1],
         },
         "ids": {"transaction": spend.pk, "job": job.pk, "user": bob.pk},
     }

@@ -1,0 +1,35 @@
+"""`Authorization: Token <key>` against hashed, expiring keys (django-rest-knox).
+
+Knox's own lookup also loads and deletes the user's other expired keys on every
+request (an extra query and writes on the hot path). This subclass keeps knox's header
+parsing and user checks but finds the key with one indexed query on its digest, and
+treats an expired key as unknown without writing anything. There is no per-process
+cache: a revoked (deleted) or expired key is refused on the next request on every server.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from knox.auth import TokenAuthentication
+from knox.crypto import hash_token
+from rest_framework.exceptions import AuthenticationFailed
+
+from wallet.models import ApiToken
+
+INVALID = "Invalid, expired or revoked API key."
+
+
+class ExpiringTokenAuthentication(TokenAuthentication):
+    def authenticate_credentials(self, token: bytes):
+        try:
+            key = token.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise AuthenticationFailed(INVALID) from exc
+        row = (
+            ApiToken.objects.select_related("user")
+            .filter(digest=hash_token(key), expiry__gt=timezone.now())
+            .first()
+        )
+        if row is None:
+            raise AuthenticationFailed(INVALID)
+        return self.validate_user(row)
