@@ -198,6 +198,9 @@ LOGGING = {
 # revoking deletes the row, so every server refuses the key on its next request.
 API_TOKEN_TTL = parse_duration(env.str("API_TOKEN_TTL", default="90d"))
 KNOX_TOKEN_MODEL = "wallet.ApiToken"
+# Knox's own migrations create its default table even when the model is swapped for ours;
+# without them Django creates no table for the swapped-out model.
+MIGRATION_MODULES = {"knox": None}
 REST_KNOX = {"TOKEN_TTL": API_TOKEN_TTL, "AUTH_HEADER_PREFIX": "Token", "AUTO_REFRESH": False}
 
 # Login lockout (django-axes, database handler: every process sees the same failures):
@@ -232,3 +235,5 @@ MIDDLEWARE.insert(
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 # CSRF failures answer the JSON error body under /api/ (Django's page elsewhere).
 CSRF_FAILURE_VIEW = "divine_whispers.api.exceptions.csrf_failure"
+# Axes logs every successful login at INFO; failures and lockouts (WARNING) are enough.
+LOGGING.setdefault("loggers", {})["axes"] = {"level": "WARNING"}

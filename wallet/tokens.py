@@ -20,6 +20,21 @@ from audit.services import record_system_event
 from wallet.models import ApiToken
 
 
+def may_issue_for(issuer: AbstractBaseUser, user: AbstractBaseUser) -> bool:
+    """Whether `issuer` may hand out a key acting as `user`: never a way to gain rights.
+
+    A superuser may issue for anyone; anybody else only for active users who are not
+    superusers and hold no permission the issuer lacks.
+    """
+    if not user.is_active:
+        return False
+    if issuer.is_superuser:
+        return True
+    if user.is_superuser:
+        return False
+    return user.get_all_permissions() <= issuer.get_all_permissions()
+
+
 def save_new_token(
     token: ApiToken, *, expires_in: timedelta | None = None, actor: AbstractBaseUser | None = None
 ) -> str:
