@@ -16,6 +16,10 @@ from divine_whispers.api.exceptions import error_body
 
 class ApiLoginView(auth_views.LoginView):
     template_name = "rest_framework/login.html"
+    # Without `?next=`, land on a page of the browsable API rather than Django's default
+    # /accounts/profile/ (which does not exist here).
+    next_page = "/api/v1/wallet/balance"
+    http_method_names = ["get", "post", "head", "options"]  # FormView treats PUT as POST
 
     def form_invalid(self, form) -> JsonResponse:
         fields = {
