@@ -94,15 +94,21 @@ def api_client():
 def client_for(db) -> Callable:
     """`client_for(user)`: a DRF test client authenticated with a real API key.
 
-    The key is issued the way `manage.py issue_token` issues one (only its digest is
-    stored), so every API test goes through the production authentication path.
+    The key is stored the way `manage.py issue_token` stores one (only its digest, with an
+    expiry), so every API test goes through the production authentication path. The row
+    is written directly rather than through wallet.tokens.issue_token so that tests which
+    count audit events do not see an `auth.token_issued` event of the fixture's own.
     """
+    from django.conf import settings
     from rest_framework.test import APIClient
 
-    from wallet.tokens import issue_token
+    from wallet.models import ApiToken
 
     def _client_for(target):
-        _token, key = issue_token(target, name="test")
+        # knox's manager: stores the digest, returns the key.
+        _token, key = ApiToken.objects.create(
+            user=target, expiry=settings.API_TOKEN_TTL, name="test"
+        )
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
         return client

@@ -10,6 +10,7 @@ cache: a revoked (deleted) or expired key is refused on the next request on ever
 from __future__ import annotations
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from knox.auth import TokenAuthentication
 from knox.crypto import hash_token
 from rest_framework.exceptions import AuthenticationFailed
@@ -33,3 +34,21 @@ class ExpiringTokenAuthentication(TokenAuthentication):
         if row is None:
             raise AuthenticationFailed(INVALID)
         return self.validate_user(row)
+
+
+class ExpiringTokenScheme(OpenApiAuthenticationExtension):
+    """OpenAPI: `Authorization: Token <key>` (an apiKey header, as DRF's token scheme)."""
+
+    target_class = ExpiringTokenAuthentication
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": (
+                "`Token <key>`: a key from `manage.py issue_token` or the admin. Keys expire "
+                "(API_TOKEN_TTL) and can be revoked; an expired, revoked or unknown key is 401."
+            ),
+        }

@@ -17,6 +17,7 @@ from wallet.errors import AmountTooLarge, ValidationFailed
 from wallet.validators import (
     BIGINT_MAX,
     REFERENCE_MAX_LENGTH,
+    REFERENCE_PATTERN,
     is_strict_int,
     is_valid_reference,
     validate_positive_amount,
@@ -81,15 +82,23 @@ class StrictIdField(serializers.Field):
 
 
 @extend_schema_field(
-    {"type": "string", "minLength": 1, "maxLength": REFERENCE_MAX_LENGTH, "pattern": "^[ -~]+$"}
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": REFERENCE_MAX_LENGTH,
+        "pattern": REFERENCE_PATTERN,
+    }
 )
 class ReferenceField(serializers.Field):
-    """An idempotency reference: 1–255 printable ASCII characters, taken verbatim."""
+    """An idempotency reference: 1–255 printable ASCII characters, taken verbatim, with no
+    leading or trailing space (refused, never stripped: the client must know its key)."""
 
     def to_internal_value(self, data: Any) -> str:
         if not is_valid_reference(data):
             raise serializers.ValidationError(
-                f"{self.field_name} must be 1–255 printable ASCII characters.", code="invalid"
+                f"{self.field_name} must be 1–255 printable ASCII characters, without a "
+                "leading or trailing space.",
+                code="invalid",
             )
         return data
 
