@@ -182,6 +182,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Framework-level answers (406, and 400/403/413/415 for bodies) on every operation.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "divine_whispers.api.schema.document_transport_errors",
+        "divine_whispers.api.schema.refuse_undeclared_body_fields",
+    ],
 }
 
 LOGGING = {
@@ -233,6 +239,9 @@ MIDDLEWARE.insert(
 # Input rules: X-Forwarded-For is believed only through this many trusted reverse proxies
 # (0: never; the client address is the socket's). Used by throttles, audit and lockout.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# No OPTIONS metadata (DRF's describes serializers and failed with a 500 on views
+# without one); an OPTIONS request is 405 like any other undocumented method.
+REST_FRAMEWORK["DEFAULT_METADATA_CLASS"] = None
 # CSRF failures answer the JSON error body under /api/ (Django's page elsewhere).
 CSRF_FAILURE_VIEW = "divine_whispers.api.exceptions.csrf_failure"
 # Axes logs every successful login at INFO; failures and lockouts (WARNING) are enough.
