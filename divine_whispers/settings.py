@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 
+from divine_whispers.cache_guard import cache_options
 from divine_whispers.production import refuse_insecure_production
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -103,7 +104,19 @@ def _database_from_env() -> dict:
 
 DATABASES = {"default": _database_from_env()}
 
+# --- Cache (hardening): an optimisation, never a single point of failure -------------
+# Rate limits live here (Redis in production, local memory when CACHE_URL is unset). A
+# cache that refuses connections or answers slower than CACHE_TIMEOUT_MS lets requests
+# through (divine_whispers/cache_guard.py); the outage is logged at most once per
+# CACHE_ERROR_LOG_INTERVAL_SECONDS, and each process stops asking the cache for
+# CACHE_RETRY_SECONDS after an error.
+CACHE_TIMEOUT_MS = env.int("CACHE_TIMEOUT_MS", default=100)
+CACHE_ERROR_LOG_INTERVAL_SECONDS = env.float("CACHE_ERROR_LOG_INTERVAL_SECONDS", default=60.0)
+CACHE_RETRY_SECONDS = env.float("CACHE_RETRY_SECONDS", default=5.0)
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://divine-whispers")}
+CACHES["default"].setdefault("OPTIONS", {}).update(
+    cache_options(env.str("CACHE_URL", default=""), CACHE_TIMEOUT_MS)
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
