@@ -207,6 +207,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several components share the `status` field name (transfer credit leg: hardening).
+    "ENUM_NAME_OVERRIDES": {
+        "TransactionStatusEnum": "wallet.models.TransactionStatus",
+        "JobStatusEnum": "jobs.models.JobStatus",
+    },
 }
 
 LOGGING = {
