@@ -64,6 +64,10 @@ def test_threads_of_one_user_get_exactly_the_limit(settings, user, client_for):
         statuses = Counter(code for codes in pool.map(burst, range(8)) for code in codes)
 
     assert statuses == {200: 50, 429: 8 * 15 - 50}
+    refused = client_for(user).get("/api/v1/wallet/balance")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "throttled"
+    assert 1 <= int(refused["Retry-After"]) <= 86_400  # what is left of the day's window
 
 
 @pytest.fixture
