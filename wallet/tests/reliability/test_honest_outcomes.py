@@ -11,6 +11,9 @@ PostgreSQL backend is killed with `pg_terminate_backend` at one of three moments
 * `committed`     — after the COMMIT, before the answer: the answer needs no query (it is
   built from what the service returned), so it is the real `201`.
 
+And the COMMIT may reach the server while its answer is lost (the connection's commit is
+made to raise after committing): applied, yet the server cannot know — "unknown" again.
+
 Every outcome is cross-checked by replaying the request with the same reference: after
 "not_applied" the replay applies it (`201`), after an applied one it replays (`200`,
 `Idempotent-Replayed: true`), after "unknown" either — and never a second effect.
@@ -22,7 +25,7 @@ import random
 from collections import Counter
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection, connections
 
 from jobs.tests.factories import JobTypeFactory
 from wallet import faults, services
@@ -146,14 +149,18 @@ def test_a_lost_connection_answers_the_honest_outcome(world, operation, point):
     assert_all_invariants()
 
 
-def test_fifty_killed_requests_each_outcome_confirmed_by_a_replay(world, capsys):
-    """Random operation and crash point, 50 times: the figures of the closing note."""
+def test_fifty_faulted_requests_each_outcome_confirmed_by_a_replay(world, capsys, monkeypatch):
+    """Random operation and fault, 50 times: the figures of the closing note."""
     rng = random.Random(2026)
     table: Counter = Counter()
     for n in range(50):
-        operation, point = rng.choice(OPERATIONS), rng.choice(list(POINTS))
+        operation, fault = rng.choice(OPERATIONS), rng.choice([*POINTS, "answer-lost"])
         key = f"fifty-{n}"
-        outcome = outcome_of(killed_at(world, operation, point, key))
+        if fault == "answer-lost":
+            response = commit_answer_lost(world, operation, key, monkeypatch)
+        else:
+            response = killed_at(world, operation, fault, key)
+        outcome = outcome_of(response)
         was_applied = effect_exists(key)
         replay = send(world, operation, key)
         told = "replayed" if replay.status_code == 200 else "applied-now"
@@ -202,3 +209,37 @@ def test_no_query_runs_after_the_commit(world, operation):
                 connection.execute_wrappers.remove(refuse)
         assert response.status_code == expected, response.content
         assert queries_after_commit == []
+
+
+def commit_answer_lost(world: dict, operation: str, key: str, monkeypatch):
+    """Send the request with its COMMIT applied by the server but its answer lost."""
+    wrapper_class = type(connections["default"])
+    commit = wrapper_class._commit
+    lost: list[bool] = []
+
+    def commit_then_lose_the_answer(self) -> None:
+        commit(self)
+        if not lost:  # only this request's COMMIT
+            lost.append(True)
+            raise OperationalError("server closed the connection unexpectedly")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(wrapper_class, "_commit", commit_then_lose_the_answer)
+        return send(world, operation, key)
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_a_commit_whose_answer_is_lost_is_unknown_and_the_replay_says_applied(
+    world, operation, monkeypatch
+):
+    """The COMMIT reaches the server, then the connection drops before its answer: the
+    change is applied, the server cannot know it, and says "unknown"; the replay tells."""
+    key = f"lost-answer-{operation}"
+
+    response = commit_answer_lost(world, operation, key, monkeypatch)
+
+    assert outcome_of(response) == "unknown"
+    assert effect_exists(key)  # it was applied
+    replay = send(world, operation, key)
+    assert replay.status_code == 200 and replay["Idempotent-Replayed"] == "true"
+    assert_all_invariants()
