@@ -20,7 +20,6 @@ RESULTS = ROOT / "bench" / "results"
 PLOTS = ("throughput.png", "latency.png")
 
 
-
 def _results() -> dict:
     path = RESULTS / "latest.json"
     try:
