@@ -37,7 +37,7 @@ def _meta(results: dict) -> str:
     load = ", ".join(str(v) for v in meta.get("loadavg_at_end") or []) or "—"
     return "\n".join(
         [
-            "| | |",
+            "| setting | value |",
             "|---|---|",
             f"| run started | {meta['when']} |",
             f"| kind | {'quick run' if meta.get('quick') else 'full run'} |",
