@@ -54,11 +54,7 @@ def _tracked_sources() -> list[Path]:
     ).stdout.split()
     # The service, its scripts and commands; not the variables tests and benchmark
     # processes pass among themselves.
-    return [
-        ROOT / name
-        for name in listed
-        if (ROOT / name).is_file() and not _internal(name)
-    ]
+    return [ROOT / name for name in listed if (ROOT / name).is_file() and not _internal(name)]
 
 
 def _internal(name: str) -> bool:
