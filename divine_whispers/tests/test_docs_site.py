@@ -14,14 +14,15 @@ from django.conf import settings
 
 ROOT = Path(settings.BASE_DIR)
 CONFIGURATION_PAGE = ROOT / "docs" / "operations" / "configuration.md"
-# Environment reads in Python (django-environ, os.environ) and in shell scripts.
+# Environment reads in Python (django-environ, os.environ) and, in shell scripts, a
+# variable read with a default (`${NAME:-default}`: a knob, not a local variable).
 ENV_READ = re.compile(
     r"""env\.\w+\(\s*"([A-Z][A-Z0-9_]+)"
       | environ\.get\(\s*"([A-Z][A-Z0-9_]+)"
       | environ\[\s*"([A-Z][A-Z0-9_]+)"\s*\]
       | getenv\(\s*"([A-Z][A-Z0-9_]+)"
       | _ENV\s*=\s*"([A-Z][A-Z0-9_]+)"
-      | \$\{([A-Z][A-Z0-9_]+)""",
+      | \$\{([A-Z][A-Z0-9_]+):?-""",
     re.VERBOSE,
 )
 NOT_CONFIGURATION = {"PATH", "HOME", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE"}
@@ -52,13 +53,15 @@ def _tracked_sources() -> list[Path]:
         text=True,
         check=True,
     ).stdout.split()
-    # The service, its scripts and commands; not the variables tests and benchmark
-    # processes pass among themselves.
+    # The service, its scripts and commands; not the variables tests, benchmark and
+    # cluster-drill processes pass among themselves (deploy/ is documented by its page).
     return [ROOT / name for name in listed if (ROOT / name).is_file() and not _internal(name)]
 
 
 def _internal(name: str) -> bool:
-    return "/tests/" in f"/{name}" or name.startswith("bench/") or name == "conftest.py"
+    return (
+        "/tests/" in f"/{name}" or name.startswith(("bench/", "deploy/")) or name == "conftest.py"
+    )
 
 
 def test_every_environment_variable_the_code_reads_is_documented():
