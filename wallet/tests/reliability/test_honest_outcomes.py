@@ -2,7 +2,7 @@
 
 For each money operation (spend, transfer, refund, adjust, deposit) the request's own
 PostgreSQL backend is killed with `pg_terminate_backend` at one of three moments
-(wallet/faults.py crash points in wallet/atomic.py):
+(divine_whispers/faults.py crash points in divine_whispers/db.py):
 
 * `atomic.begin`  — before the transaction's first statement: nothing can be applied,
   `503` with `details.outcome = "not_applied"`;
@@ -28,7 +28,8 @@ import pytest
 from django.db import OperationalError, connection, connections
 
 from jobs.tests.factories import JobTypeFactory
-from wallet import faults, services
+from divine_whispers import faults
+from wallet import services
 from wallet.models import Transaction
 from wallet.tests.api_helpers import error_of, staff_with
 from wallet.tests.factories import StaffFactory, UserFactory
