@@ -26,8 +26,8 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from audit.context import current_request_context
-from wallet import errors
 from divine_whispers.db import commit_sent
+from wallet import errors
 
 logger = logging.getLogger("divine_whispers.api")
 

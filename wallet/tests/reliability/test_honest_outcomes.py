@@ -27,8 +27,8 @@ from collections import Counter
 import pytest
 from django.db import OperationalError, connection, connections
 
-from jobs.tests.factories import JobTypeFactory
 from divine_whispers import faults
+from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction
 from wallet.tests.api_helpers import error_of, staff_with
