@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import connection
 from django.db.models import QuerySet
 
-from wallet.models import Transaction, Wallet
+from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 
 
 def wallet_for_user(*, user_id: int) -> Wallet:
@@ -31,3 +38,200 @@ def ledger_sum(*, wallet_id: int) -> int:
         Transaction.objects.successful().filter(wallet_id=wallet_id).aggregate(total=Sum("amount"))
     )["total"]
     return total or 0
+
+
+# --- Finance report (contract: "Reports") ------------------------------------------------
+
+REPORT_MAX_DAYS = 366
+# The per-day point totals, in the order the API, the admin table and the CSV show them.
+REPORT_AMOUNTS = (
+    "deposited",
+    "spent",
+    "refunded",
+    "transferred",
+    "adjusted_up",
+    "adjusted_down",
+    "expired",
+    "net",
+)
+REPORT_FIGURES = (*REPORT_AMOUNTS, "count", "closing_liability")
+
+
+@dataclass(frozen=True)
+class ReportDay:
+    """One day of the finance report; every figure is a whole number of points."""
+
+    date: date
+    deposited: int = 0
+    spent: int = 0
+    refunded: int = 0
+    transferred: int = 0
+    adjusted_up: int = 0
+    adjusted_down: int = 0
+    expired: int = 0  # points cannot expire yet
+    net: int = 0
+    count: int = 0
+    closing_liability: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"date": self.date, **{name: getattr(self, name) for name in REPORT_FIGURES}}
+
+
+@dataclass(frozen=True)
+class DailyReport:
+    days: list[ReportDay]
+    opening_liability: int
+    timezone: str
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Sums of the day figures over the range; the liabilities are the range's ends."""
+        totals = {name: sum(getattr(day, name) for day in self.days) for name in REPORT_AMOUNTS}
+        totals["count"] = sum(day.count for day in self.days)
+        totals["opening_liability"] = self.opening_liability
+        totals["closing_liability"] = (
+            self.days[-1].closing_liability if self.days else self.opening_liability
+        )
+        return totals
+
+
+def report_day_start(day: date, tz: tzinfo) -> datetime:
+    """The instant `day` begins in `tz` (a day is 23 or 25 hours long across DST)."""
+    return datetime.combine(day, time.min, tzinfo=tz)
+
+
+def daily_report(*, first: date, last: date, tz: tzinfo) -> DailyReport:
+    """The finance report for the days `first`..`last` (inclusive) of time zone `tz`.
+
+    Every figure is aggregated by the database from successful ledger rows, in one
+    statement (so one snapshot): per day the point totals by type, `net` (the sum of
+    all amounts: the change of all balances together) and `count`; and the closing
+    liability from `balance_after`, not from summing amounts, so that the two ways of
+    counting check each other (the tests reconcile them exactly). Each wallet's balance
+    at a day's end is the `balance_after` of its latest row before that end; the
+    liability moves, on each day, by how much those closing balances moved.
+    Days without any row are filled in here, carrying the liability forward.
+    """
+    start, end = report_day_start(first, tz), report_day_start(last + timedelta(days=1), tz)
+    with connection.cursor() as cursor:
+        cursor.execute(*_daily_report_sql(start, end, str(tz)))
+        rows = cursor.fetchall()
+    opening = int(rows[0][0])
+    by_day = {_as_date(row[1]): row[2:] for row in rows if row[1] is not None}
+    days, closing = [], opening
+    for offset in range((last - first).days + 1):
+        day = first + timedelta(days=offset)
+        if day in by_day:
+            *amounts, count, liability_change = (int(value) for value in by_day[day])
+            closing += liability_change
+            days.append(ReportDay(day, *amounts, count=count, closing_liability=closing))
+        else:
+            days.append(ReportDay(day, closing_liability=closing))
+    return DailyReport(days=days, opening_liability=opening, timezone=str(tz))
+
+
+def _as_date(value: Any) -> date:
+    """PostgreSQL returns a date; SQLite (`make run`) its ISO text."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+_T = {t.name: f"'{t.value}'" for t in TransactionType}  # SQL literals of the types
+
+
+def _balance_before_sql(wallet: str) -> str:
+    """SQL: the `balance_after` of the latest successful row of the wallet whose id is
+    the (qualified!) column `wallet`, before the instant given as parameter (NULL when
+    none): one probe of index txn_history."""
+    return f"""(
+        SELECT o.balance_after FROM {Transaction._meta.db_table} o
+        WHERE o.wallet_id = {wallet} AND o.status = %s AND o.created_at < %s
+        ORDER BY o.created_at DESC, o.id DESC LIMIT 1
+    )"""
+
+
+def _daily_report_sql(start: datetime, end: datetime, tzname: str) -> tuple[str, list]:
+    """One statement, so one snapshot: a first row with the opening liability (the
+    balances at `start`) and no day, then per day with rows the amounts of
+    REPORT_AMOUNTS, the row count and the change of the closing liability.
+
+    Portable SQL (PostgreSQL, and SQLite for `make run`): CTEs, window functions and
+    CASE, with the backend's own local-date expression (Django's, as for TruncDate).
+    """
+    table, wallets = Transaction._meta.db_table, Wallet._meta.db_table
+    day_sql, day_params = connection.ops.datetime_cast_date_sql("t.created_at", (), tzname)
+    sql = f"""
+    WITH ranged AS (
+        SELECT t.id, t.wallet_id, t.type, t.amount, t.balance_after, t.created_at,
+               {day_sql} AS day
+        FROM {table} t
+        WHERE t.status = %s AND t.created_at >= %s AND t.created_at < %s
+    ),
+    moved AS (
+        SELECT day,
+            SUM(CASE WHEN type = {_T["DEPOSIT"]} THEN amount ELSE 0 END) AS deposited,
+            SUM(CASE WHEN type = {_T["SPEND"]} THEN -amount ELSE 0 END) AS spent,
+            SUM(CASE WHEN type = {_T["REFUND"]} THEN amount ELSE 0 END) AS refunded,
+            SUM(CASE WHEN type = {_T["TRANSFER_IN"]} THEN amount ELSE 0 END) AS transferred,
+            SUM(CASE WHEN type = {_T["ADJUSTMENT"]} AND amount > 0 THEN amount ELSE 0 END)
+                AS adjusted_up,
+            SUM(CASE WHEN type = {_T["ADJUSTMENT"]} AND amount < 0 THEN -amount ELSE 0 END)
+                AS adjusted_down,
+            0 AS expired,
+            SUM(amount) AS net,
+            COUNT(*) AS row_count
+        FROM ranged
+        GROUP BY day
+    ),
+    newest AS (  -- each wallet's latest row of each day it moved: its balance at day end
+        SELECT wallet_id, day, balance_after,
+               ROW_NUMBER() OVER (PARTITION BY wallet_id, day ORDER BY created_at DESC, id DESC)
+                   AS position
+        FROM ranged
+    ),
+    closing AS (  -- that balance, and the wallet's balance at its previous day in range
+        SELECT wallet_id, day, balance_after,
+               LAG(balance_after) OVER (PARTITION BY wallet_id ORDER BY day) AS previous
+        FROM newest
+        WHERE position = 1
+    ),
+    change AS (  -- without a previous day in range: its balance at the range's start
+        SELECT c.day,
+               SUM(c.balance_after - COALESCE(c.previous, {_balance_before_sql("c.wallet_id")}, 0))
+                   AS liability_change
+        FROM closing c
+        GROUP BY c.day
+    ),
+    report AS (
+        SELECT m.day, m.deposited, m.spent, m.refunded, m.transferred, m.adjusted_up,
+               m.adjusted_down, m.expired, m.net, m.row_count, ch.liability_change
+        FROM moved m JOIN change ch ON ch.day = m.day
+    )
+    SELECT opening.liability, report.*
+    FROM (
+        SELECT COALESCE(SUM({_balance_before_sql("w.id")}), 0) AS liability FROM {wallets} w
+    ) opening
+    LEFT JOIN report ON 1 = 1
+    ORDER BY report.day
+    """
+    success = TransactionStatus.SUCCESS.value
+    # Placeholders in the text's order: ranged (day, bounds), change, opening.
+    return sql, [*day_params, success, start, end, success, start, success, start]
+
+
+# Dates of the report: ISO `YYYY-MM-DD` in the years 2000–2999 (a range the schema can
+# state as a pattern; any day of the ledger's life is in it, and a day's end never
+# overflows a Python datetime whatever the time zone).
+REPORT_DATE_PATTERN = r"^2[0-9]{3}-[0-9]{2}-[0-9]{2}$"
+
+
+def report_range_problem(first: date, last: date) -> str | None:
+    """Why `first`..`last` is not a valid report range, or None when it is."""
+    if first > last:
+        return "from must not be after to."
+    if (last - first).days + 1 > REPORT_MAX_DAYS:
+        return f"The range is at most {REPORT_MAX_DAYS} days (from and to included)."
+    return None
+
+
+def report_timezone() -> ZoneInfo:
+    return ZoneInfo(settings.REPORT_TIMEZONE)
