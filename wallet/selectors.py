@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import CharField, F, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models.functions import Abs, Coalesce
 
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 
@@ -235,3 +236,80 @@ def report_range_problem(first: date, last: date) -> str | None:
 
 def report_timezone() -> ZoneInfo:
     return ZoneInfo(settings.REPORT_TIMEZONE)
+
+
+# --- Customer timeline (admin) ------------------------------------------------------------
+
+# The summary's lines, in the order they add up to the balance (sign, name).
+SUMMARY_LINES = (
+    (+1, "deposited"),
+    (-1, "spent"),
+    (+1, "refunded"),
+    (+1, "transferred_in"),
+    (-1, "transferred_out"),
+    (+1, "adjusted_up"),
+    (-1, "adjusted_down"),
+)
+
+
+def customer_summary(*, wallet_id: int) -> dict[str, int]:
+    """A wallet's successful ledger rows summed by kind, each total non-negative, plus
+    `ledger_total` (the signed sum of all its rows: what its balance must equal).
+    One aggregate query."""
+
+    def total(condition: Q) -> Coalesce:
+        return Coalesce(Sum(Abs("amount"), filter=condition), 0)
+
+    adjustment = Q(type=TransactionType.ADJUSTMENT)
+    return (
+        Transaction.objects.successful()
+        .filter(wallet_id=wallet_id)
+        .aggregate(
+            deposited=total(Q(type=TransactionType.DEPOSIT)),
+            spent=total(Q(type=TransactionType.SPEND)),
+            refunded=total(Q(type=TransactionType.REFUND)),
+            transferred_in=total(Q(type=TransactionType.TRANSFER_IN)),
+            transferred_out=total(Q(type=TransactionType.TRANSFER_OUT)),
+            adjusted_up=total(adjustment & Q(amount__gt=0)),
+            adjusted_down=total(adjustment & Q(amount__lt=0)),
+            ledger_total=Coalesce(Sum("amount"), 0),
+        )
+    )
+
+
+# Kinds of timeline entries; the rank orders entries of one instant: the ledger row
+# first, then the job it bought, then the audit event that recorded it (newest first
+# reverses this).
+TIMELINE_KINDS = {"transaction": 3, "job": 2, "audit": 1}
+
+
+def customer_timeline(*, user_id: int, wallet_id: int, kinds: set[str]) -> QuerySet:
+    """One user's ledger rows, jobs and audit events (those on their wallet's chain and
+    those they caused without a wallet) merged newest first by the database: a UNION
+    of `(at, rank, kind, id)` rows, ready to paginate. `kinds` chooses the sources."""
+    from audit.models import AuditEvent
+    from jobs.models import Job
+
+    sources = {
+        "transaction": Transaction.objects.filter(user_id=user_id),
+        "job": Job.objects.filter(user_id=user_id),
+        "audit": AuditEvent.objects.filter(
+            Q(wallet_id=wallet_id) | Q(actor_id=user_id, wallet__isnull=True)
+        ),
+    }
+    parts = [
+        sources[kind]
+        .order_by()
+        .annotate(
+            at=F("created_at"),
+            rank=Value(TIMELINE_KINDS[kind], output_field=IntegerField()),
+            kind=Value(kind, output_field=CharField()),
+        )
+        .values_list("at", "rank", "kind", "id")
+        for kind in TIMELINE_KINDS
+        if kind in kinds
+    ]
+    if not parts:
+        return Transaction.objects.none().values_list("created_at", "id", "type", "id")
+    first, *others = parts
+    return first.union(*others, all=True).order_by("-at", "-rank", "-id")
