@@ -152,22 +152,39 @@ def _balance_before_sql(wallet: str) -> str:
 
 def _daily_report_sql(start: datetime, end: datetime, tzname: str) -> tuple[str, list]:
     """One statement, so one snapshot: a first row with the opening liability (the
-    balances at `start`) and no day, then per day with rows the amounts of
+    balances at `start`: each wallet's latest `balance_after` before it, one index probe
+    per wallet) and no day, then per day with rows the amounts of
     REPORT_AMOUNTS, the row count and the change of the closing liability.
 
-    Portable SQL (PostgreSQL, and SQLite for `make run`): CTEs, window functions and
+    The liability change of a day is the sum, over its rows, of how much each row moved
+    its wallet's `balance_after` from the wallet's previous row (for a wallet's first
+    row in the range: from its balance at `start`). Per wallet and day this telescopes
+    to "latest balance_after of the day − latest balance_after before the day": the
+    day's move of the sum of all balances, read from `balance_after`, in one window pass
+    and the same aggregate as the flows (no second sort by day).
+
+    Portable SQL (PostgreSQL, and SQLite for `make run`): a CTE, a window function and
     CASE, with the backend's own local-date expression (Django's, as for TruncDate).
     """
     table, wallets = Transaction._meta.db_table, Wallet._meta.db_table
     day_sql, day_params = connection.ops.datetime_cast_date_sql("t.created_at", (), tzname)
     sql = f"""
-    WITH ranged AS (
-        SELECT t.id, t.wallet_id, t.type, t.amount, t.balance_after, t.created_at,
-               {day_sql} AS day
-        FROM {table} t
+    WITH opening AS (  -- every wallet's balance at the range's start
+        SELECT w.id AS wallet_id, COALESCE({_balance_before_sql("w.id")}, 0) AS balance
+        FROM {wallets} w
+    ),
+    ranged AS (
+        SELECT t.type, t.amount, {day_sql} AS day,
+               t.balance_after - COALESCE(
+                   LAG(t.balance_after) OVER (
+                       PARTITION BY t.wallet_id ORDER BY t.created_at, t.id
+                   ),
+                   o.balance
+               ) AS liability_change
+        FROM {table} t JOIN opening o ON o.wallet_id = t.wallet_id
         WHERE t.status = %s AND t.created_at >= %s AND t.created_at < %s
     ),
-    moved AS (
+    report AS (
         SELECT day,
             SUM(CASE WHEN type = {_T["DEPOSIT"]} THEN amount ELSE 0 END) AS deposited,
             SUM(CASE WHEN type = {_T["SPEND"]} THEN -amount ELSE 0 END) AS spent,
@@ -179,44 +196,18 @@ def _daily_report_sql(start: datetime, end: datetime, tzname: str) -> tuple[str,
                 AS adjusted_down,
             0 AS expired,
             SUM(amount) AS net,
-            COUNT(*) AS row_count
+            COUNT(*) AS row_count,
+            SUM(liability_change) AS liability_change
         FROM ranged
         GROUP BY day
-    ),
-    newest AS (  -- each wallet's latest row of each day it moved: its balance at day end
-        SELECT wallet_id, day, balance_after,
-               ROW_NUMBER() OVER (PARTITION BY wallet_id, day ORDER BY created_at DESC, id DESC)
-                   AS position
-        FROM ranged
-    ),
-    closing AS (  -- that balance, and the wallet's balance at its previous day in range
-        SELECT wallet_id, day, balance_after,
-               LAG(balance_after) OVER (PARTITION BY wallet_id ORDER BY day) AS previous
-        FROM newest
-        WHERE position = 1
-    ),
-    change AS (  -- without a previous day in range: its balance at the range's start
-        SELECT c.day,
-               SUM(c.balance_after - COALESCE(c.previous, {_balance_before_sql("c.wallet_id")}, 0))
-                   AS liability_change
-        FROM closing c
-        GROUP BY c.day
-    ),
-    report AS (
-        SELECT m.day, m.deposited, m.spent, m.refunded, m.transferred, m.adjusted_up,
-               m.adjusted_down, m.expired, m.net, m.row_count, ch.liability_change
-        FROM moved m JOIN change ch ON ch.day = m.day
     )
-    SELECT opening.liability, report.*
-    FROM (
-        SELECT COALESCE(SUM({_balance_before_sql("w.id")}), 0) AS liability FROM {wallets} w
-    ) opening
-    LEFT JOIN report ON 1 = 1
+    SELECT (SELECT COALESCE(SUM(balance), 0) FROM opening) AS opening_liability, report.*
+    FROM (SELECT 1) one LEFT JOIN report ON 1 = 1
     ORDER BY report.day
     """
     success = TransactionStatus.SUCCESS.value
-    # Placeholders in the text's order: ranged (day, bounds), change, opening.
-    return sql, [*day_params, success, start, end, success, start, success, start]
+    # Placeholders in the text's order: opening, then ranged (day, status and bounds).
+    return sql, [success, start, *day_params, success, start, end]
 
 
 # Dates of the report: ISO `YYYY-MM-DD` in the years 2000–2999 (a range the schema can
