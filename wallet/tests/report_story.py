@@ -21,6 +21,7 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.errors import DomainError
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.selectors import REPORT_AMOUNTS
 from wallet.tests.factories import StaffFactory, UserFactory
 
 
@@ -116,20 +117,7 @@ def expected_days(first: date, last: date, tz: tzinfo) -> dict[date, dict[str, A
     while day <= last:
         f = figures.get(day, {})
         liability += f.get("net", 0)
-        result[day] = {
-            name: f.get(name, 0)
-            for name in (
-                "deposited",
-                "spent",
-                "refunded",
-                "transferred",
-                "adjusted_up",
-                "adjusted_down",
-                "expired",
-                "net",
-                "count",
-            )
-        }
+        result[day] = {name: f.get(name, 0) for name in (*REPORT_AMOUNTS, "count")}
         result[day]["closing_liability"] = liability
         day += timedelta(days=1)
     result["opening"] = liability_before  # type: ignore[index]

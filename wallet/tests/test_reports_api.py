@@ -297,18 +297,6 @@ print("sqlite-report-ok")
 
 def test_the_report_runs_on_sqlite_too(tmp_path):
     """`make run` serves the admin on SQLite: the same SQL must work there."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from wallet.tests.test_sqlite_default import run_on_seeded_sqlite
 
-    root = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["SQLITE_PATH"] = str(tmp_path / "db.sqlite3")
-    manage = [sys.executable, str(root / "manage.py")]
-    for command in (["migrate", "--noinput"], ["seed_demo"], ["shell", "-c", SQLITE_REPORT]):
-        done = subprocess.run(
-            manage + command, cwd=root, env=env, capture_output=True, text=True, timeout=300
-        )
-        assert done.returncode == 0, done.stderr
-    assert "sqlite-report-ok" in done.stdout
+    assert "sqlite-report-ok" in run_on_seeded_sqlite(tmp_path, SQLITE_REPORT)
