@@ -18,6 +18,7 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf
 from rest_framework.renderers import JSONRenderer
@@ -25,6 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from audit.context import current_request_context
+from divine_whispers.db import commit_sent
 from wallet import errors
 
 logger = logging.getLogger("divine_whispers.api")
@@ -63,6 +65,11 @@ DRF_STATUS: dict[type[Exception], tuple[int, str]] = {
     drf.UnsupportedMediaType: (415, "unsupported_media_type"),
     drf.Throttled: (429, "throttled"),
 }
+
+
+# Hints appended to an error's message where a client most often goes wrong (codes unchanged).
+SEND_JSON_HINT = "Send the body as JSON, with the header Content-Type: application/json."
+USE_TOKEN_HINT = "This API does not take Bearer tokens: send the header Authorization: Token <key>."
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict:
@@ -132,6 +139,8 @@ def _drf_response(exc: drf.APIException) -> tuple[int, dict, dict] | None:
     headers: dict[str, str] = {}
     details: dict[str, Any] = {}
     message = _first_message(exc.detail)
+    if isinstance(exc, drf.UnsupportedMediaType):
+        message = f"{message} {SEND_JSON_HINT}"
     if isinstance(exc, drf.Throttled):
         wait = math.ceil(exc.wait) if exc.wait is not None else 1
         headers["Retry-After"] = str(max(wait, 1))
@@ -145,14 +154,42 @@ def _drf_response(exc: drf.APIException) -> tuple[int, dict, dict] | None:
     return status, error_body(code, message, details), headers
 
 
+# What a lost database connection means for the client (contract: Failures).
+NOT_APPLIED, UNKNOWN = "not_applied", "unknown"
+UNAVAILABLE_MESSAGES = {
+    NOT_APPLIED: "The database connection failed before the change was committed: "
+    "nothing was changed. Retry later.",
+    UNKNOWN: "The database connection failed while the change was being committed: it may "
+    "or may not have been applied. Retry with the same reference (reference_id or "
+    "Idempotency-Key): if it was applied, the retry answers 200 with "
+    "Idempotent-Replayed: true; if not, it applies it now.",
+}
+
+
+def _database_unavailable(exc: BaseException) -> tuple[int, dict, dict]:
+    """503: `outcome` is "unknown" once a COMMIT was sent in this request (divine_whispers/db.py),
+    else "not_applied" — the transaction was still open, so the database rolled it back."""
+    outcome = UNKNOWN if commit_sent() else NOT_APPLIED
+    request_id = current_request_context().request_id
+    logger.warning("database unavailable (request_id=%s, outcome=%s): %s", request_id, outcome, exc)
+    body = error_body(
+        "service_unavailable",
+        UNAVAILABLE_MESSAGES[outcome],
+        {"outcome": outcome, "request_id": request_id},
+    )
+    return 503, body, {"Retry-After": "1"}
+
+
+INTERNAL_ERROR_MESSAGE = (
+    "Internal error. The request may or may not have changed anything: quote the request "
+    "id when reporting it, and retry a change only with the same reference."
+)
+
+
 def _unexpected(exc: BaseException) -> tuple[int, dict, dict]:
     request_id = current_request_context().request_id
     logger.error("unhandled API error (request_id=%s)", request_id, exc_info=exc)
-    body = error_body(
-        "internal_error",
-        "Internal error; nothing was changed. Quote the request id when reporting it.",
-        {"request_id": request_id},
-    )
+    body = error_body("internal_error", INTERNAL_ERROR_MESSAGE, {"request_id": request_id})
     return 500, body, {}
 
 
@@ -173,14 +210,7 @@ def classify(exc: BaseException) -> tuple[int, dict, dict]:
     if isinstance(exc, SuspiciousOperation):
         return 400, error_body("validation_error", "Malformed request."), {}
     if isinstance(exc, (OperationalError, InterfaceError)):
-        request_id = current_request_context().request_id
-        logger.warning("database unavailable (request_id=%s): %s", request_id, exc)
-        body = error_body(
-            "service_unavailable",
-            "The database is unavailable; nothing was changed. Retry later.",
-            {"request_id": request_id},
-        )
-        return 503, body, {"Retry-After": "1"}
+        return _database_unavailable(exc)
     if isinstance(exc, drf.APIException):
         mapped = _drf_response(exc)
         if mapped is not None:
@@ -193,6 +223,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     status, body, headers = classify(exc)
     set_rollback()
     request = context.get("request")
+    if status == 401 and request is not None and _sent_bearer(request):
+        body["error"]["message"] = USE_TOKEN_HINT
     if request is not None:
         # Errors are always JSON, even from the YAML schema view or the browsable API.
         request.accepted_renderer = JSONRenderer()
@@ -200,15 +232,43 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     return Response(body, status=status, headers=headers)
 
 
+def _sent_bearer(request: Any) -> bool:
+    """A client that sent `Authorization: Bearer …` to the API (a common mix-up with OAuth).
+
+    DRF reads it as no credentials at all; the message then says which scheme to use.
+    """
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    return request.path.startswith("/api/") and header[:7].lower() == "bearer "
+
+
+def _not_found_message(path: str) -> str:
+    """The catch-all's message, with a hint when the path only differs by a trailing slash."""
+    if path.endswith("/") and _routed(path.rstrip("/")):
+        return f"No such API endpoint. API paths have no trailing slash: {path.rstrip('/')}"
+    if not path.endswith("/") and _routed(path + "/"):
+        return f"No such API endpoint. This path ends with a slash: {path}/"
+    return "No such API endpoint."
+
+
+def _routed(path: str) -> bool:
+    """Whether `path` reaches a real view (not this catch-all)."""
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return False
+    return match.func is not api_not_found
+
+
 @csrf_exempt  # it changes nothing; without this a POST by a token client got CSRF's HTML 403
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Catch-all under /api/: an unknown URL is a JSON 404, never Django's HTML page."""
-    return JsonResponse(error_body("not_found", "No such API endpoint."), status=404)
+    return JsonResponse(error_body("not_found", _not_found_message(request.path)), status=404)
 
 
 def server_error(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """handler500: an error outside DRF (middleware, plain views) still answers JSON."""
     request_id = getattr(request, "request_id", "")
     return JsonResponse(
-        error_body("internal_error", "Internal error.", {"request_id": request_id}), status=500
+        error_body("internal_error", INTERNAL_ERROR_MESSAGE, {"request_id": request_id}),
+        status=500,
     )

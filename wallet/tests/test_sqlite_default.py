@@ -38,6 +38,7 @@ def run_on_seeded_sqlite(tmp_path, script: str) -> str:
     `manage.py shell` against it; its stdout."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["SQLITE_PATH"] = str(tmp_path / "db.sqlite3")
+    env["DEBUG"] = "1"  # SQLite is the development database: refused with DEBUG off
     manage = [sys.executable, str(ROOT / "manage.py")]
     for command in (["migrate", "--noinput"], ["seed_demo"], ["shell", "-c", script]):
         done = subprocess.run(
