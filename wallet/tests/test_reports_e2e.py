@@ -1,5 +1,5 @@
-"""End to end in headless Chromium: finance opens the report (the chart is drawn, under a
-strict script policy), downloads its CSV, exports a filtered ledger list and opens a
+"""End to end in headless Chromium: finance opens the report (the chart is drawn, under the
+admin's Content-Security-Policy), downloads its CSV, exports a filtered ledger list and opens a
 customer's timeline. Screenshots go to artifacts/ for a person to look at.
 
 Same browser set-up as test_admin_e2e.py (Debian's /usr/bin/chromium via Playwright).
@@ -24,11 +24,6 @@ from wallet.tests.test_admin_e2e import ARTIFACTS, PASSWORD, chromium  # noqa: F
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-# What the admin will run under (django-csp): scripts only from our origin, no inline.
-STRICT_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; object-src 'none'; base-uri 'self'"
-)
 FIRST, LAST = "2026-03-20", "2026-04-12"
 
 
@@ -67,13 +62,6 @@ def _log_in(page, url: str) -> None:
     page.locator("#site-name").wait_for()
 
 
-def _strict_csp(route) -> None:
-    response = route.fetch()
-    route.fulfill(
-        response=response, headers={**response.headers, "content-security-policy": STRICT_CSP}
-    )
-
-
 def test_finance_report_chart_csv_export_and_timeline(live_server, chromium, finance_user, ledger):  # noqa: F811
     from playwright.sync_api import expect
 
@@ -82,16 +70,30 @@ def test_finance_report_chart_csv_export_and_timeline(live_server, chromium, fin
     alice_wallet = ledger["alice"].wallet.pk
     with chromium() as page:
         problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: problems.append(f"{m.text} {m.location}") if m.type == "error" else None,
+        )
         page.on("pageerror", lambda error: problems.append(str(error)))
-        page.route("**/admin/wallet/financereport/**", _strict_csp)
+        page.on(
+            "response",
+            lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+        )
         _log_in(page, live_server.url)
 
         # The report: from the admin index, choose a range, see the chart and the table.
         page.get_by_role("link", name="Finance report").click()
         page.fill("#id_from_", FIRST)
         page.fill("#id_to", LAST)
-        page.get_by_role("button", name="Show").click()
+        with page.expect_response(lambda r: "/admin/wallet/financereport/?" in r.url) as shown:
+            page.get_by_role("button", name="Show").click()
+        # The page runs under the admin's Content-Security-Policy (django-csp): scripts
+        # from this site only, no inline script — and the chart is still drawn.
+        policy = shown.value.headers["content-security-policy"]
+        assert (
+            "script-src 'self'" in policy
+            and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+        )
         expect(page.locator("#report-table tbody tr")).to_have_count(days)
         page.wait_for_function(
             "() => window.Chart && Chart.getChart(document.getElementById('report-chart'))"
@@ -131,7 +133,10 @@ def test_finance_report_chart_csv_export_and_timeline(live_server, chromium, fin
         expect(page.locator("#timeline tbody tr").first).to_contain_text("Refund")
         page.screenshot(path=str(ARTIFACTS / "customer-timeline.png"), full_page=True)
 
-    assert problems == [], problems  # no script error, no CSP violation
+    # No script error, no CSP violation, no failed request (the browser's own favicon.ico
+    # probe aside: the site has no favicon).
+    problems = [text for text in problems if "/favicon.ico" not in text]
+    assert problems == [], problems
     header = report_rows[0]
     assert len(report_rows) == 1 + days + 3  # days, total, opening, timezone
     assert report_rows[1 + days][header.index("closing_liability")] == str(ledger["closing"])
