@@ -27,6 +27,8 @@ from django.utils.safestring import SafeString
 
 from jobs.models import Job
 from wallet import services, tokens
+from wallet.admin_exports import TRANSACTION_COLUMNS, CsvExportMixin
+from wallet.admin_timeline import TimelineMixin
 from wallet.errors import DomainError
 from wallet.forms import AdjustPointsForm, RefundForm, StaffOperationForm
 from wallet.models import ApiToken, Transaction, TransactionStatus, TransactionType, Wallet
@@ -151,7 +153,7 @@ class StaffOperationMixin:
 
 
 @admin.register(Wallet)
-class WalletAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class WalletAdmin(TimelineMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/wallet/wallet/change_form.html"
     adjust_template = "admin/wallet/wallet/adjust_points.html"
     list_display = ("id", "user", "user_email", "balance", "updated_at")
@@ -289,7 +291,8 @@ class WalletAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class TransactionAdmin(CsvExportMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    csv_columns = TRANSACTION_COLUMNS
     change_form_template = "admin/wallet/transaction/change_form.html"
     refund_template = "admin/wallet/transaction/refund.html"
     list_display = (
@@ -591,3 +594,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         for token in queryset.select_related("user"):
             tokens.revoke_tokens(token.user, actor=request.user, token_ids=[token.pk])
+
+
+# The finance report page registers itself (wallet/admin_reports.py).
+from wallet import admin_reports  # noqa: E402, F401

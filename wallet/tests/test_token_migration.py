@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from wallet.models import ApiToken
 from wallet.tests.factories import UserFactory
 
-BEFORE = [("wallet", "0003_txn_velocity_index")]
+BEFORE = [("wallet", "0004_finance_report")]
 OLD_KEY = "3f1c2b9e8d7a6c5b4a39281706f5e4d3c2b1a098"  # 40 hex characters, DRF's format
 
 DRF_TABLE = """

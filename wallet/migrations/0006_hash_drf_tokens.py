@@ -46,6 +46,6 @@ def hash_plaintext_keys(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("wallet", "0004_api_tokens")]
+    dependencies = [("wallet", "0005_api_tokens")]
 
     operations = [migrations.RunPython(hash_plaintext_keys, migrations.RunPython.noop)]

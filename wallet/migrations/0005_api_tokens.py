@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wallet', '0003_txn_velocity_index'),
+        ('wallet', '0004_finance_report'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
