@@ -43,6 +43,7 @@ from wallet.errors import (
     VelocityLimitExceeded,
 )
 from wallet.faults import crash_point
+from wallet.instrumentation import observed
 from wallet.models import (
     VELOCITY_TYPES,
     Transaction,
@@ -284,6 +285,7 @@ def _user_id(user: Any) -> int:
 # --- Operations -----------------------------------------------------------------------
 
 
+@observed("deposit")
 def deposit(
     *,
     user: Any,
@@ -440,6 +442,7 @@ def _spend_fast(
     return SpendResult(row, job)
 
 
+@observed("spend")
 def spend(
     *,
     user: Any,
@@ -514,6 +517,7 @@ def _recipient_id(recipient: Any) -> int:
     return recipient_id
 
 
+@observed("transfer")
 def transfer(
     *,
     sender: Any,
@@ -644,6 +648,7 @@ def _spend_id(spend_txn: Any) -> int:
     raise ValidationFailed("transaction must be a transaction id.", field="transaction")
 
 
+@observed("refund")
 def refund(
     *,
     spend_txn: Any,
@@ -688,6 +693,7 @@ def refund(
     return run_atomically(operation)
 
 
+@observed("job_refund")
 def refund_job(
     *,
     job_id: int,
@@ -740,6 +746,7 @@ def refund_job(
     return run_atomically(operation)
 
 
+@observed("adjust")
 def adjust(
     *,
     user: Any,
