@@ -9,6 +9,8 @@ from pathlib import Path
 
 import environ
 
+from divine_whispers.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -181,15 +183,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
-
-# --- Observability: metrics (README "Operations") ---------------------------------------
+# --- Observability: logs and metrics (README "Operations") -----------------------------
+# LOG_FORMAT=json: one JSON object per line on stdout (the default when DEBUG is off);
+# text: readable lines for development. Credentials are redacted from every line.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
 # /metrics answers a request carrying `Authorization: Bearer METRICS_TOKEN`, or one whose
 # REMOTE_ADDR is in METRICS_ALLOWED_IPS (addresses or CIDR networks). Both empty by default:
 # nobody can read the metrics until the operator says who may.

@@ -8,6 +8,7 @@ self-consistent, a checkpoint kept elsewhere can.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -99,7 +100,7 @@ def test_truncated_newest_rows_pass_plain_verify_but_not_the_checkpoint(ledger, 
         chain,
         wallet.pk,
     )
-    recorded = json.loads(open(path).read())["checkpoint"]["chains"][chain]
+    recorded = json.loads(Path(path).read_text())["checkpoint"]["chains"][chain]
     assert finding["expected"] == recorded
     assert finding["found"]["length"] == recorded["length"] - 1  # the spend's event gone
 

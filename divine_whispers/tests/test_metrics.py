@@ -17,7 +17,7 @@ from divine_whispers import metrics
 from divine_whispers.tests.metrics_helpers import samples, total, value
 from jobs.models import Job, JobStatus
 from wallet import services
-from wallet.errors import InsufficientBalance
+from wallet.errors import InsufficientBalance, ValidationFailed
 
 pytestmark = pytest.mark.django_db
 
@@ -148,7 +148,7 @@ def test_every_operation_is_counted_whoever_calls_it(
 
 def test_validation_refusals_carry_their_code(client, user):
     before = scrape(client)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationFailed):
         services.deposit(user=user, amount=0, reference_id="x")
     after = scrape(client)
     assert value(after, OPS, operation="deposit", outcome="validation_error") == (
