@@ -31,6 +31,7 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -173,6 +174,20 @@ def _process_figures() -> bytes:
         MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest(REGISTRY)
+
+
+def serve_process_metrics(port: int, addr: str = "127.0.0.1") -> None:
+    """A process outside gunicorn (the job worker) serves its own counters on a port.
+
+    Its counters (e.g. `job_refund` operations) would otherwise be visible to nobody: the
+    app servers' /metrics only adds up the gunicorn workers. Scrape each worker process
+    as its own target; bind to localhost unless the network in between is trusted.
+    """
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    start_http_server(port, addr=addr, registry=registry)
 
 
 # --- Access and the view -----------------------------------------------------------------

@@ -245,3 +245,17 @@ def test_unmatched_paths_share_one_route(client):
     requests = "divine_whispers_http_requests_total"
     assert value(after, requests, **labels) - value(before, requests, **labels) == 2
     assert total(after, requests) > total(before, requests)
+
+
+def test_a_job_worker_serves_its_own_counters_on_a_port():
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    metrics.serve_process_metrics(port)
+    metrics.record_operation("job_refund", "ok")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert value(samples(text), OPS, operation="job_refund", outcome="ok") >= 1
