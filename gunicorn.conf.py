@@ -1,10 +1,11 @@
 """gunicorn settings for production; every value can be overridden from the environment.
 
 Metrics across workers: each worker is its own process, so prometheus-client must run in
-multi-process mode. `on_starting` (in the master, before any worker exists or imports
-prometheus_client) points PROMETHEUS_MULTIPROC_DIR at an empty folder — the operator's
-own when the variable is already set, else a fresh temporary one removed at exit — and
-`child_exit` tells prometheus-client a worker is gone. Nothing else needs setting.
+multi-process mode. Loading this file (in the master, before the app or prometheus_client
+is imported and before any worker exists) points PROMETHEUS_MULTIPROC_DIR at an empty
+folder — the operator's own when the variable is already set, else a fresh temporary one
+removed at exit — and `child_exit` tells prometheus-client a worker is gone. Nothing else
+needs setting.
 """
 
 import glob
@@ -23,21 +24,34 @@ graceful_timeout = 30
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 wsgi_app = "divine_whispers.wsgi:application"
 
-_created_metrics_dir = None
+_READY = "_DW_METRICS_DIR_READY"
+_CREATED = "_DW_METRICS_DIR_CREATED"  # in the environment: survives a reload of this file
 
 
-def on_starting(server):
-    """Give the workers an empty multi-process metrics folder (stale files would add up)."""
-    global _created_metrics_dir
+def _prepare_metrics_dir():
+    """Runs when the master loads this file, i.e. before the app is imported anywhere (even
+    with --preload) and before any worker starts. A reload (SIGHUP) of the same master
+    keeps the folder: the live workers' files are still in it."""
+    if os.environ.get(_READY) == str(os.getpid()):
+        return
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder:
         os.makedirs(folder, exist_ok=True)
         for stale in glob.glob(os.path.join(folder, "*.db")):
             os.remove(stale)
     else:
-        folder = _created_metrics_dir = tempfile.mkdtemp(prefix="dw-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
-    server.log.info("prometheus multi-process metrics in %s", folder)
+        folder = tempfile.mkdtemp(prefix="dw-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[_CREATED] = folder
+    os.environ[_READY] = str(os.getpid())
+
+
+_prepare_metrics_dir()
+
+
+def on_starting(server):
+    server.log.info(
+        "prometheus multi-process metrics in %s", os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    )
 
 
 def child_exit(server, worker):
@@ -47,5 +61,6 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _created_metrics_dir:
-        shutil.rmtree(_created_metrics_dir, ignore_errors=True)
+    created = os.environ.get(_CREATED)
+    if created and created == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(created, ignore_errors=True)

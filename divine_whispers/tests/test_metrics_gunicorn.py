@@ -34,8 +34,8 @@ from wallet.tests.factories import StaffFactory, UserFactory
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 WORKERS = 4
-USERS = 8
-SPENDS_PER_USER = 5  # under the default velocity limit (30 a minute per user)
+USERS = 10
+SPENDS_PER_USER = 10  # under the default velocity limit (30 a minute per user)
 
 
 def _free_port() -> int:
