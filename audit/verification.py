@@ -522,26 +522,29 @@ class ChainTracker:
             length, head = recorded["length"], recorded["head"]
             now = self.lengths.get(chain, 0)
             found = self.seen_at_head.get(chain)
+            short = head[:16]
             if found is None:
-                yield Finding(
-                    "checkpoint",
-                    f"chain {chain}: truncated behind the checkpoint: it holds {now} event(s), "
-                    f"the checkpoint recorded {length} with head {head[:16]}…",
-                    wallet_id=_wallet_of(chain),
-                    chain=chain,
-                    expected={"length": length, "head": head},
-                    found={"length": now, "head": self.heads.get(chain)},
+                what = (
+                    f"truncated behind the checkpoint: it holds {now} event(s), "
+                    f"the checkpoint recorded {length} with head {short}…"
                 )
+                seen = {"length": now, "head": self.heads.get(chain)}
             elif not hmac.compare_digest(found, head):
-                yield Finding(
-                    "checkpoint",
-                    f"chain {chain}: rewritten behind the checkpoint: event number {length} "
-                    f"is no longer the recorded head {head[:16]}…",
-                    wallet_id=_wallet_of(chain),
-                    chain=chain,
-                    expected={"length": length, "head": head},
-                    found={"length": now, "head_at_length": found},
+                what = (
+                    f"rewritten behind the checkpoint: event number {length} "
+                    f"is no longer the recorded head {short}…"
                 )
+                seen = {"length": now, "head_at_length": found}
+            else:
+                continue
+            yield Finding(
+                "checkpoint",
+                f"chain {chain}: {what}",
+                wallet_id=_wallet_of(chain),
+                chain=chain,
+                expected={"length": length, "head": head},
+                found=seen,
+            )
 
 
 CHECKPOINT_VERSION = 1
