@@ -170,4 +170,8 @@ def test_spends_served_by_four_workers_are_all_counted(tmp_path):
             process.wait()
     assert not Path(folder.group(1)).exists()  # the temporary folder is removed at exit
     json_lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
-    assert any(json.loads(line).get("route") == "api/v1/wallet/spend" for line in json_lines)
+    spend_lines = [
+        line for line in json_lines if json.loads(line).get("route") == "api/v1/wallet/spend"
+    ]
+    assert len(spend_lines) == len(calls)
+    print(f"  one of gunicorn's {len(json_lines)} JSON log lines: {spend_lines[0]}")
