@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
 from divine_whispers.tests.metrics_helpers import samples, value
 from jobs.tests.factories import JobTypeFactory
@@ -93,14 +92,15 @@ def _wait_until_up(base: str, process: subprocess.Popen, log: Path) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_spends_served_by_four_workers_are_all_counted(tmp_path):
+def test_spends_served_by_four_workers_are_all_counted(tmp_path, client_for):
     staff = StaffFactory()
     job_type = JobTypeFactory(code="metrics-reading", price=3)
     tokens = []
     for index in range(USERS):
         user = UserFactory()
         services.deposit(user=user, amount=100, reference_id=f"mp-{index}", actor=staff)
-        tokens.append(Token.objects.create(user=user).key)
+        # The Authorization value the API expects, however tokens are issued and stored.
+        tokens.append(client_for(user)._credentials["HTTP_AUTHORIZATION"])
     connection.close()  # the server's workers use the database from here on
 
     port, metrics_token = _free_port(), secrets.token_urlsafe(24)
@@ -121,7 +121,7 @@ def test_spends_served_by_four_workers_are_all_counted(tmp_path):
             token, n = call
             status, _ = _request(
                 f"{base}/api/v1/wallet/spend",
-                headers={"Authorization": f"Token {token}", "Idempotency-Key": f"mp-spend-{n}"},
+                headers={"Authorization": token, "Idempotency-Key": f"mp-spend-{n}"},
                 body={"job_type": job_type.code},
             )
             return status
