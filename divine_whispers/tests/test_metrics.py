@@ -259,3 +259,20 @@ def test_a_job_worker_serves_its_own_counters_on_a_port():
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     assert value(samples(text), OPS, operation="job_refund", outcome="ok") >= 1
+
+
+def test_database_trouble_still_serves_the_process_counters(client, monkeypatch):
+    from django.db import OperationalError
+
+    def broken(self):
+        raise OperationalError("connection lost")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(metrics.DatabaseCollector, "collect", broken)
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200
+    text = response.content.decode()
+    scraped = samples(text)
+    assert value(scraped, "divine_whispers_metrics_database_up") == 0
+    assert ("divine_whispers_jobs", frozenset({("status", "pending")})) not in scraped
+    assert "# TYPE divine_whispers_operations_total counter" in text
