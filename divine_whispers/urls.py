@@ -6,9 +6,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from divine_whispers.api.exceptions import api_not_found
 from divine_whispers.health import healthz
+from divine_whispers.home import home
 from divine_whispers.metrics import metrics_view
 
 urlpatterns = [
+    path("", home, name="home"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
