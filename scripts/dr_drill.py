@@ -158,7 +158,6 @@ class Drill:
             DATABASE_URL=cluster.url(),
             SECRET_KEY=secrets.token_urlsafe(50),
             AUDIT_HMAC_KEY=secrets.token_urlsafe(32),
-            LOG_LEVEL="WARNING",
         )
 
     # --- steps -------------------------------------------------------------------------
