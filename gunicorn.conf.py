@@ -48,10 +48,19 @@ def _prepare_metrics_dir():
 _prepare_metrics_dir()
 
 
-def on_starting(server):
+def on_starting(server) -> None:
+    """Load the Django settings in the master, before any worker forks.
+
+    An insecure production configuration (divine_whispers/production.py) then stops
+    gunicorn at once with the variable's name, instead of a loop of workers failing to boot.
+    """
     server.log.info(
         "prometheus multi-process metrics in %s", os.environ["PROMETHEUS_MULTIPROC_DIR"]
     )
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "divine_whispers.settings")
+    from django.conf import settings
+
+    settings.SECRET_KEY  # noqa: B018 - importing the settings is the check
 
 
 def child_exit(server, worker):

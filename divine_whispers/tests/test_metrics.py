@@ -166,10 +166,17 @@ def test_large_amounts_are_counted(client, user, staff, settings):
     assert value(after, name, type="deposit") - value(before, name, type="deposit") == 1
 
 
-def test_cache_errors_counter_exists_and_counts(client):
+def test_a_cache_outage_is_counted(client, user, client_for, settings):
+    """The cache guard's note_cache_error feeds the counter: a refused Redis, 3 requests."""
+    from divine_whispers.tests.cache_servers import redis_cache_settings, refused_url
+
     before = value(scrape(client), "divine_whispers_cache_errors_total")
-    metrics.record_cache_error()
-    assert value(scrape(client), "divine_whispers_cache_errors_total") == before + 1
+    settings.CACHE_RETRY_SECONDS = 0  # no breaker: every request asks the broken cache
+    settings.CACHES = redis_cache_settings(refused_url())
+    alice = client_for(user)
+    assert {alice.get("/api/v1/wallet/balance").status_code for _ in range(3)} == {200}
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert value(scrape(client), "divine_whispers_cache_errors_total") == before + 3
 
 
 # --- database figures, read at scrape time --------------------------------------------------
