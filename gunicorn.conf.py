@@ -8,6 +8,7 @@ removed at exit — and `child_exit` tells prometheus-client a worker is gone. N
 needs setting.
 """
 
+import atexit
 import glob
 import multiprocessing
 import os
@@ -28,6 +29,29 @@ _READY = "_DW_METRICS_DIR_READY"
 _CREATED = "_DW_METRICS_DIR_CREATED"  # in the environment: survives a reload of this file
 
 
+def _remove_if_master(folder, master_pid):
+    if os.getpid() == master_pid:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_orphaned_dirs():
+    """Folders of masters that died without cleaning up (SIGKILL): named by their pid."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), "dw-metrics-*-*")):
+        pid = os.path.basename(path).split("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _prepare_metrics_dir():
     """Runs when the master loads this file, i.e. before the app is imported anywhere (even
     with --preload) and before any worker starts. A reload (SIGHUP) of the same master
@@ -40,8 +64,13 @@ def _prepare_metrics_dir():
         for stale in glob.glob(os.path.join(folder, "*.db")):
             os.remove(stale)
     else:
-        folder = tempfile.mkdtemp(prefix="dw-metrics-")
+        _remove_orphaned_dirs()
+        folder = tempfile.mkdtemp(prefix=f"dw-metrics-{os.getpid()}-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[_CREATED] = folder
+        # Removed when the master's interpreter exits — also when it stops at start (an
+        # insecure configuration), where on_exit is never called. Workers are forked
+        # and inherit the handler, hence the pid check.
+        atexit.register(_remove_if_master, folder, os.getpid())
     os.environ[_READY] = str(os.getpid())
 
 
@@ -67,9 +96,3 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
-
-
-def on_exit(server):
-    created = os.environ.get(_CREATED)
-    if created and created == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        shutil.rmtree(created, ignore_errors=True)
