@@ -8,15 +8,18 @@ from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import serializers
 
 from divine_whispers.api.fields import (
+    JobTypeCodeField,
     JSONObjectField,
     ReferenceField,
     StrictAmountField,
     StrictIdField,
     StrictTextField,
+    UsernameFilterField,
     max_transfer_amount,
 )
-from divine_whispers.api.serializers import StrictInputSerializer
+from divine_whispers.api.serializers import QueryFilterSerializer, StrictInputSerializer
 from jobs.api.serializers import JobSerializer
+from wallet.errors import UnknownRecipient
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 from wallet.validators import DESCRIPTION_MAX_LENGTH, REASON_MAX_LENGTH
 
@@ -115,21 +118,24 @@ class TransferResponseSerializer(serializers.Serializer):
 # --- Input ------------------------------------------------------------------------------
 
 
-class TransactionFilterSerializer(serializers.Serializer):
+class TransactionFilterSerializer(QueryFilterSerializer):
     type = serializers.ChoiceField(choices=TransactionType.choices, required=False)
     status = serializers.ChoiceField(choices=TransactionStatus.choices, required=False)
 
 
-class AdminWalletFilterSerializer(serializers.Serializer):
+class AdminWalletFilterSerializer(QueryFilterSerializer):
     ORDERINGS = ["balance", "-balance", "id", "-id"]
 
     user_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    username = serializers.CharField(required=False, max_length=150)
+    username = UsernameFilterField(required=False)
     ordering = serializers.ChoiceField(choices=ORDERINGS, required=False, default="-balance")
 
 
 class SpendInputSerializer(StrictInputSerializer):
-    job_type = StrictTextField(max_length=JOB_TYPE_MAX_LENGTH, help_text="A job type code.")
+    job_type = JobTypeCodeField(
+        max_length=JOB_TYPE_MAX_LENGTH,
+        help_text="A job type code (`GET /job-types` lists the active ones).",
+    )
     amount = StrictAmountField(
         required=False,
         help_text="Optional: the price the client expects; a different price is 400 "
@@ -137,7 +143,9 @@ class SpendInputSerializer(StrictInputSerializer):
     )
     reference_id = ReferenceField(required=False)
     input = JSONObjectField(
-        required=False, help_text="Optional JSON object (≤ 4 KiB) given to the job's handler."
+        required=False,
+        help_text="Optional JSON object given to the job's handler: at most 4096 bytes "
+        "as JSON, no NUL character in any key or string (else 400 `validation_error`).",
     )
 
 
@@ -158,18 +166,20 @@ class DepositInputSerializer(StrictInputSerializer):
     description = StrictTextField(max_length=DESCRIPTION_MAX_LENGTH, required=False)
 
     def validate_user_id(self, value: int) -> int:
+        # A well-formed id of nobody is the business refusal transfers use too (400
+        # `unknown_recipient`), not a malformed request: no schema can list the users.
         if not get_user_model().objects.filter(pk=value).exists():
-            raise serializers.ValidationError("No such user.", code="invalid")
+            raise UnknownRecipient(user_id=value)
         return value
 
 
 class AdjustInputSerializer(StrictInputSerializer):
     amount = StrictAmountField(signed=True, help_text="Signed, non-zero.")
-    reason = StrictTextField(max_length=REASON_MAX_LENGTH)
+    reason = StrictTextField(max_length=REASON_MAX_LENGTH, blank=False)
     reference_id = ReferenceField(required=False)
 
 
 class RefundInputSerializer(StrictInputSerializer):
     amount = StrictAmountField(required=False, help_text="Omit for a full refund.")
-    reason = StrictTextField(max_length=REASON_MAX_LENGTH)
+    reason = StrictTextField(max_length=REASON_MAX_LENGTH, blank=False)
     reference_id = ReferenceField(required=False)

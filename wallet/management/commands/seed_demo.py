@@ -57,6 +57,12 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Users alice, bob, support, finance, payments and admin, password {DEMO_PASSWORD!r}."
         )
+        # Keys are shown once and stored hashed, so the seed prints how to get one rather
+        # than issuing keys nobody would see again.
+        self.stdout.write(
+            "API keys: `manage.py issue_token alice` (prints a key once; "
+            "`--expires-in 30d`, `--name LABEL`); `manage.py revoke_tokens alice` revokes."
+        )
 
     def _user(self, username: str, staff: bool, group: str | None):
         user, created = get_user_model().objects.get_or_create(
