@@ -4,6 +4,7 @@ from rest_framework.routers import SimpleRouter
 
 from jobs.api.views import JobTypeViewSet, JobViewSet
 from wallet.api.views import (
+    AdminApprovalViewSet,
     AdminTransactionViewSet,
     AdminUserViewSet,
     AdminWalletViewSet,
@@ -19,5 +20,6 @@ router.register("job-types", JobTypeViewSet, basename="job-type")
 router.register("admin/users", AdminUserViewSet, basename="admin-user")
 router.register("admin/wallets", AdminWalletViewSet, basename="admin-wallet")
 router.register("admin/transactions", AdminTransactionViewSet, basename="admin-transaction")
+router.register("admin/approvals", AdminApprovalViewSet, basename="admin-approval")
 
 urlpatterns = router.urls
