@@ -15,9 +15,13 @@ from django.test import Client
 
 from wallet.tests.factories import StaffFactory
 
-GROUPS: dict[str, list[tuple[str, str]]] = importlib.import_module(
-    "wallet.migrations.0002_staff_groups"
-).GROUPS
+_INITIAL = importlib.import_module("wallet.migrations.0002_staff_groups").GROUPS
+GROUPS: dict[str, list[tuple[str, str]]] = {name: list(rights) for name, rights in _INITIAL.items()}
+# Rights later data migrations add to the groups.
+for _name, _rights in importlib.import_module(
+    "wallet.migrations.0005_finance_approves_adjustments"
+).ADDED.items():
+    GROUPS[_name] = GROUPS[_name] + _rights
 
 
 def staff_group(name: str) -> Group:
