@@ -9,23 +9,20 @@ dedicated view on the object page, in the style of Django's own password-change 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from jobs.models import Job
 from wallet import services
-from wallet.errors import DomainError
-from wallet.forms import AdjustPointsForm, RefundForm, StaffOperationForm
+from wallet.admin_flows import AdjustFlowMixin, RefundFlowMixin, is_refundable_spend
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 
 REFUND_PERMISSION = "wallet.refund_transaction"
@@ -93,64 +90,19 @@ class StaffOperationMixin:
         # The admin site already requires an active staff user; the flow needs its own
         # permission on top, checked before anything about the object is revealed.
         if not request.user.has_perm(permission):
-            raise PermissionDenied
+            raise PermissionDenied(permission)
         obj = self.get_object(request, unquote(object_id))
         if obj is None:
             raise Http404(f"{self.opts.verbose_name} {object_id!r} does not exist.")
         return obj
-
-    def _submit_operation(
-        self,
-        request: HttpRequest,
-        form_class: type[StaffOperationForm],
-        *,
-        perform: Callable[[dict], Any],
-        describe: Callable[[Any], str],
-        redirect_to: str,
-    ) -> tuple[StaffOperationForm, HttpResponse | None]:
-        """Bind the form and, on a valid POST, call the service once.
-
-        A domain error becomes a form error (never a 500); success is a message and a
-        redirect, returned as the second item so the view can hand it back.
-        """
-        if request.method != "POST":
-            return form_class(), None
-        form = form_class(request.POST)
-        if not form.is_valid():
-            return form, None
-        try:
-            result = perform(form.cleaned_data)
-        except DomainError as error:
-            form.add_domain_error(error)
-            return form, None
-        messages.success(request, describe(result))
-        return form, HttpResponseRedirect(redirect_to)
-
-    def _render_operation(
-        self, request: HttpRequest, template: str, form: StaffOperationForm, **context: Any
-    ) -> TemplateResponse:
-        request.current_app = self.admin_site.name
-        return TemplateResponse(
-            request,
-            template,
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
-                "form": form,
-                "is_popup": False,
-                "has_view_permission": True,
-                **context,
-            },
-        )
 
 
 # --- Wallet -----------------------------------------------------------------------------
 
 
 @admin.register(Wallet)
-class WalletAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class WalletAdmin(AdjustFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/wallet/wallet/change_form.html"
-    adjust_template = "admin/wallet/wallet/adjust_points.html"
     list_display = ("id", "user", "user_email", "balance", "updated_at")
     list_display_links = ("id", "user")
     list_select_related = ("user",)
@@ -232,63 +184,15 @@ class WalletAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         return activity
 
     def get_urls(self) -> list:
-        return [
-            path(
-                "<path:object_id>/adjust/",
-                self.admin_site.admin_view(self.adjust_points_view),
-                name="wallet_wallet_adjust",
-            ),
-            *super().get_urls(),
-        ]
-
-    def adjust_points_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Adjust points: a signed amount with a reason, through `services.adjust`."""
-        wallet = self._operation_object(request, object_id, ADJUST_PERMISSION)
-
-        def adjust(data: dict) -> services.OperationResult:
-            return services.adjust(
-                user=wallet.user_id,
-                amount=data["amount"],
-                reason=data["reason"],
-                actor=request.user,
-                reference_id=data["reference"],
-            )
-
-        def describe(result: services.OperationResult) -> str:
-            row = result.transaction
-            prefix = "This adjustment was already recorded. " if result.replayed else ""
-            return (
-                f"{prefix}Adjusted the wallet of {wallet.user} by {row.amount:+d} points "
-                f"(transaction #{row.pk}). New balance: {row.balance_after} points."
-            )
-
-        form, done = self._submit_operation(
-            request,
-            AdjustPointsForm,
-            perform=adjust,
-            describe=describe,
-            redirect_to=admin_url(wallet),
-        )
-        if done is not None:
-            return done
-        wallet.refresh_from_db(fields=["balance"])
-        return self._render_operation(
-            request,
-            self.adjust_template,
-            form,
-            title=f"Adjust points: {wallet.user}",
-            original=wallet,
-            wallet=wallet,
-        )
+        return [*self.adjust_urls(), *super().get_urls()]
 
 
 # --- Transaction ------------------------------------------------------------------------
 
 
 @admin.register(Transaction)
-class TransactionAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class TransactionAdmin(RefundFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/wallet/transaction/change_form.html"
-    refund_template = "admin/wallet/transaction/refund.html"
     list_display = (
         "id",
         "created_at",
@@ -438,58 +342,8 @@ class TransactionAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_urls(self) -> list:
-        return [
-            path(
-                "<path:object_id>/refund/",
-                self.admin_site.admin_view(self.refund_view),
-                name="wallet_transaction_refund",
-            ),
-            *super().get_urls(),
-        ]
-
-    def refund_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Refund all or part of a spend, through `services.refund`."""
-        spend = self._operation_object(request, object_id, REFUND_PERMISSION)
-
-        def refund(data: dict) -> services.OperationResult:
-            return services.refund(
-                spend_txn=spend,
-                amount=data["amount"],
-                reason=data["reason"],
-                actor=request.user,
-                reference_id=data["reference"],
-            )
-
-        def describe(result: services.OperationResult) -> str:
-            row = result.transaction
-            prefix = "This refund was already recorded. " if result.replayed else ""
-            return (
-                f"{prefix}Refunded {row.amount} points of spend #{spend.pk} to "
-                f"{spend.user} (transaction #{row.pk}). "
-                f"New balance: {row.balance_after} points."
-            )
-
-        form, done = self._submit_operation(
-            request, RefundForm, perform=refund, describe=describe, redirect_to=admin_url(spend)
-        )
-        if done is not None:
-            return done
-        refundable = is_refundable_spend(spend)
-        return self._render_operation(
-            request,
-            self.refund_template,
-            form,
-            title=f"Refund spend #{spend.pk} of {spend.user}",
-            original=spend,
-            spend=spend,
-            spent=abs(spend.amount),
-            is_refundable=refundable,
-            remaining=services.refundable_remaining(spend) if refundable else 0,
-            refunds=list(spend.refunds.order_by("created_at", "id")),
-            job=Job.objects.filter(transaction=spend).select_related("job_type").first(),
-            balance=Wallet.objects.filter(pk=spend.wallet_id).values_list("balance", flat=True)[0],
-        )
+        return [*self.refund_urls(), *super().get_urls()]
 
 
-def is_refundable_spend(txn: Transaction) -> bool:
-    return txn.type == TransactionType.SPEND and txn.status == TransactionStatus.SUCCESS
+# Four-eyes approvals live in their own module; importing it registers their admin.
+from wallet import admin_approvals  # noqa: E402, F401

@@ -624,11 +624,13 @@ def _book_refund(
     reference_id: str | None,
     fingerprint: str,
     now: datetime,
+    expected_remaining: int | None = None,
 ) -> Transaction:
     """Validate a refund of `original` against what remains refundable (wallet locked)."""
     if original.type != TransactionType.SPEND or original.status != TransactionStatus.SUCCESS:
         raise NotRefundable(transaction_id=original.pk, type=original.type)
     remaining = refundable_remaining(original)
+    _check_expected("refundable remaining", expected_remaining, lambda: remaining)
     wanted = remaining if amount is None else amount
     if wanted <= 0 or wanted > remaining:
         raise RefundExceedsOriginal(
@@ -687,9 +689,6 @@ def refund(
         if earlier is not None:
             return OperationResult(earlier, replayed=True)
         original = Transaction.objects.get(pk=spend_id)
-        _check_expected(
-            "refundable remaining", expected_remaining, lambda: refundable_remaining(original)
-        )
         now = timezone.now()
         row = _book_refund(
             wallet,
@@ -700,6 +699,7 @@ def refund(
             reference_id=reference_id,
             fingerprint=fingerprint,
             now=now,
+            expected_remaining=expected_remaining,
         )
         _commit_rows([row], actor, now, {"reason": reason}, crash_at="refund.after_rows")
         _mark_job_after_refund(original, JobStatus.REFUNDED, now)

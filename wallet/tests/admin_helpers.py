@@ -61,3 +61,28 @@ def logged_in(user) -> Client:
 
 def messages_of(response) -> list[str]:
     return [str(message) for message in response.context["messages"]] if response.context else []
+
+
+# --- the two-step money flows (form → confirmation page → booking) ---------------------
+
+
+def token_of(location: str) -> str:
+    """The signed token in a confirmation page's URL."""
+    from urllib.parse import parse_qs, urlparse
+
+    return parse_qs(urlparse(location).query)["token"][0]
+
+
+def start_flow(client: Client, url: str, data: dict[str, Any]):
+    """Submit step one; on success the answer is a redirect to the confirmation page."""
+    return client.post(url, data)
+
+
+def confirm_flow(client: Client, location: str, *, acknowledge: bool = False):
+    """Open the confirmation page (GET, as a browser does), then press its button."""
+    page = client.get(location)
+    assert page.status_code == 200, page.status_code
+    data = {"token": token_of(location)}
+    if acknowledge:
+        data["acknowledge"] = "on"
+    return client.post(location.split("?")[0], data, follow=True)
