@@ -20,7 +20,14 @@ from django.urls import Resolver404, resolve
 from audit.services import record_system_event
 
 PERMISSION_RE = re.compile(r"[a-z_]+\.[a-z_]+")
-ADMIN_VIEW_SUFFIXES = {"changelist": "view", "change": "view", "history": "view", "add": "add"}
+# Admin URL name suffix → the permission it needs (reading; a POST needs "change").
+ADMIN_VIEW_SUFFIXES = {
+    "changelist": "view",
+    "change": "view",
+    "history": "view",
+    "add": "add",
+    "delete": "delete",
+}
 
 
 def missing_permission(request: HttpRequest, exception: Exception | None) -> str:
@@ -36,8 +43,12 @@ def missing_permission(request: HttpRequest, exception: Exception | None) -> str
         opts = model._meta
         prefix = f"{opts.app_label}_{opts.model_name}_"
         name = match.url_name or ""
-        if name.startswith(prefix) and name[len(prefix) :] in ADMIN_VIEW_SUFFIXES:
-            return f"{opts.app_label}.{ADMIN_VIEW_SUFFIXES[name[len(prefix) :]]}_{opts.model_name}"
+        suffix = name[len(prefix) :] if name.startswith(prefix) else ""
+        if suffix in ADMIN_VIEW_SUFFIXES:
+            verb = ADMIN_VIEW_SUFFIXES[suffix]
+            if verb == "view" and request.method == "POST":
+                verb = "change"
+            return f"{opts.app_label}.{verb}_{opts.model_name}"
     return ""
 
 
