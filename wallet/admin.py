@@ -17,12 +17,20 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Model
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from jobs.models import Job
 from wallet import services
 from wallet.admin_flows import AdjustFlowMixin, RefundFlowMixin, is_refundable_spend
+from wallet.admin_polish import (
+    AuditTrailButtonMixin,
+    BackOfficeMedia,
+    TransactionChangeList,
+    search_transfer_id,
+)
+from wallet.formatting import points, signed_points
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 
 REFUND_PERMISSION = "wallet.refund_transaction"
@@ -101,9 +109,16 @@ class StaffOperationMixin:
 
 
 @admin.register(Wallet)
-class WalletAdmin(AdjustFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class WalletAdmin(
+    AuditTrailButtonMixin,
+    AdjustFlowMixin,
+    StaffOperationMixin,
+    ReadOnlyAdminMixin,
+    admin.ModelAdmin,
+):
     change_form_template = "admin/wallet/wallet/change_form.html"
-    list_display = ("id", "user", "user_email", "balance", "updated_at")
+    Media = BackOfficeMedia
+    list_display = ("id", "user", "user_email", "balance_points", "updated_at")
     list_display_links = ("id", "user")
     list_select_related = ("user",)
     search_fields = ("user__username", "user__email", "user__id__exact")
@@ -113,7 +128,8 @@ class WalletAdmin(AdjustFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin, admi
     show_full_result_count = False
     fields = (
         "owner",
-        "balance",
+        "balance_points",
+        "pending_approvals",
         "transactions_link",
         "jobs_link",
         "audit_link",
@@ -129,6 +145,27 @@ class WalletAdmin(AdjustFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin, admi
     @admin.display(description="owner")
     def owner(self, wallet: Wallet) -> str:
         return user_label(wallet.user)
+
+    @admin.display(description="balance", ordering="balance")
+    def balance_points(self, wallet: Wallet) -> SafeString:
+        return format_html('<span class="points">{}</span> points', points(wallet.balance))
+
+    @admin.display(description="approval requests")
+    def pending_approvals(self, wallet: Wallet) -> SafeString:
+        from wallet.models import ApprovalRequest, ApprovalStatus
+
+        pending = ApprovalRequest.objects.filter(wallet=wallet).with_status(
+            ApprovalStatus.PENDING, timezone.now()
+        )
+        url = changelist_url(ApprovalRequest, wallet__id__exact=wallet.pk)
+        count = pending.count()
+        label = f"{count} pending" if count else "none pending"
+        return format_html('<a href="{}">{} (all requests of this wallet)</a>', url, label)
+
+    def audit_trail_url(self, wallet: Wallet) -> str:
+        from audit.models import AuditEvent
+
+        return changelist_url(AuditEvent, wallet__id__exact=wallet.pk)
 
     @admin.display(description="ledger")
     def transactions_link(self, wallet: Wallet) -> SafeString:
@@ -191,8 +228,15 @@ class WalletAdmin(AdjustFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin, admi
 
 
 @admin.register(Transaction)
-class TransactionAdmin(RefundFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class TransactionAdmin(
+    AuditTrailButtonMixin,
+    RefundFlowMixin,
+    StaffOperationMixin,
+    ReadOnlyAdminMixin,
+    admin.ModelAdmin,
+):
     change_form_template = "admin/wallet/transaction/change_form.html"
+    Media = BackOfficeMedia
     list_display = (
         "id",
         "created_at",
@@ -200,7 +244,8 @@ class TransactionAdmin(RefundFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin,
         "type",
         "signed_amount",
         "status",
-        "balance_after",
+        "balance_after_points",
+        "counterparty_label",
         "reference_id",
         "related_link",
     )
@@ -214,7 +259,9 @@ class TransactionAdmin(RefundFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin,
         "description",
         "id__exact",
     )
-    search_help_text = "Search by username, email, reference, description or transaction id."
+    search_help_text = (
+        "Search by username, email, reference, description, transaction id or transfer id."
+    )
     date_hierarchy = "created_at"
     show_full_result_count = False
     list_per_page = 50
@@ -231,7 +278,7 @@ class TransactionAdmin(RefundFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin,
                         "type",
                         "signed_amount",
                         "status",
-                        "balance_after",
+                        "balance_after_points",
                         "created_at",
                     )
                 },
@@ -257,6 +304,8 @@ class TransactionAdmin(RefundFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin,
         "actor_label",
         "wallet_link",
         "signed_amount",
+        "balance_after_points",
+        "counterparty_label",
         "related_link",
         "counterpart_link",
         "job_link",
@@ -267,7 +316,36 @@ class TransactionAdmin(RefundFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin,
 
     @admin.display(description="amount", ordering="amount")
     def signed_amount(self, txn: Transaction) -> str:
-        return f"{txn.amount:+d}"
+        return signed_points(txn.amount)
+
+    @admin.display(description="balance after", ordering="balance_after")
+    def balance_after_points(self, txn: Transaction) -> str:
+        return points(txn.balance_after)
+
+    @admin.display(description="other party")
+    def counterparty_label(self, txn: Transaction) -> str:
+        """The other user of a transfer (set per page by TransactionChangeList)."""
+        other = getattr(txn, "counterparty", None)
+        if other is None:
+            return "—"
+        direction = "to" if txn.type == TransactionType.TRANSFER_OUT else "from"
+        return f"{direction} {other.user.get_username()} (user #{other.user_id})"
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type:
+        return TransactionChangeList
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: Any, search_term: str
+    ) -> tuple[Any, bool]:
+        by_transfer = search_transfer_id(queryset, search_term)
+        if by_transfer is not None:
+            return by_transfer
+        return super().get_search_results(request, queryset, search_term)
+
+    def audit_trail_url(self, txn: Transaction) -> str:
+        from audit.models import AuditEvent
+
+        return changelist_url(AuditEvent, transaction__id__exact=txn.pk)
 
     @admin.display(description="user")
     def user_label(self, txn: Transaction) -> str:
@@ -306,7 +384,7 @@ class TransactionAdmin(RefundFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin,
     def refundable(self, txn: Transaction) -> str:
         if txn.status != TransactionStatus.SUCCESS:
             return "0 points (not successful)"
-        return f"{services.refundable_remaining(txn)} of {-txn.amount} points"
+        return f"{points(services.refundable_remaining(txn))} of {points(-txn.amount)} points"
 
     @admin.display(description="refunds")
     def refunds_list(self, txn: Transaction) -> SafeString | str:
