@@ -185,9 +185,16 @@ def test_support_refunds_part_of_a_spend_through_the_confirmation(
 
         # The wallet page agrees.
         page.locator(".field-wallet_link a").click()
-        expect(page.locator(".field-balance .readonly")).to_have_text("940")
+        expect(page.locator(".field-balance_points .readonly")).to_have_text("940 points")
         expect(page.locator("#recent-transactions tbody tr")).to_have_count(3)
         shoot(page, "refund-4-wallet")
+
+        # The ledger list at 1400 px: every column visible, nothing scrolled off.
+        page.goto(f"{live_server.url}/admin/wallet/transaction/")
+        table = page.locator("#result_list")
+        results = page.locator("#changelist .results")
+        assert table.bounding_box()["width"] <= results.bounding_box()["width"] + 1
+        shoot(page, "ledger-list-1400px")
 
     refund = Transaction.objects.get(type=TransactionType.REFUND)
     assert (refund.amount, refund.related_transaction_id, refund.actor_id) == (
