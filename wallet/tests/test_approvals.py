@@ -498,3 +498,24 @@ def test_api_reading_needs_adjust_or_approve_permission(funded, requester, clien
         "permission_denied",
     )
     assert error_of(client_for(funded).get(APPROVALS)) == (403, "permission_denied")
+
+
+def test_verify_ledger_is_clean_after_every_kind_of_approval_event(
+    funded, requester, approver, settings
+):
+    from audit.verification import verify_ledger
+
+    approved = ask(funded, requester, reference_id="v-1").approval
+    services.approve_adjustment(approval=approved.pk, actor=approver)
+    rejected = ask(funded, requester).approval
+    services.reject_adjustment(approval=rejected.pk, actor=approver, reason="no")
+    with pytest.raises(SelfApprovalForbidden):
+        services.approve_adjustment(approval=ask(funded, requester).approval.pk, actor=requester)
+    settings.WALLET_APPROVAL_TTL_HOURS = 0
+    with pytest.raises(ApprovalNotPending):
+        services.approve_adjustment(approval=ask(funded, requester).approval.pk, actor=approver)
+
+    report = verify_ledger()
+
+    assert report.clean, [finding.line() for finding in report.findings]
+    assert {"approval.approved", "approval.rejected", "approval.expired"} <= set(actions())
