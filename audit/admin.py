@@ -16,8 +16,7 @@ from django.utils.safestring import SafeString
 from audit.labels import ACTION_LABELS, action_label
 from audit.models import AuditEvent
 from wallet.admin import ReadOnlyAdminMixin, admin_link, user_label
-from wallet.admin_polish import BackOfficeMedia
-from wallet.formatting import points, signed_points
+from wallet.admin_polish import BackOfficeMedia, points_column
 
 
 class ActionFilter(admin.SimpleListFilter):
@@ -129,17 +128,9 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return format_html("<code>{}</code>", event.action)
         return format_html('{} <span class="quiet">({})</span>', label, event.action)
 
-    @admin.display(description="amount", ordering="amount")
-    def amount_points(self, event: AuditEvent) -> str:
-        return signed_points(event.amount)
-
-    @admin.display(description="balance before")
-    def balance_before_points(self, event: AuditEvent) -> str:
-        return points(event.balance_before)
-
-    @admin.display(description="balance after")
-    def balance_after_points(self, event: AuditEvent) -> str:
-        return points(event.balance_after)
+    amount_points = points_column("amount", "amount", signed=True)
+    balance_before_points = points_column("balance_before", "balance before")
+    balance_after_points = points_column("balance_after", "balance after")
 
     @admin.display(description="actor")
     def actor_label(self, event: AuditEvent) -> str:

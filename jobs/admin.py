@@ -16,8 +16,7 @@ from django.utils.safestring import SafeString
 from jobs import services
 from jobs.models import Job, JobType
 from wallet.admin import ReadOnlyAdminMixin, admin_link, admin_url, changelist_url, user_label
-from wallet.admin_polish import AuditTrailButtonMixin, BackOfficeMedia
-from wallet.formatting import points
+from wallet.admin_polish import AuditTrailButtonMixin, BackOfficeMedia, points_column
 from wallet.forms import StrictIntegerField
 from wallet.models import Wallet
 
@@ -149,9 +148,7 @@ class JobAdmin(AuditTrailButtonMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "refunds_list",
     )
 
-    @admin.display(description="points used", ordering="points_used")
-    def points_used_points(self, job: Job) -> str:
-        return points(job.points_used)
+    points_used_points = points_column("points_used", "points used")
 
     def audit_trail_url(self, job: Job) -> str:
         from audit.models import AuditEvent

@@ -28,9 +28,10 @@ from wallet.admin_polish import (
     AuditTrailButtonMixin,
     BackOfficeMedia,
     TransactionChangeList,
+    points_column,
     search_transfer_id,
 )
-from wallet.formatting import points, signed_points
+from wallet.formatting import points
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 
 REFUND_PERMISSION = "wallet.refund_transaction"
@@ -314,13 +315,8 @@ class TransactionAdmin(
         "audit_link",
     )
 
-    @admin.display(description="amount", ordering="amount")
-    def signed_amount(self, txn: Transaction) -> str:
-        return signed_points(txn.amount)
-
-    @admin.display(description="balance after", ordering="balance_after")
-    def balance_after_points(self, txn: Transaction) -> str:
-        return points(txn.balance_after)
+    signed_amount = points_column("amount", "amount", signed=True)
+    balance_after_points = points_column("balance_after", "balance after")
 
     @admin.display(description="other party")
     def counterparty_label(self, txn: Transaction) -> str:

@@ -20,8 +20,15 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from wallet import services
-from wallet.admin import ReadOnlyAdminMixin, StaffOperationMixin, admin_link, admin_url
+from wallet.admin import (
+    ReadOnlyAdminMixin,
+    StaffOperationMixin,
+    admin_link,
+    admin_url,
+    changelist_url,
+)
 from wallet.admin_flows import CONFIRM_TEMPLATE, ConfirmedFlowMixin
+from wallet.admin_polish import AuditTrailButtonMixin
 from wallet.errors import DomainError
 from wallet.formatting import points, signed_points
 from wallet.forms import RejectApprovalForm, domain_error_message
@@ -78,7 +85,11 @@ class MineFilter(admin.SimpleListFilter):
 
 @admin.register(ApprovalRequest)
 class ApprovalRequestAdmin(
-    ConfirmedFlowMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin
+    AuditTrailButtonMixin,
+    ConfirmedFlowMixin,
+    StaffOperationMixin,
+    ReadOnlyAdminMixin,
+    admin.ModelAdmin,
 ):
     change_form_template = "admin/wallet/approvalrequest/change_form.html"
     reject_template = "admin/wallet/approvalrequest/reject.html"
@@ -126,7 +137,6 @@ class ApprovalRequestAdmin(
                     "decided_at",
                     "decision_reason",
                     "transaction_link",
-                    "audit_link",
                 )
             },
         ),
@@ -138,7 +148,6 @@ class ApprovalRequestAdmin(
         "signed_amount",
         "reason_short",
         "transaction_link",
-        "audit_link",
     )
 
     # --- who sees it ---
@@ -181,28 +190,15 @@ class ApprovalRequestAdmin(
     def transaction_link(self, approval: ApprovalRequest) -> SafeString | str:
         return admin_link(approval.transaction)
 
-    @admin.display(description="audit trail")
-    def audit_link(self, approval: ApprovalRequest) -> SafeString:
-        from audit.models import AuditEvent
-        from wallet.admin import changelist_url
-
-        url = changelist_url(AuditEvent, wallet__id__exact=approval.wallet_id)
-        return format_html('<a href="{}">Audit events of this wallet</a>', url)
-
     # --- the request page ---
 
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict[str, Any],
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: ApprovalRequest | None = None,
-    ) -> HttpResponse:
-        if obj is not None:
-            context.update(self._decision_context(request, obj))
-        return super().render_change_form(request, context, add, change, form_url, obj)
+    def audit_trail_url(self, approval: ApprovalRequest) -> str:
+        from audit.models import AuditEvent
+
+        return changelist_url(AuditEvent, wallet__id__exact=approval.wallet_id)
+
+    def extra_change_context(self, request: HttpRequest, approval: ApprovalRequest) -> dict:
+        return self._decision_context(request, approval)
 
     def _decision_context(self, request: HttpRequest, approval: ApprovalRequest) -> dict:
         balance = Wallet.objects.filter(pk=approval.wallet_id).values_list("balance", flat=True)[0]
@@ -250,14 +246,13 @@ class ApprovalRequestAdmin(
                 approval.refresh_from_db()
             else:
                 row = decision.transaction
-                text = (
+                return self._decided(
+                    request,
+                    approval,
                     f"Approved request #{approval.pk}: booked adjustment #{row.pk} of "
                     f"{signed_points(row.amount)} points for {approval.user}. New balance: "
-                    f"{points(row.balance_after)} points."
+                    f"{points(row.balance_after)} points.",
                 )
-                self._log_action(request, approval, text)
-                messages.success(request, text)
-                return HttpResponseRedirect(admin_url(approval))
         context = self._decision_context(request, approval)
         if not context["can_decide"] and not error:
             error = self._why_not(approval, context)
@@ -301,13 +296,12 @@ class ApprovalRequestAdmin(
                 form.add_domain_error(refusal)
                 approval.refresh_from_db()
             else:
-                text = (
+                return self._decided(
+                    request,
+                    approval,
                     f"Rejected request #{approval.pk} ({signed_points(approval.amount)} points "
-                    f"for {approval.user}): nothing was booked."
+                    f"for {approval.user}): nothing was booked.",
                 )
-                self._log_action(request, approval, text)
-                messages.success(request, text)
-                return HttpResponseRedirect(admin_url(approval))
         context = self._decision_context(request, approval)
         return self._render_form(
             request,
@@ -318,6 +312,11 @@ class ApprovalRequestAdmin(
             why_not="" if context["can_decide"] else self._why_not(approval, context),
             **context,
         )
+
+    def _decided(self, request: HttpRequest, approval: ApprovalRequest, text: str) -> HttpResponse:
+        self._log_action(request, approval, text)
+        messages.success(request, text)
+        return HttpResponseRedirect(admin_url(approval))
 
     def _page(self, approval: ApprovalRequest, operation: str) -> dict[str, Any]:
         return {

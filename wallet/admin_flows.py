@@ -86,6 +86,16 @@ class ConfirmedFlowMixin:
     ) -> HttpResponse:
         return self._render_page(request, template, form=form, **context)
 
+    def _read_plan(self, request: HttpRequest, kind: str, obj: Any) -> tuple[str, dict | None]:
+        """(token, its payload) from the page's GET or POST; (why not, None) when unusable."""
+        token = request.POST.get("token") if request.method == "POST" else request.GET.get("token")
+        try:
+            return token, confirmations.read(
+                token, kind, object_id=obj.pk, staff_id=request.user.pk
+            )
+        except confirmations.ConfirmationError as problem:
+            return str(problem), None
+
     def _log_action(self, request: HttpRequest, obj: Any, message: str) -> None:
         """Django's admin log: the staff member's "Recent actions" and the object's History."""
         self.log_change(request, obj, message)
@@ -194,11 +204,9 @@ class RefundFlowMixin(ConfirmedFlowMixin):
             "start_over_url": _object_url(spend, "refund"),
             "cancel_url": _object_url(spend),
         }
-        token = request.POST.get("token") if request.method == "POST" else request.GET.get("token")
-        try:
-            plan = confirmations.read(token, "refund", object_id=spend.pk, staff_id=request.user.pk)
-        except confirmations.ConfirmationError as problem:
-            return self._render_page(request, CONFIRM_TEMPLATE, problem=str(problem), **page)
+        token, plan = self._read_plan(request, "refund", spend)
+        if plan is None:
+            return self._render_page(request, CONFIRM_TEMPLATE, problem=token, **page)
         booked = Transaction.objects.filter(
             wallet_id=spend.wallet_id, type=TransactionType.REFUND, reference_id=plan["reference"]
         ).first()
@@ -373,13 +381,9 @@ class AdjustFlowMixin(ConfirmedFlowMixin):
             "start_over_url": _object_url(wallet, "adjust"),
             "cancel_url": _object_url(wallet),
         }
-        token = request.POST.get("token") if request.method == "POST" else request.GET.get("token")
-        try:
-            plan = confirmations.read(
-                token, "adjust", object_id=wallet.pk, staff_id=request.user.pk
-            )
-        except confirmations.ConfirmationError as problem:
-            return self._render_page(request, CONFIRM_TEMPLATE, problem=str(problem), **page)
+        token, plan = self._read_plan(request, "adjust", wallet)
+        if plan is None:
+            return self._render_page(request, CONFIRM_TEMPLATE, problem=token, **page)
         done = self._adjust_already_done(request, wallet, plan, page)
         if done is not None:
             return done

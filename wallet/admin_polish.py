@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
@@ -19,6 +20,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from wallet.formatting import points, signed_points
 from wallet.models import Transaction
 
 ADMIN_CSS = "wallet/admin.css"
@@ -34,14 +36,29 @@ class BackOfficeMedia:
     css = {"all": [ADMIN_CSS]}
 
 
+def points_column(field: str, description: str, *, signed: bool = False) -> Callable:
+    """A list/detail column showing `field` as points (`12,000`, or `+1,250` when signed)."""
+    write = signed_points if signed else points
+
+    @admin.display(description=description, ordering=field)
+    def column(model_admin: Any, obj: Any) -> str:
+        return write(getattr(obj, field))
+
+    return column
+
+
 class AuditTrailButtonMixin:
     """Replaces the History button with "Audit trail" (templates read `audit_trail_url`).
 
-    Subclasses say which audit events tell the object's story.
+    Subclasses say which audit events tell the object's story, and may add to the
+    change page's context (`extra_change_context`).
     """
 
     def audit_trail_url(self, obj: Any) -> str | None:
         return None
+
+    def extra_change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        return {}
 
     def render_change_form(
         self,
@@ -54,6 +71,7 @@ class AuditTrailButtonMixin:
     ) -> HttpResponse:
         if obj is not None:
             context["audit_trail_url"] = self.audit_trail_url(obj)
+            context.update(self.extra_change_context(request, obj))
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 

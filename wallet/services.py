@@ -824,52 +824,38 @@ def adjust(
             # Also for a request: one that could never be booked now is refused at once.
             return _insufficient_rejection(wallet, -amount, action="wallet.adjustment", actor=actor)
         now = timezone.now()
+        asked = _AskedAdjustment(amount, reason, reference_id, fingerprint)
         if needs_approval:
-            return ApprovalResult(
-                _open_approval(
-                    wallet,
-                    amount=amount,
-                    reason=reason,
-                    actor=actor,
-                    reference_id=reference_id,
-                    fingerprint=fingerprint,
-                    now=now,
-                )
-            )
-        row = _adjustment_row(
-            wallet,
-            amount=amount,
-            reason=reason,
-            actor=actor,
-            reference_id=reference_id,
-            fingerprint=fingerprint,
-            now=now,
-        )
+            return ApprovalResult(_open_approval(wallet, asked, actor=actor, now=now))
+        row = _adjustment_row(wallet, asked, actor=actor, now=now)
         _commit_rows([row], actor, now, {"reason": reason})
         return OperationResult(row)
 
     return run_atomically(operation)
 
 
+@dataclass(frozen=True)
+class _AskedAdjustment:
+    """What was asked for: booked at once, or kept on an approval request until decided."""
+
+    amount: int
+    reason: str
+    reference_id: str | None
+    fingerprint: str
+
+
 def _adjustment_row(
-    wallet: Wallet,
-    *,
-    amount: int,
-    reason: str,
-    actor: Any,
-    reference_id: str | None,
-    fingerprint: str,
-    now: datetime,
+    wallet: Wallet, asked: _AskedAdjustment, *, actor: Any, now: datetime
 ) -> Transaction:
     return _book(
         wallet,
         txn_type=TransactionType.ADJUSTMENT,
-        amount=amount,
+        amount=asked.amount,
         now=now,
         actor=actor,
-        reference_id=reference_id,
-        fingerprint=fingerprint,
-        description=reason,
+        reference_id=asked.reference_id,
+        fingerprint=asked.fingerprint,
+        description=asked.reason,
     )
 
 
@@ -938,22 +924,15 @@ def _approval_event(
 
 
 def _open_approval(
-    wallet: Wallet,
-    *,
-    amount: int,
-    reason: str,
-    actor: Any,
-    reference_id: str | None,
-    fingerprint: str,
-    now: datetime,
+    wallet: Wallet, asked: _AskedAdjustment, *, actor: Any, now: datetime
 ) -> ApprovalRequest:
     approval = ApprovalRequest.objects.create(
         wallet=wallet,
         user_id=wallet.user_id,
-        amount=amount,
-        reason=reason,
-        reference_id=reference_id,
-        request_fingerprint=fingerprint,
+        amount=asked.amount,
+        reason=asked.reason,
+        reference_id=asked.reference_id,
+        request_fingerprint=asked.fingerprint,
         requested_by_id=actor.pk,
         expires_at=now + timedelta(hours=settings.WALLET_APPROVAL_TTL_HOURS),
         created_at=now,
@@ -963,7 +942,7 @@ def _open_approval(
         approval,
         "approval.requested",
         actor,
-        reference_id=reference_id,
+        reference_id=asked.reference_id,
         expires_at=approval.expires_at.isoformat(),
         threshold=settings.WALLET_APPROVAL_THRESHOLD,
     )
@@ -1034,6 +1013,38 @@ def _not_pending(approval: ApprovalRequest) -> ApprovalNotPending:
     )
 
 
+def _decide(
+    approval: Any,
+    actor: Any,
+    decision: str,
+    act: Callable[[Wallet, ApprovalRequest, datetime], ApprovalDecision | Rejection],
+) -> ApprovalDecision:
+    """The frame of a decision: lock wallet then request, refuse (audited) what may not be
+    decided by `actor` now, else `act` — all in one DB transaction."""
+    approval_id = _approval_id(approval)
+    if _actor_id(actor) is None:
+        raise ValidationFailed("A decision must name the staff member deciding.", field="actor")
+
+    def operation() -> ApprovalDecision | Rejection:
+        wallet, request = _lock_approval(approval_id)
+        now = timezone.now()
+        refusal = _decision_refusal(wallet, request, actor, decision, now)
+        return refusal if refusal is not None else act(wallet, request, now)
+
+    return run_atomically(operation)
+
+
+def _record_decision(
+    request: ApprovalRequest, status: str, actor: Any, now: datetime, **fields: Any
+) -> None:
+    request.status = status
+    request.decided_by = actor
+    request.decided_at = now
+    for name, value in fields.items():
+        setattr(request, name, value)
+    request.save(update_fields=["status", "decided_by", "decided_at", *fields, "updated_at"])
+
+
 def approve_adjustment(*, approval: Any, actor: AbstractBaseUser) -> ApprovalDecision:
     """A second staff member approves: the adjustment is booked now, exactly once.
 
@@ -1041,16 +1052,8 @@ def approve_adjustment(*, approval: Any, actor: AbstractBaseUser) -> ApprovalDec
     request stays pending. The booking, the request's new status and both audit events
     commit together or not at all.
     """
-    approval_id = _approval_id(approval)
-    if _actor_id(actor) is None:
-        raise ValidationFailed("An approval must name the staff member deciding.", field="actor")
 
-    def operation() -> ApprovalDecision | Rejection:
-        wallet, request = _lock_approval(approval_id)
-        now = timezone.now()
-        refusal = _decision_refusal(wallet, request, actor, "approve", now)
-        if refusal is not None:
-            return refusal
+    def book(wallet: Wallet, request: ApprovalRequest, now: datetime):
         if wallet.balance + request.amount < 0:
             return _reject(
                 wallet,
@@ -1061,15 +1064,10 @@ def approve_adjustment(*, approval: Any, actor: AbstractBaseUser) -> ApprovalDec
                 reason="insufficient_balance",
                 approval_id=request.pk,
             )
-        row = _adjustment_row(
-            wallet,
-            amount=request.amount,
-            reason=request.reason,
-            actor=actor,
-            reference_id=request.reference_id,
-            fingerprint=request.request_fingerprint,
-            now=now,
+        asked = _AskedAdjustment(
+            request.amount, request.reason, request.reference_id, request.request_fingerprint
         )
+        row = _adjustment_row(wallet, asked, actor=actor, now=now)
         _commit_rows(
             [row],
             actor,
@@ -1079,44 +1077,24 @@ def approve_adjustment(*, approval: Any, actor: AbstractBaseUser) -> ApprovalDec
                 _approval_event(wallet, request, "approval.approved", actor, transaction_id=row.pk)
             ],
         )
-        request.status = ApprovalStatus.APPROVED
-        request.decided_by = actor
-        request.decided_at = now
-        request.transaction = row
-        request.save(
-            update_fields=["status", "decided_by", "decided_at", "transaction", "updated_at"]
-        )
+        _record_decision(request, ApprovalStatus.APPROVED, actor, now, transaction=row)
         return ApprovalDecision(request, row)
 
-    return run_atomically(operation)
+    return _decide(approval, actor, "approve", book)
 
 
 def reject_adjustment(*, approval: Any, actor: AbstractBaseUser, reason: Any) -> ApprovalDecision:
     """A second staff member rejects, with a written reason; nothing is booked."""
-    approval_id = _approval_id(approval)
     reason = validate_text(reason, field="reason", required=True, max_length=REASON_MAX_LENGTH)
-    if _actor_id(actor) is None:
-        raise ValidationFailed("A rejection must name the staff member deciding.", field="actor")
 
-    def operation() -> ApprovalDecision | Rejection:
-        wallet, request = _lock_approval(approval_id)
-        now = timezone.now()
-        refusal = _decision_refusal(wallet, request, actor, "reject", now)
-        if refusal is not None:
-            return refusal
-        request.status = ApprovalStatus.REJECTED
-        request.decided_by = actor
-        request.decided_at = now
-        request.decision_reason = reason
-        request.save(
-            update_fields=["status", "decided_by", "decided_at", "decision_reason", "updated_at"]
-        )
+    def refuse(wallet: Wallet, request: ApprovalRequest, now: datetime):
+        _record_decision(request, ApprovalStatus.REJECTED, actor, now, decision_reason=reason)
         event = _approval_event(wallet, request, "approval.rejected", actor, decision_reason=reason)
         save_events([event])
         _persist_wallets([wallet], now)
         return ApprovalDecision(request)
 
-    return run_atomically(operation)
+    return _decide(approval, actor, "reject", refuse)
 
 
 # --- Operator repairs (replay_ledger, cleanup_pending) ---------------------------------
