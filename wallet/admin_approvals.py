@@ -26,6 +26,7 @@ from wallet.admin import (
     admin_link,
     admin_url,
     changelist_url,
+    user_label,
 )
 from wallet.admin_flows import CONFIRM_TEMPLATE, ConfirmedFlowMixin
 from wallet.admin_polish import AuditTrailButtonMixin
@@ -130,10 +131,10 @@ class ApprovalRequestAdmin(
             "Request and decision",
             {
                 "fields": (
-                    "requested_by",
+                    "requester_label",
                     "created_at",
                     "expires_at",
-                    "decided_by",
+                    "decider_label",
                     "decided_at",
                     "decision_reason",
                     "transaction_link",
@@ -142,6 +143,8 @@ class ApprovalRequestAdmin(
         ),
     )
     readonly_fields = (
+        "requester_label",
+        "decider_label",
         "status_label",
         "customer",
         "wallet_link",
@@ -172,6 +175,14 @@ class ApprovalRequestAdmin(
     @admin.display(description="customer", ordering="user__username")
     def customer(self, approval: ApprovalRequest) -> str:
         return f"{approval.user.get_username()} (user #{approval.user_id})"
+
+    @admin.display(description="requested by")
+    def requester_label(self, approval: ApprovalRequest) -> str:
+        return user_label(approval.requested_by)
+
+    @admin.display(description="decided by")
+    def decider_label(self, approval: ApprovalRequest) -> str:
+        return user_label(approval.decided_by) if approval.decided_by_id else "—"
 
     @admin.display(description="wallet")
     def wallet_link(self, approval: ApprovalRequest) -> SafeString | str:

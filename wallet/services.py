@@ -45,7 +45,7 @@ from wallet.errors import (
     ValidationFailed,
     VelocityLimitExceeded,
 )
-from wallet.faults import crash_point
+from wallet.faults import crash_point, row_locks_disabled
 from wallet.models import (
     VELOCITY_TYPES,
     ApprovalRequest,
@@ -967,12 +967,10 @@ def _lock_approval(approval_id: int) -> tuple[Wallet, ApprovalRequest]:
     if user_id is None:
         raise NotFound(f"Approval request {approval_id} does not exist.", approval_id=approval_id)
     wallet = Wallet.objects.lock_for_user(user_id)
-    approval = (
-        ApprovalRequest.objects.select_for_update(of=("self",))
-        .select_related("requested_by")
-        .get(pk=approval_id)
-    )
-    return wallet, approval
+    requests = ApprovalRequest.objects.select_related("requested_by")
+    if not row_locks_disabled():  # test-only switch (wallet/faults.py), as for wallets
+        requests = requests.select_for_update(of=("self",))
+    return wallet, requests.get(pk=approval_id)
 
 
 def _decision_refusal(

@@ -4,6 +4,7 @@ adjustment is booked exactly once, every other attempt is 409, nothing is half-d
 from __future__ import annotations
 
 import pytest
+from django.db import IntegrityError
 
 from wallet import services
 from wallet.errors import ApprovalNotPending
@@ -69,4 +70,30 @@ def test_approve_racing_reject_decides_once(request_and_approvers):
     booked = Transaction.objects.filter(type=TransactionType.ADJUSTMENT).count()
     assert (final.status, booked) in {("approved", 1), ("rejected", 0)}
     assert Wallet.objects.get(user=owner).balance == 1_000 + 40_000 * booked
+    assert_ledger_consistent()
+
+
+def test_without_any_row_lock_the_database_still_books_once(request_and_approvers, monkeypatch):
+    """Defence in depth: with the wallet and request locks switched off (the test-only
+    switch of wallet/faults.py), racing approvers all read `pending`; the decided-once
+    trigger of migration 0004 refuses every decision after the first, which rolls back
+    that approver's booking with it."""
+    from wallet import faults
+
+    owner, approval, approvers = request_and_approvers
+    monkeypatch.setattr(faults, "_row_locks_disabled", True)
+    assert faults.row_locks_disabled()
+
+    results = run_concurrently(
+        lambda i: services.approve_adjustment(approval=approval.pk, actor=approvers[i]),
+        APPROVERS,
+    )
+
+    decisions = [r for r in results if isinstance(r, services.ApprovalDecision)]
+    assert len(decisions) == 1, results
+    losers = [r for r in results if r not in decisions]
+    # Refused by the database (the trigger), or by the service if it came after the commit.
+    assert all(isinstance(r, (IntegrityError, ApprovalNotPending)) for r in losers), losers
+    assert Transaction.objects.filter(type=TransactionType.ADJUSTMENT).count() == 1
+    assert Wallet.objects.get(user=owner).balance == 41_000
     assert_ledger_consistent()
