@@ -26,8 +26,9 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import build_wallet_event, save_events
+from divine_whispers.db import Rejection, run_atomically
+from divine_whispers.faults import crash_point, row_locks_disabled
 from jobs.models import Job, JobStatus, JobType
-from wallet.atomic import Rejection, run_atomically
 from wallet.errors import (
     ApprovalNotPending,
     IdempotencyKeyReused,
@@ -45,7 +46,6 @@ from wallet.errors import (
     ValidationFailed,
     VelocityLimitExceeded,
 )
-from wallet.faults import crash_point, row_locks_disabled
 from wallet.models import (
     VELOCITY_TYPES,
     ApprovalRequest,
@@ -268,9 +268,9 @@ def _commit_rows(
 ) -> None:
     """Insert the ledger rows, their audit events, and the wallets' new balances.
 
-    `crash_at` names the test-only crash point between the rows and the rest (wallet/faults.py).
-    `more_events` builds further events on the same chains once the rows have their ids
-    (an approval's decision names the transaction it booked).
+    `crash_at` names the test-only crash point between the rows and the rest
+    (divine_whispers/faults.py). `more_events` builds further events on the same chains
+    once the rows have their ids (an approval's decision names the transaction it booked).
     """
     Transaction.objects.bulk_create(rows)
     crash_point(crash_at)
@@ -968,7 +968,7 @@ def _lock_approval(approval_id: int) -> tuple[Wallet, ApprovalRequest]:
         raise NotFound(f"Approval request {approval_id} does not exist.", approval_id=approval_id)
     wallet = Wallet.objects.lock_for_user(user_id)
     requests = ApprovalRequest.objects.select_related("requested_by")
-    if not row_locks_disabled():  # test-only switch (wallet/faults.py), as for wallets
+    if not row_locks_disabled():  # test-only switch (divine_whispers/faults.py), as for wallets
         requests = requests.select_for_update(of=("self",))
     return wallet, requests.get(pk=approval_id)
 

@@ -75,10 +75,10 @@ def test_approve_racing_reject_decides_once(request_and_approvers):
 
 def test_without_any_row_lock_the_database_still_books_once(request_and_approvers, monkeypatch):
     """Defence in depth: with the wallet and request locks switched off (the test-only
-    switch of wallet/faults.py), racing approvers all read `pending`; the decided-once
+    switch of divine_whispers/faults.py), racing approvers all read `pending`; the decided-once
     trigger of migration 0004 refuses every decision after the first, which rolls back
     that approver's booking with it."""
-    from wallet import faults
+    from divine_whispers import faults
 
     owner, approval, approvers = request_and_approvers
     monkeypatch.setattr(faults, "_row_locks_disabled", True)
