@@ -270,7 +270,6 @@ class ApprovalRequestAdmin(
         return self._render_page(
             request,
             CONFIRM_TEMPLATE,
-            token="-",
             error=error,
             summary=[
                 ("Customer", f"{approval.user} ({approval.user.email or 'no email'})", ""),

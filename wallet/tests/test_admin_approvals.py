@@ -138,3 +138,15 @@ def test_the_403_page_names_the_permission_and_is_audited(approval):
         support_user,
         "wallet.approve_adjustment",
     )
+
+
+def test_the_wallet_page_links_its_approval_requests(approval, approver, user):
+    client = logged_in(approver)
+    wallet = Wallet.objects.get(user=user)
+
+    page = client.get(reverse("admin:wallet_wallet_change", args=[wallet.pk])).content.decode()
+    listed = client.get(url("changelist"), {"wallet__id__exact": wallet.pk})
+
+    assert "1 pending (all requests of this wallet)" in page
+    assert listed.status_code == 200
+    assert list(listed.context["cl"].result_list) == [approval]
