@@ -281,7 +281,7 @@ class Wallet(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Wallet of {self.user} ({self.balance} pts)"
+        return f"Wallet of {self.user} ({self.balance:,d} pts)"
 
 
 class TransactionType(models.TextChoices):
