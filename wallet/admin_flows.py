@@ -25,6 +25,8 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -97,8 +99,17 @@ class ConfirmedFlowMixin:
             return str(problem), None
 
     def _log_action(self, request: HttpRequest, obj: Any, message: str) -> None:
-        """Django's admin log: the staff member's "Recent actions" and the object's History."""
-        self.log_change(request, obj, message)
+        """Django's admin log, read by the home page's "Recent actions": the entry links
+        to `obj` (the row booked, or the approval request) and reads as what was done,
+        not as the object's name. The audit trail stays the record of truth."""
+        LogEntry.objects.create(
+            user_id=request.user.pk,
+            content_type=ContentType.objects.get_for_model(obj),
+            object_id=str(obj.pk),
+            object_repr=message[: LogEntry._meta.get_field("object_repr").max_length],
+            action_flag=CHANGE,
+            change_message=message,
+        )
 
 
 # --- Refund -----------------------------------------------------------------------------
@@ -322,7 +333,7 @@ class RefundFlowMixin(ConfirmedFlowMixin):
                 f"Refunded {points(row.amount)} points of spend #{spend.pk} to {spend.user} "
                 f"(transaction #{row.pk}). New balance: {points(row.balance_after)} points."
             )
-            self._log_action(request, spend, text)
+            self._log_action(request, row, text)
             messages.success(request, text)
         return HttpResponseRedirect(_object_url(spend))
 
@@ -495,7 +506,7 @@ class AdjustFlowMixin(ConfirmedFlowMixin):
                 f"(expires {timezone.localtime(approval.expires_at):%Y-%m-%d %H:%M:%S %Z})."
             )
             if not result.replayed:
-                self._log_action(request, wallet, text)
+                self._log_action(request, approval, text)
             messages.success(request, text)
             return HttpResponseRedirect(_object_url(approval))
         row = result.transaction
@@ -506,6 +517,6 @@ class AdjustFlowMixin(ConfirmedFlowMixin):
         if result.replayed:
             text = f"This adjustment was already recorded. {text}"
         else:
-            self._log_action(request, wallet, text)
+            self._log_action(request, row, text)
         messages.success(request, text)
         return HttpResponseRedirect(_object_url(wallet))

@@ -24,6 +24,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
+from audit.models import AuditEvent
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import ApprovalRequest, Transaction, TransactionType, Wallet
@@ -196,6 +197,19 @@ def test_support_refunds_part_of_a_spend_through_the_confirmation(
         assert table.bounding_box()["width"] <= results.bounding_box()["width"] + 1
         shoot(page, "ledger-list-1400px")
 
+        # Home: "Recent actions" lists the refund just made; no "View site" link.
+        page.goto(f"{live_server.url}/admin/")
+        expect(page.locator("#recent-actions-module")).to_contain_text(
+            f"Refunded 60 points of spend #{spend_id}"
+        )
+        expect(page.get_by_role("link", name="View site")).to_have_count(0)
+        shoot(page, "home-recent-actions")
+
+        # A page support may not open: a 403 page naming the permission (and audited).
+        page.goto(f"{live_server.url}/admin/wallet/approvalrequest/")
+        expect(page.locator("#missing-permission")).to_have_text("wallet.view_approvalrequest")
+        shoot(page, "forbidden-403")
+
     refund = Transaction.objects.get(type=TransactionType.REFUND)
     assert (refund.amount, refund.related_transaction_id, refund.actor_id) == (
         60,
@@ -203,6 +217,11 @@ def test_support_refunds_part_of_a_spend_through_the_confirmation(
         support.pk,
     )
     assert Wallet.objects.get(user__username="alice").balance == 940
+    denied = AuditEvent.objects.get(action="admin.permission_denied")
+    assert (denied.actor_id, denied.metadata["path"]) == (
+        support.pk,
+        "/admin/wallet/approvalrequest/",
+    )
     assert_ledger_consistent()
 
 
