@@ -125,6 +125,18 @@ def shoot(page, name: str) -> Path:
     return target
 
 
+def csp_violations(page) -> list[str]:
+    """Collects the browser's Content-Security-Policy reports of `page` as they happen."""
+    found: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            found.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return found
+
+
 @pytest.fixture
 def alice_spend() -> Transaction:
     """alice gets 1000 points and spends 120 on a three-card tarot: balance 880."""
@@ -159,6 +171,7 @@ def test_support_refunds_part_of_a_spend_through_the_confirmation(
 
     with chromium() as new_page:
         page = new_page()
+        violations = csp_violations(page)
         log_in(page, live_server.url, "support")
         open_refund_form(page, live_server.url, spend_id)
 
@@ -209,6 +222,7 @@ def test_support_refunds_part_of_a_spend_through_the_confirmation(
         page.goto(f"{live_server.url}/admin/wallet/approvalrequest/")
         expect(page.locator("#missing-permission")).to_have_text("wallet.view_approvalrequest")
         shoot(page, "forbidden-403")
+    assert violations == [], "the admin's Content-Security-Policy blocked something"
 
     refund = Transaction.objects.get(type=TransactionType.REFUND)
     assert (refund.amount, refund.related_transaction_id, refund.actor_id) == (
@@ -237,6 +251,7 @@ def test_back_and_resubmit_cannot_book_a_second_refund_unknowingly(
 
     with chromium() as new_page:
         page = new_page()
+        violations = csp_violations(page)
         log_in(page, live_server.url, "support")
         open_refund_form(page, live_server.url, spend_id)
         page.get_by_label("Part of it (enter the amount below)").check()
@@ -285,6 +300,7 @@ def test_back_and_resubmit_cannot_book_a_second_refund_unknowingly(
         page.locator("#confirm-button").click()  # without ticking the box
         expect(page.locator("#confirm-error")).to_contain_text("Tick the box")
         shoot(page, "back-4-acknowledgement-required")
+    assert violations == [], "the admin's Content-Security-Policy blocked something"
 
     refunds = list(
         Transaction.objects.filter(type=TransactionType.REFUND).values_list("amount", flat=True)
@@ -307,6 +323,7 @@ def test_four_eyes_request_approve_and_reject_in_the_browser(live_server, chromi
 
     with chromium() as new_page:
         ann = new_page()
+        violations = csp_violations(ann)
         log_in(ann, live_server.url, "fin-ann")
         for amount, reason in (("500000", "Bulk migration credit"), ("-1500", "Not needed")):
             ann.goto(f"{live_server.url}/admin/wallet/wallet/{wallet_id}/adjust/")
@@ -331,6 +348,7 @@ def test_four_eyes_request_approve_and_reject_in_the_browser(live_server, chromi
                 expect(ann.locator(".messagelist .success")).to_contain_text("New balance: 500")
 
         ben = new_page()
+        ben_violations = csp_violations(ben)
         log_in(ben, live_server.url, "fin-ben")
         ben.goto(f"{live_server.url}/admin/wallet/approvalrequest/?whose=to_decide")
         expect(ben.locator("#result_list tbody tr")).to_have_count(1)
@@ -362,6 +380,7 @@ def test_four_eyes_request_approve_and_reject_in_the_browser(live_server, chromi
         ann.reload()
         expect(ann.locator("#approval-state")).to_contain_text("Rejected by fin-ben")
         shoot(ann, "approval-7-requester-sees-rejection")
+    assert violations + ben_violations == [], "the admin's CSP blocked something"
 
     approved, rejected = ApprovalRequest.objects.order_by("id")
     assert (approved.status, approved.requested_by, approved.decided_by) == (
@@ -376,3 +395,18 @@ def test_four_eyes_request_approve_and_reject_in_the_browser(live_server, chromi
     assert Wallet.objects.get(user=bob).balance == 500_500
     assert Transaction.objects.filter(type=TransactionType.ADJUSTMENT).count() == 2
     assert_ledger_consistent()
+
+
+def test_swagger_ui_renders_under_its_content_security_policy(live_server, chromium):
+    from playwright.sync_api import expect
+
+    with chromium() as new_page:
+        page = new_page()
+        violations = csp_violations(page)
+        response = page.goto(f"{live_server.url}/api/docs/")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("Divine Whispers")
+        expect(page.locator(".opblock-summary-path").first).to_be_visible()
+        policy = response.headers["content-security-policy"]
+
+    assert "script-src 'self'" in policy
+    assert violations == []
