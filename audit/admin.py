@@ -16,6 +16,7 @@ from django.utils.safestring import SafeString
 from audit.labels import ACTION_LABELS, action_label
 from audit.models import AuditEvent
 from wallet.admin import ReadOnlyAdminMixin, admin_link, user_label
+from wallet.admin_exports import AUDIT_EVENT_COLUMNS, CsvExportMixin
 from wallet.admin_polish import BackOfficeMedia, points_column
 
 
@@ -56,7 +57,8 @@ class ActorFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    csv_columns = AUDIT_EVENT_COLUMNS
     # No History button: events are never edited, the trail is their history.
     change_form_template = "admin/audit/auditevent/change_form.html"
     Media = BackOfficeMedia

@@ -162,6 +162,22 @@ ADMIN_CONFIRMATION_MAX_AGE_SECONDS = env.int("ADMIN_CONFIRMATION_MAX_AGE_SECONDS
 ADMIN_RECENT_REFUND_MINUTES = env.int("ADMIN_RECENT_REFUND_MINUTES", default=60)
 # Admin dates as "2026-11-28 13:04:56 UTC" (seconds and time zone); see formats/en.
 FORMAT_MODULE_PATH = ["divine_whispers.formats"]
+# --- Finance report (contract: "Reports") ---------------------------------------------
+# The days of the daily report (API and admin) are days of this IANA time zone. Checked
+# here, so a misspelt zone stops the service at start instead of failing every report.
+REPORT_TIMEZONE = env.str("REPORT_TIMEZONE", default="UTC")
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: E402  (kept in this block)
+
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+try:
+    ZoneInfo(REPORT_TIMEZONE)
+except (ValueError, ZoneInfoNotFoundError) as _error:
+    raise ImproperlyConfigured(
+        f"REPORT_TIMEZONE={REPORT_TIMEZONE!r} is not a time zone"
+    ) from _error
+# Rows fetched per round trip by the admin's streamed CSV exports (constant memory).
+EXPORT_CHUNK_SIZE = env.int("EXPORT_CHUNK_SIZE", default=2000)
 
 # --- Audit chain ------------------------------------------------------------------
 # The key never lives in the database: whoever only has database access cannot

@@ -23,6 +23,7 @@ from django.utils.safestring import SafeString
 
 from jobs.models import Job
 from wallet import services
+from wallet.admin_exports import TRANSACTION_COLUMNS, CsvExportMixin
 from wallet.admin_flows import AdjustFlowMixin, RefundFlowMixin, is_refundable_spend
 from wallet.admin_polish import (
     AuditTrailButtonMixin,
@@ -31,6 +32,7 @@ from wallet.admin_polish import (
     points_column,
     search_transfer_id,
 )
+from wallet.admin_timeline import TimelineMixin
 from wallet.formatting import points
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 
@@ -112,6 +114,7 @@ class StaffOperationMixin:
 @admin.register(Wallet)
 class WalletAdmin(
     AuditTrailButtonMixin,
+    TimelineMixin,
     AdjustFlowMixin,
     StaffOperationMixin,
     ReadOnlyAdminMixin,
@@ -231,11 +234,13 @@ class WalletAdmin(
 @admin.register(Transaction)
 class TransactionAdmin(
     AuditTrailButtonMixin,
+    CsvExportMixin,
     RefundFlowMixin,
     StaffOperationMixin,
     ReadOnlyAdminMixin,
     admin.ModelAdmin,
 ):
+    csv_columns = TRANSACTION_COLUMNS
     change_form_template = "admin/wallet/transaction/change_form.html"
     Media = BackOfficeMedia
     list_display = (
@@ -419,5 +424,6 @@ class TransactionAdmin(
         return [*self.refund_urls(), *super().get_urls()]
 
 
-# Four-eyes approvals live in their own module; importing it registers their admin.
-from wallet import admin_approvals  # noqa: E402, F401
+# Modules that register their own admin pages: four-eyes approvals
+# (wallet/admin_approvals.py) and the finance report (wallet/admin_reports.py).
+from wallet import admin_approvals, admin_reports  # noqa: E402, F401

@@ -462,7 +462,7 @@ class ApprovalRequest(models.Model):
     Written only by wallet.services (request_adjustment via adjust, approve_adjustment,
     reject_adjustment). The request's own fields never change after creation; only the
     decision moves, once, from `pending` (PostgreSQL enforces this with a trigger, see
-    migration 0004). The database also refuses a decision by the requester.
+    migration 0005). The database also refuses a decision by the requester.
     """
 
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="approval_requests")
@@ -553,3 +553,18 @@ class ApprovalRequest(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.effective_status == ApprovalStatus.PENDING
+
+
+class FinanceReport(Transaction):
+    """No table of its own: the ledger, seen as the finance report (wallet/admin_reports.py).
+
+    It exists to give the report its place in the admin and its permission,
+    `wallet.view_report` (group finance), which the API checks too.
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = "finance report"
+        verbose_name_plural = "finance report"
+        default_permissions = ()
+        permissions = [("view_report", "Can view the daily finance report")]

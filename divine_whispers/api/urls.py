@@ -3,6 +3,7 @@
 from rest_framework.routers import SimpleRouter
 
 from jobs.api.views import JobTypeViewSet, JobViewSet
+from wallet.api.reports import AdminReportViewSet
 from wallet.api.views import (
     AdminApprovalViewSet,
     AdminTransactionViewSet,
@@ -21,5 +22,6 @@ router.register("admin/users", AdminUserViewSet, basename="admin-user")
 router.register("admin/wallets", AdminWalletViewSet, basename="admin-wallet")
 router.register("admin/transactions", AdminTransactionViewSet, basename="admin-transaction")
 router.register("admin/approvals", AdminApprovalViewSet, basename="admin-approval")
+router.register("admin/reports", AdminReportViewSet, basename="admin-report")
 
 urlpatterns = router.urls

@@ -19,9 +19,11 @@ _INITIAL = importlib.import_module("wallet.migrations.0002_staff_groups").GROUPS
 GROUPS: dict[str, list[tuple[str, str]]] = {name: list(rights) for name, rights in _INITIAL.items()}
 # Rights later data migrations add to the groups.
 for _name, _rights in importlib.import_module(
-    "wallet.migrations.0005_finance_approves_adjustments"
+    "wallet.migrations.0006_finance_approves_adjustments"
 ).ADDED.items():
     GROUPS[_name] = GROUPS[_name] + _rights
+_REPORT = importlib.import_module("wallet.migrations.0004_finance_report")
+GROUPS[_REPORT.GROUP] = GROUPS[_REPORT.GROUP] + [_REPORT.REPORT_PERMISSION]
 
 
 def staff_group(name: str) -> Group:

@@ -30,6 +30,7 @@ FINANCE_RIGHTS = SUPPORT_RIGHTS | {
     "wallet.deposit_points",
     "jobs.change_jobtype",
     "wallet.approve_adjustment",
+    "wallet.view_report",
 }
 LEDGER_MODELS = [
     ("wallet", "wallet"),

@@ -31,6 +31,7 @@ CONTRACT_ENDPOINTS = {
     ("get", "/api/v1/admin/approvals/{id}"),
     ("post", "/api/v1/admin/approvals/{id}/approve"),
     ("post", "/api/v1/admin/approvals/{id}/reject"),
+    ("get", "/api/v1/admin/reports/daily"),
 }
 # Decisions are not idempotent writes: deciding twice is 409 approval_not_pending.
 DECISIONS = {"/api/v1/admin/approvals/{id}/approve", "/api/v1/admin/approvals/{id}/reject"}

@@ -76,7 +76,7 @@ def test_approve_racing_reject_decides_once(request_and_approvers):
 def test_without_any_row_lock_the_database_still_books_once(request_and_approvers, monkeypatch):
     """Defence in depth: with the wallet and request locks switched off (the test-only
     switch of divine_whispers/faults.py), racing approvers all read `pending`; the decided-once
-    trigger of migration 0004 refuses every decision after the first, which rolls back
+    trigger of migration 0005 refuses every decision after the first, which rolls back
     that approver's booking with it."""
     from divine_whispers import faults
 

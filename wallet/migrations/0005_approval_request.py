@@ -63,7 +63,7 @@ def uninstall(apps, schema_editor) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wallet', '0003_txn_velocity_index'),
+        ('wallet', '0004_finance_report'),
         ('audit', '0002_append_only_triggers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

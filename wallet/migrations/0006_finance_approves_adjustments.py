@@ -37,6 +37,6 @@ def remove_rights(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("wallet", "0004_approval_request")]
+    dependencies = [("wallet", "0005_approval_request")]
 
     operations = [migrations.RunPython(add_rights, remove_rights)]
