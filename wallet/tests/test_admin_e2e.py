@@ -60,7 +60,8 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture
 def chromium(monkeypatch) -> Callable[[], AbstractContextManager]:
-    """Opens a page in headless Chromium: `with chromium() as page: ...`.
+    """Opens headless Chromium: `with chromium() as page:` (or `chromium(pages=2)` for two
+    staff members side by side).
 
     Playwright's sync API keeps an asyncio loop running in this thread while the block
     is open. Django then sees an async context: it refuses ORM calls unless
@@ -78,9 +79,10 @@ def chromium(monkeypatch) -> Callable[[], AbstractContextManager]:
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
     @contextmanager
-    def open_browser() -> Iterator[Callable]:
-        """Yields `new_page()`: a page in a fresh context (its own cookies: one staff
-        member each), 1400 px wide — the width at which tables used to be cut off."""
+    def open_browser(pages: int = 1) -> Iterator:
+        """Yields a page, or a list of `pages` pages, each in its own browser context (its
+        own cookies: one staff member each), 1400 px wide — the width at which tables
+        used to be cut off."""
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
@@ -93,7 +95,8 @@ def chromium(monkeypatch) -> Callable[[], AbstractContextManager]:
                 return page
 
             try:
-                yield new_page
+                made = [new_page() for _ in range(pages)]
+                yield made[0] if pages == 1 else made
             finally:
                 browser.close()
                 connections.close_all()
@@ -169,8 +172,7 @@ def test_support_refunds_part_of_a_spend_through_the_confirmation(
     support = staff_member("support", "support")
     spend_id = str(alice_spend.pk)
 
-    with chromium() as new_page:
-        page = new_page()
+    with chromium() as page:
         violations = csp_violations(page)
         log_in(page, live_server.url, "support")
         open_refund_form(page, live_server.url, spend_id)
@@ -249,8 +251,7 @@ def test_back_and_resubmit_cannot_book_a_second_refund_unknowingly(
     spend_id = str(alice_spend.pk)
     seen: dict[str, str] = {}
 
-    with chromium() as new_page:
-        page = new_page()
+    with chromium() as page:
         violations = csp_violations(page)
         log_in(page, live_server.url, "support")
         open_refund_form(page, live_server.url, spend_id)
@@ -321,8 +322,7 @@ def test_four_eyes_request_approve_and_reject_in_the_browser(live_server, chromi
     approver = staff_member("fin-ben", "finance")
     wallet_id = Wallet.objects.get(user=bob).pk
 
-    with chromium() as new_page:
-        ann = new_page()
+    with chromium(pages=2) as (ann, ben):
         violations = csp_violations(ann)
         log_in(ann, live_server.url, "fin-ann")
         for amount, reason in (("500000", "Bulk migration credit"), ("-1500", "Not needed")):
@@ -347,7 +347,6 @@ def test_four_eyes_request_approve_and_reject_in_the_browser(live_server, chromi
                 ann.get_by_role("button", name="Confirm: adjust by -1,500 points").click()
                 expect(ann.locator(".messagelist .success")).to_contain_text("New balance: 500")
 
-        ben = new_page()
         ben_violations = csp_violations(ben)
         log_in(ben, live_server.url, "fin-ben")
         ben.goto(f"{live_server.url}/admin/wallet/approvalrequest/?whose=to_decide")
@@ -400,8 +399,7 @@ def test_four_eyes_request_approve_and_reject_in_the_browser(live_server, chromi
 def test_swagger_ui_renders_under_its_content_security_policy(live_server, chromium):
     from playwright.sync_api import expect
 
-    with chromium() as new_page:
-        page = new_page()
+    with chromium() as page:
         violations = csp_violations(page)
         response = page.goto(f"{live_server.url}/api/docs/")
         expect(page.locator(".swagger-ui .info .title")).to_contain_text("Divine Whispers")
