@@ -46,6 +46,7 @@ from wallet.errors import (
     ValidationFailed,
     VelocityLimitExceeded,
 )
+from wallet.instrumentation import observed
 from wallet.models import (
     VELOCITY_TYPES,
     ApprovalRequest,
@@ -295,6 +296,7 @@ def _user_id(user: Any) -> int:
 # --- Operations -----------------------------------------------------------------------
 
 
+@observed("deposit")
 def deposit(
     *,
     user: Any,
@@ -451,6 +453,7 @@ def _spend_fast(
     return SpendResult(row, job)
 
 
+@observed("spend")
 def spend(
     *,
     user: Any,
@@ -527,6 +530,7 @@ def _recipient_id(recipient: Any) -> int:
     return recipient_id
 
 
+@observed("transfer")
 def transfer(
     *,
     sender: Any,
@@ -659,6 +663,7 @@ def _spend_id(spend_txn: Any) -> int:
     raise ValidationFailed("transaction must be a transaction id.", field="transaction")
 
 
+@observed("refund")
 def refund(
     *,
     spend_txn: Any,
@@ -711,6 +716,7 @@ def refund(
     return run_atomically(operation)
 
 
+@observed("job_refund")
 def refund_job(
     *,
     job_id: int,
@@ -784,6 +790,7 @@ def approval_required(amount: int) -> bool:
     return threshold > 0 and abs(amount) >= threshold
 
 
+@observed("adjust")
 def adjust(
     *,
     user: Any,
@@ -1045,6 +1052,7 @@ def _record_decision(
     request.save(update_fields=["status", "decided_by", "decided_at", *fields, "updated_at"])
 
 
+@observed("adjust")  # the approved adjustment is booked here: counted and logged as one
 def approve_adjustment(*, approval: Any, actor: AbstractBaseUser) -> ApprovalDecision:
     """A second staff member approves: the adjustment is booked now, exactly once.
 

@@ -519,3 +519,28 @@ def test_verify_ledger_is_clean_after_every_kind_of_approval_event(
 
     assert report.clean, [finding.line() for finding in report.findings]
     assert {"approval.approved", "approval.rejected", "approval.expired"} <= set(actions())
+
+
+def test_an_approved_adjustment_is_counted_in_the_metrics_when_booked(
+    funded, requester, approver, client, settings
+):
+    from divine_whispers.tests.metrics_helpers import samples, value
+
+    settings.METRICS_TOKEN = "metrics-test-token-0123456789"
+    settings.METRICS_ALLOWED_IPS = []
+
+    def scrape() -> dict:
+        response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {settings.METRICS_TOKEN}")
+        return samples(response.content.decode())
+
+    before = scrape()
+    approval = ask(funded, requester, amount=12_000).approval
+    asked = scrape()
+    services.approve_adjustment(approval=approval.pk, actor=approver)
+    after = scrape()
+
+    points = "divine_whispers_points_total"
+    assert value(asked, points, type="adjustment") == value(before, points, type="adjustment")
+    assert value(after, points, type="adjustment") - value(before, points, type="adjustment") == (
+        12_000
+    )
