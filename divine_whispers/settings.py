@@ -155,6 +155,18 @@ WALLET_VELOCITY_WINDOW_SECONDS = env.int("WALLET_VELOCITY_WINDOW_SECONDS", defau
 # Serialization failures and deadlocks are retried this many times in total.
 WALLET_TRANSACTION_ATTEMPTS = env.int("WALLET_TRANSACTION_ATTEMPTS", default=5)
 
+# --- Four-eyes approvals and the admin back-office (issue 13: approvals) --------------
+# An adjustment whose absolute amount is at least this needs a second staff member
+# (wallet.approve_adjustment); 0 turns approvals off.
+WALLET_APPROVAL_THRESHOLD = env.int("WALLET_APPROVAL_THRESHOLD", default=10_000)
+# A request nobody decided within this many hours reads `expired` and can no longer be.
+WALLET_APPROVAL_TTL_HOURS = env.int("WALLET_APPROVAL_TTL_HOURS", default=72)
+# How long an admin confirmation page (refund, adjustment) stays valid once issued.
+ADMIN_CONFIRMATION_MAX_AGE_SECONDS = env.int("ADMIN_CONFIRMATION_MAX_AGE_SECONDS", default=1800)
+# A refund page warns when the spend was already refunded within this many minutes.
+ADMIN_RECENT_REFUND_MINUTES = env.int("ADMIN_RECENT_REFUND_MINUTES", default=60)
+# Admin dates as "2026-11-28 13:04:56 UTC" (seconds and time zone); see formats/en.
+FORMAT_MODULE_PATH = ["divine_whispers.formats"]
 # --- Finance report (contract: "Reports") ---------------------------------------------
 # The days of the daily report (API and admin) are days of this IANA time zone. Checked
 # here, so a misspelt zone stops the service at start instead of failing every report.

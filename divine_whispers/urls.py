@@ -25,3 +25,5 @@ urlpatterns = [
 ]
 
 handler500 = "divine_whispers.api.exceptions.server_error"
+# The back-office's 403 page names the missing permission and is audited (issue 13).
+handler403 = "wallet.admin_errors.permission_denied"

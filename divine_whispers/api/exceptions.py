@@ -47,6 +47,11 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.JobNotCancellable: 409,
     errors.IdempotencyKeyReused: 422,
     errors.VelocityLimitExceeded: 429,
+    # Four-eyes approvals (contract: Approvals).
+    errors.SelfApprovalForbidden: 403,
+    errors.ApprovalNotPending: 409,
+    # Admin confirmations only (never raised through the API, mapped so it cannot 500).
+    errors.StaleConfirmation: 409,
 }
 
 # Field-level error codes that are themselves contract codes: when every field error of a

@@ -20,7 +20,14 @@ from divine_whispers.api.fields import (
 from divine_whispers.api.serializers import QueryFilterSerializer, StrictInputSerializer
 from jobs.api.serializers import JobSerializer
 from wallet.errors import UnknownRecipient
-from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.models import (
+    ApprovalRequest,
+    ApprovalStatus,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+    Wallet,
+)
 from wallet.validators import DESCRIPTION_MAX_LENGTH, REASON_MAX_LENGTH
 
 JOB_TYPE_MAX_LENGTH = 64
@@ -183,3 +190,60 @@ class RefundInputSerializer(StrictInputSerializer):
     amount = StrictAmountField(required=False, help_text="Omit for a full refund.")
     reason = StrictTextField(max_length=REASON_MAX_LENGTH, blank=False)
     reference_id = ReferenceField(required=False)
+
+
+# --- Four-eyes approvals ------------------------------------------------------------------
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    """An approval request as the contract shows it; `status` is what it reads now
+    (a pending request past `expires_at` reads `expired`)."""
+
+    status = serializers.ChoiceField(
+        choices=ApprovalStatus.choices, source="effective_status", read_only=True
+    )
+    user_id = serializers.IntegerField(read_only=True)
+    requested_by = serializers.IntegerField(source="requested_by_id", read_only=True)
+    decided_by = serializers.IntegerField(source="decided_by_id", read_only=True, allow_null=True)
+    transaction_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = ApprovalRequest
+        fields = [
+            "id",
+            "status",
+            "user_id",
+            "amount",
+            "reason",
+            "reference_id",
+            "requested_by",
+            "decided_by",
+            "decided_at",
+            "decision_reason",
+            "transaction_id",
+            "expires_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ApprovalResponseSerializer(serializers.Serializer):
+    approval = ApprovalSerializer()
+
+
+class ApprovalDecisionResponseSerializer(serializers.Serializer):
+    approval = ApprovalSerializer()
+    transaction = TransactionSerializer(help_text="The adjustment booked by the approval.")
+
+
+class ApprovalFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ApprovalStatus.choices, required=False)
+    user_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+
+class ApproveInputSerializer(StrictInputSerializer):
+    """Approving needs no input: the request says everything that will be booked."""
+
+
+class RejectInputSerializer(StrictInputSerializer):
+    reason = StrictTextField(max_length=REASON_MAX_LENGTH, help_text="Why it is rejected.")

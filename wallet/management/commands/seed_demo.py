@@ -53,6 +53,15 @@ class Command(BaseCommand):
             reference_id="demo-transfer-alice-bob-1",
             description="Happy birthday, Bob!",
         )
+        # A large adjustment waiting for a second person: `payments` asked, so `finance`
+        # (or `admin`) finds it in Approval requests → "Waiting for my decision".
+        services.adjust(
+            user=users["bob"],
+            amount=25_000,
+            reason="Demo: goodwill credit after the November outage",
+            actor=users["payments"],
+            reference_id="demo-approval-bob-1",
+        )
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(
             f"Users alice, bob, support, finance, payments and admin, password {DEMO_PASSWORD!r}."
