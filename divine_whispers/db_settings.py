@@ -30,13 +30,13 @@ def apply_transaction_pooling(database: dict[str, Any], enabled: bool) -> dict[s
     return database
 
 
-def replica_database(config: dict[str, Any], *, like: dict[str, Any], pooling: bool) -> dict[str, Any]:
+def replica_database(
+    config: dict[str, Any], *, like: dict[str, Any], pooling: bool
+) -> dict[str, Any]:
     """The `replica` alias: connections kept like the primary's (`like`), a short connect
     timeout, and in tests a mirror of the default database (no second test database)."""
     config["CONN_MAX_AGE"] = like.get("CONN_MAX_AGE", 0)
-    config.setdefault("OPTIONS", {}).setdefault(
-        "connect_timeout", REPLICA_CONNECT_TIMEOUT_SECONDS
-    )
+    config.setdefault("OPTIONS", {}).setdefault("connect_timeout", REPLICA_CONNECT_TIMEOUT_SECONDS)
     config["CONN_HEALTH_CHECKS"] = True
     config["TEST"] = {"MIRROR": "default"}
     return apply_transaction_pooling(config, pooling)
