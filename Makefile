@@ -1,5 +1,5 @@
 # The two quick-start commands are `make run` and `make test`; see README.md.
-.PHONY: run test stress lint format bench
+.PHONY: run test stress lint format bench cluster cluster-stop failover-drill
 
 run:            ## venv, install, migrate, demo data, serve on http://127.0.0.1:8000 (SQLite by default)
 	scripts/run.sh
@@ -19,3 +19,12 @@ format:
 
 bench:          ## spend benchmarks (README "Performance"): make bench [QUICK=1] [ARGS="--only ours"]
 	scripts/bench.sh $(if $(QUICK),--quick) $(ARGS)
+
+cluster:        ## HAProxy, 2 app servers, PgBouncer, primary + synchronous standby, 2 workers (README "Running as a cluster")
+	deploy/cluster.sh start
+
+cluster-stop:   ## stops everything `make cluster` started and removes .cluster/
+	deploy/cluster.sh stop
+
+failover-drill: ## under load: kill an app server, SIGKILL the primary, promote the standby; prove nothing acknowledged is lost
+	deploy/failover_drill.sh
