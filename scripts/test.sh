@@ -61,5 +61,18 @@ ensure_chromium() {
 }
 ensure_chromium
 
+# The transaction-pooling tests run through Debian's PgBouncer (wallet/tests/test_pgbouncer.py).
+ensure_pgbouncer() {
+  command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian's pgbouncer for the transaction-pooling tests ..." >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; } >/dev/null ||
+      echo "Could not install pgbouncer: the PgBouncer tests will be skipped." >&2
+  else
+    echo "No pgbouncer (install it: apt-get install pgbouncer): the PgBouncer tests will be skipped." >&2
+  fi
+}
+ensure_pgbouncer
+
 echo "Testing on ${DATABASE_URL%%\?*}"
 .venv/bin/python -m pytest "$@"
