@@ -1,18 +1,19 @@
 """Failover drill: a running cluster (deploy/cluster.sh) under steady mixed load through
 HAProxy loses an app server, then its primary, and must lose nothing it acknowledged.
 
-Timeline (seconds after the load starts; --scale stretches it):
+Timeline (seconds after the load starts):
   read routing  before the load: the standby replays with a 1 s delay
                 (recovery_min_apply_delay); every user reads its own write at once
                 (read-your-writes across the two app servers), and the replica serves
                 reads; then with a delay over REPLICA_MAX_LAG_SECONDS it serves none
   t = 4         SIGKILL app server 1 (master and workers); HAProxy must mark it DOWN
-  t = 10        app server 1 restarts and must come back UP
-  t = 14        `verify_ledger --json` on the primary: the checkpoint
-  t = 15        SIGKILL the primary (postmaster and every backend); a monitor that polls
+  t = 10        app server 1 restarts and must come back UP (gunicorn boot: seconds)
+  t = U + 4     (U: app server 1 back UP) `verify_ledger --json` on the primary: the
+                checkpoint
+  t = U + 5     SIGKILL the primary (postmaster and every backend); a monitor that polls
                 it every 0.5 s declares it dead after 2 failures, promotes the standby
                 and repoints PgBouncer (deploy/cluster.sh promote)
-  t = 30        the load stops; retries in flight finish
+  t = U + 20    the load stops; retries in flight finish
 Then, on the new primary: every acknowledged operation (201, or 200 replay) is in the
 ledger exactly once with the amounts the client was told; no client key has two
 effects; no ledger row of a drill user is unexplained; every spend has its job, every
@@ -565,12 +566,13 @@ def main() -> int:
     if up is None:
         findings.append("the restarted app server never came back UP in HAProxy")
 
-    time.sleep(max(0.0, 14 - load.client.now()))
+    app_up = load.client.now()
+    time.sleep(4)
     checkpoint = STATE / "checkpoint-before-crash.json"
     taken = manage("verify_ledger", "--json", "--no-progress", database_url=old_primary)
     report["checkpoint"] = take_checkpoint(taken, checkpoint, findings)
 
-    time.sleep(max(0.0, 15 - load.client.now()))
+    time.sleep(max(0.0, app_up + 5 - load.client.now()))
     killed_at = [time.monotonic()]
     marks["primary_killed"] = load.client.now()
     log("SIGKILL the primary")
@@ -579,7 +581,7 @@ def main() -> int:
     primary_monitor(int(os.environ["CLUSTER_PRIMARY_PORT"]), killed_at, failover)
     log(f"standby promoted, PgBouncer repointed ({failover['promoted_after']:.2f}s after the kill)")
 
-    time.sleep(max(0.0, 30 - load.client.now()))
+    time.sleep(max(0.0, app_up + 20 - load.client.now()))
     marks["load_stopped"] = load.client.now()
     log("stopping the load; waiting for retries in flight")
     load.finish()
