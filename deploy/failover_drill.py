@@ -117,7 +117,7 @@ def wait_until(predicate, timeout: float, step: float = 0.2) -> float | None:
 # --- setup ----------------------------------------------------------------------------
 
 
-def setup_users(count: int) -> list[dict]:
+def setup_users(count: int, prefix: str = "drill") -> list[dict]:
     """Drill users with points and API tokens, created through the services (Django)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "divine_whispers.settings")
     sys.path.insert(0, str(ROOT))
@@ -137,9 +137,9 @@ def setup_users(count: int) -> list[dict]:
     cashier, _ = user_model.objects.get_or_create(username="drill-cashier", is_staff=True)
     users = []
     for i in range(count):
-        user, _ = user_model.objects.get_or_create(username=f"drill-{i:04d}")
+        user, _ = user_model.objects.get_or_create(username=f"{prefix}-{i:04d}")
         services.deposit(
-            user=user, amount=INITIAL_POINTS, reference_id=f"drill-seed-{i}", actor=cashier
+            user=user, amount=INITIAL_POINTS, reference_id=f"{prefix}-seed-{i}", actor=cashier
         )
         users.append({"id": user.pk, "username": user.username, "token": issue_token(user)})
     connections.close_all()
