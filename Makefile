@@ -1,5 +1,5 @@
 # The two quick-start commands are `make run` and `make test`; see README.md.
-.PHONY: run test stress lint format bench cluster cluster-stop failover-drill cluster-load
+.PHONY: run test stress lint format bench docs cluster cluster-stop failover-drill cluster-load
 
 run:            ## venv, install, migrate, demo data, serve on http://127.0.0.1:8000 (SQLite by default)
 	scripts/run.sh
@@ -19,6 +19,10 @@ format:
 
 bench:          ## spend benchmarks (README "Performance"): make bench [QUICK=1] [ARGS="--only ours"]
 	scripts/bench.sh $(if $(QUICK),--quick) $(ARGS)
+
+docs:           ## documentation site (MkDocs, strict) into site/: open site/index.html
+	scripts/bootstrap.sh requirements-docs.txt
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
 
 cluster:        ## HAProxy, 2 app servers, PgBouncer, primary + synchronous standby, 2 workers (README "Running as a cluster")
 	deploy/cluster.sh start

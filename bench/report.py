@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.run import CLIENTS, MODES, SYSTEM_LABELS
+from bench.systems import CLIENTS, MODES, SYSTEM_LABELS
 
 
 def _cell(cells: list[dict], system: str, mode: str, clients: int) -> dict | None:

@@ -24,23 +24,11 @@ from pathlib import Path
 
 from bench import db
 from bench.sql import pgbench_script
+from bench.systems import CLIENTS, MODES, SYSTEM_LABELS
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CLIENTS = (1, 8, 16)
-MODES = ("spread", "hot")
 TEMPLATE = os.environ.get("BENCH_TEMPLATE_DB", "dw_bench_tpl")
 RUN_DB = os.environ.get("BENCH_DB", "dw_bench_run")
-
-# Systems measured at every client count and mode, in table order.
-SYSTEM_LABELS = {
-    "pgbench": "pgbench, prepared (ceiling)",
-    "floor": "raw psycopg 3 threads (floor)",
-    "orm": "naive Django ORM (peer)",
-    "djwallet": "dj-wallet withdraw (peer)",
-    "ours": "ours: services.spend, threads",
-    "ours_2proc": "ours: services.spend, 2 processes",
-    "http": "ours: HTTP POST /wallet/spend",
-}
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
