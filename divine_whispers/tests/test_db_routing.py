@@ -9,6 +9,7 @@ against a real lagging standby is in the cluster drill (deploy/failover_drill.py
 from __future__ import annotations
 
 import pytest
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections, transaction
@@ -100,7 +101,24 @@ def test_everything_else_reads_from_the_primary(settings_for_routing, user):
     assert _route(Transaction, None) == PRIMARY  # no request: commands, workers
     assert _route(Transaction, RequestRouting(_Request(user))) == PRIMARY  # not read-only
     # Auth (tokens, sessions, users): a revoked token must count on the next request.
+    for model in apps.get_models():
+        if model._meta.label_lower not in db_routing.REPLICA_MODELS:
+            state = RequestRouting(_Request(user), read_only=True)
+            assert _route(model, state) == PRIMARY, model
     assert _route(get_user_model(), RequestRouting(_Request(user), read_only=True)) == PRIMARY
+
+
+def test_the_replica_models_are_ledger_reads_only():
+    """Adding a model here is a decision: tokens, users, sessions must never be listed."""
+    assert {
+        "wallet.transaction",
+        "wallet.wallet",
+        "jobs.job",
+        "jobs.jobtype",
+        "audit.auditevent",
+    } == db_routing.REPLICA_MODELS
+    for label in db_routing.REPLICA_MODELS:
+        apps.get_model(label)  # each one exists
     assert router.db_for_write(Transaction) == PRIMARY
 
 
