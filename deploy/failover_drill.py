@@ -490,6 +490,21 @@ def verify(ops: list[Op], users: list[dict], primary_url: str) -> tuple[dict, li
     return counts, findings
 
 
+def timeline(ops: list[Op], start: float, seconds: int) -> list[dict]:
+    """Per half second from `start`: how many answers were acknowledgements, how many
+    errors (by what the client saw)."""
+    rows = []
+    for step in range(seconds * 2):
+        lo, hi = start + step / 2, start + (step + 1) / 2
+        seen: Counter = Counter()
+        for op in ops:
+            for _, answered, what in op.attempts:
+                if lo <= answered < hi:
+                    seen["ok" if what.startswith("20") else what] += 1
+        rows.append({"t": round(lo - start, 1), "ok": seen.pop("ok", 0), "errors": dict(seen)})
+    return rows
+
+
 def failure_window(ops: list[Op], start: float, end: float) -> dict:
     """What the clients saw between two moments: every attempt that was not a success."""
     seen: Counter = Counter()
@@ -598,6 +613,7 @@ def main() -> int:
         "clients_saw": failure_window(
             load_ops, marks["primary_killed"], marks["primary_killed"] + (recovered or 30)
         ),
+        "timeline": timeline(load_ops, marks["primary_killed"] - 1, 6),
     }
     report["app_kill"] = {
         "clients_saw": failure_window(
@@ -718,6 +734,9 @@ def print_summary(report: dict) -> None:
         (f"pre-crash checkpoint ({report['checkpoint']})", report["checkpoint_after_failover"]),
         ("jobs left pending / running", report["jobs_left_pending"] or 0),
     ]
+    print("\n=== answers around the primary's kill (t = 0), per half second ===")
+    for row in failover["timeline"]:
+        print(f"t={row['t']:+5.1f} s  acknowledged {row['ok']:3d}  errors {row['errors'] or ''}")
     print("\n=== failover drill summary ===")
     for label, value in lines:
         print(f"{label:<46} {value}")
