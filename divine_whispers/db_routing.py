@@ -29,6 +29,8 @@ from django.core.cache import cache
 from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse
 
+from divine_whispers.cache_guard import CACHE_ERRORS, cache_skipped, note_cache_error
+
 logger = logging.getLogger(__name__)
 
 PRIMARY = "default"
@@ -76,18 +78,32 @@ def recent_write_key(user_id: int) -> str:
 
 
 def mark_recent_write(user_id: int) -> None:
-    """Send this user's reads to the primary for a while (any app server reads it)."""
+    """Send this user's reads to the primary for a while (any app server reads it).
+
+    The cache is guarded like the rate limits (divine_whispers/cache_guard.py): an
+    outage is counted and logged there, and the write is never failed for it.
+    """
+    if cache_skipped():
+        return
     try:
         cache.set(recent_write_key(user_id), 1, timeout=settings.REPLICA_READ_YOUR_WRITES_SECONDS)
-    except Exception:  # the cache is best effort; a lost marker is logged, not fatal
-        logger.warning("read routing: could not record a recent write of user %s", user_id)
+    except CACHE_ERRORS as exc:
+        note_cache_error(exc)
 
 
 def wrote_recently(user_id: int) -> bool:
-    """True when the marker is set — or when the cache cannot tell (then: primary)."""
+    """True when the marker is set — or when the cache cannot tell (then: primary).
+
+    While the cache is down (and for CACHE_RETRY_SECONDS after an error) nobody's
+    markers can be read, so every eligible read goes to the primary: read-your-writes
+    fails safe, the replica just takes no load for that time.
+    """
+    if cache_skipped():
+        return True
     try:
         return cache.get(recent_write_key(user_id)) is not None
-    except Exception:
+    except CACHE_ERRORS as exc:
+        note_cache_error(exc)
         return True
 
 

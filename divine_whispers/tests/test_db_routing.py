@@ -16,7 +16,7 @@ from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import resolve
 
-from divine_whispers import db_routing
+from divine_whispers import cache_guard, db_routing
 from divine_whispers.db_routing import PRIMARY, REPLICA, ReplicaRouter, RequestRouting
 from jobs.models import Job
 from jobs.tests.factories import JobTypeFactory
@@ -163,10 +163,19 @@ def test_when_the_cache_cannot_answer_reads_go_to_the_primary(
     settings_for_routing, user, monkeypatch
 ):
     def broken(*args, **kwargs):
-        raise ConnectionError("cache down")
+        raise ConnectionError("cache down")  # an OSError, as a refused socket raises
 
     monkeypatch.setattr(db_routing.cache, "get", broken)
-    assert _route(Transaction, RequestRouting(_Request(user), read_only=True)) == PRIMARY
+    monkeypatch.setattr(db_routing.cache, "set", broken)
+    cache_guard.reset()
+    try:
+        db_routing.mark_recent_write(user.pk)  # never fails the write
+        assert _route(Transaction, RequestRouting(_Request(user), read_only=True)) == PRIMARY
+        assert cache_guard.errors_total() >= 1
+        # The breaker is open now: no cache call, still the primary.
+        assert _route(Transaction, RequestRouting(_Request(user), read_only=True)) == PRIMARY
+    finally:
+        cache_guard.reset()
 
 
 def test_the_replica_reports_no_lag_when_it_is_a_primary():

@@ -113,7 +113,7 @@ def test_healthz_still_answers(api_client):
     response = api_client.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "cache": "ok"}
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(CONTRACT_ENDPOINTS))

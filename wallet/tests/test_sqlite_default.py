@@ -36,6 +36,7 @@ print("sqlite-flow-ok")
 def test_sqlite_default_runs_seed_spend_and_transfer(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["SQLITE_PATH"] = str(tmp_path / "db.sqlite3")
+    env["DEBUG"] = "1"  # SQLite is the development database: refused with DEBUG off
     manage = [sys.executable, str(ROOT / "manage.py")]
     for command in (["migrate", "--noinput"], ["seed_demo"], ["shell", "-c", FLOW]):
         done = subprocess.run(
