@@ -195,7 +195,11 @@ spawn() { # spawn NAME COMMAND...: in the background, own session, pid and log r
 
 start_app() { # start_app N (1 or 2)
   # As the README's production section says; only the bind address is the cluster's.
-  GUNICORN_BIND="127.0.0.1:${APP_PORTS[$1 - 1]}" spawn "app$1" .venv/bin/gunicorn -c gunicorn.conf.py
+  # Its own control socket too: gunicorn's default path is one per user, shared by every
+  # gunicorn on the host.
+  GUNICORN_BIND="127.0.0.1:${APP_PORTS[$1 - 1]}" \
+    GUNICORN_CMD_ARGS="--control-socket $STATE/run/app$1.ctl" \
+    spawn "app$1" .venv/bin/gunicorn -c gunicorn.conf.py
 }
 
 wait_for_app() { wait_for 60 "app server $1" curl -fsS "http://127.0.0.1:${APP_PORTS[$1 - 1]}/healthz"; }
@@ -239,7 +243,9 @@ backend app
     option httpchk
     http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host 127.0.0.1
     http-check expect status 200
-    default-server check inter 1s fall 2 rise 2 on-marked-down shutdown-sessions
+    # In-flight requests are left to finish when a server is marked down (a database
+    # outage marks every server down: cutting their requests would only add errors).
+    default-server check inter 1s fall 2 rise 2
     server app1 127.0.0.1:${APP_PORTS[0]}
     server app2 127.0.0.1:${APP_PORTS[1]}
 

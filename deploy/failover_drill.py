@@ -490,10 +490,11 @@ def verify(ops: list[Op], users: list[dict], primary_url: str) -> tuple[dict, li
     return counts, findings
 
 
-def timeline(ops: list[Op], start: float, seconds: int) -> list[dict]:
-    """Per half second from `start`: how many answers were acknowledgements, how many
-    errors (by what the client saw)."""
+def timeline(ops: list[Op], origin: float, before: int, after: int) -> list[dict]:
+    """Per half second from `before` seconds before `origin` to `after` seconds after it
+    (times relative to `origin`): acknowledgements, and errors by what the client saw."""
     rows = []
+    start, seconds = origin - before, before + after
     for step in range(seconds * 2):
         lo, hi = start + step / 2, start + (step + 1) / 2
         seen: Counter = Counter()
@@ -501,7 +502,7 @@ def timeline(ops: list[Op], start: float, seconds: int) -> list[dict]:
             for _, answered, what in op.attempts:
                 if lo <= answered < hi:
                     seen["ok" if what.startswith("20") else what] += 1
-        rows.append({"t": round(lo - start, 1), "ok": seen.pop("ok", 0), "errors": dict(seen)})
+        rows.append({"t": round(lo - origin, 1), "ok": seen.pop("ok", 0), "errors": dict(seen)})
     return rows
 
 
@@ -591,10 +592,12 @@ def main() -> int:
     report["checkpoint"] = take_checkpoint(taken, checkpoint, findings)
 
     time.sleep(max(0.0, app_up + 5 - load.client.now()))
-    killed_at = [time.monotonic()]
-    marks["primary_killed"] = load.client.now()
     log("SIGKILL the primary")
     cluster("primary-kill")
+    # Taken once the kill has returned: an answer to a write sent after this moment
+    # cannot come from the old primary.
+    killed_at = [time.monotonic()]
+    marks["primary_killed"] = load.client.now()
     failover: dict = {}
     primary_monitor(int(os.environ["CLUSTER_PRIMARY_PORT"]), killed_at, failover)
     log(f"standby promoted, PgBouncer repointed ({failover['promoted_after']:.2f}s after the kill)")
@@ -613,7 +616,7 @@ def main() -> int:
         "clients_saw": failure_window(
             load_ops, marks["primary_killed"], marks["primary_killed"] + (recovered or 30)
         ),
-        "timeline": timeline(load_ops, marks["primary_killed"] - 1, 6),
+        "timeline": timeline(load_ops, marks["primary_killed"], 1, 5),
     }
     report["app_kill"] = {
         "clients_saw": failure_window(
