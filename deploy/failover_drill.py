@@ -506,6 +506,16 @@ def timeline(ops: list[Op], origin: float, before: int, after: int) -> list[dict
     return rows
 
 
+def verifier_self_check(users: list[dict], primary_url: str) -> bool:
+    """The check must be able to fail: an acknowledgement for a transaction that is not
+    in the ledger has to be reported as lost."""
+    fake = Op("drill-self-check", users[0]["id"], "spend", {"job_type": JOB_TYPE})
+    fake.outcome, fake.status = "acked", 201
+    fake.result = {"transaction": {"id": -1, "amount": -PRICE}, "job": {"id": -1}}
+    _, found = verify([fake], users, primary_url)
+    return any(finding.startswith("LOST acknowledged spend drill-self-check") for finding in found)
+
+
 def failure_window(ops: list[Op], start: float, end: float) -> dict:
     """What the clients saw between two moments: every attempt that was not a success."""
     seen: Counter = Counter()
@@ -631,6 +641,9 @@ def main() -> int:
     log("verifying on the new primary")
     counts, more = verify(ops, users, new_primary)
     findings += more
+    report["verifier_detects_a_lost_write"] = verifier_self_check(users, new_primary)
+    if not report["verifier_detects_a_lost_write"]:
+        findings.append("the verification did not notice a fabricated lost write")
     report["operations"] = counts
     report["reads"] = dict(Counter(str(op.status) for op in ops if op.kind == "history"))
     verified = manage("verify_ledger", "--no-progress", database_url=new_primary)
@@ -734,6 +747,7 @@ def print_summary(report: dict) -> None:
             ),
         ),
         ("verify_ledger on the new primary (exit)", report["verify_ledger"]),
+        ("the check notices a fabricated lost write", report["verifier_detects_a_lost_write"]),
         (f"pre-crash checkpoint ({report['checkpoint']})", report["checkpoint_after_failover"]),
         ("jobs left pending / running", report["jobs_left_pending"] or 0),
     ]
