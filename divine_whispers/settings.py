@@ -179,6 +179,23 @@ WALLET_VELOCITY_WINDOW_SECONDS = env.int("WALLET_VELOCITY_WINDOW_SECONDS", defau
 # Serialization failures and deadlocks are retried this many times in total.
 WALLET_TRANSACTION_ATTEMPTS = env.int("WALLET_TRANSACTION_ATTEMPTS", default=5)
 
+# --- Finance report (contract: "Reports") ---------------------------------------------
+# The days of the daily report (API and admin) are days of this IANA time zone. Checked
+# here, so a misspelt zone stops the service at start instead of failing every report.
+REPORT_TIMEZONE = env.str("REPORT_TIMEZONE", default="UTC")
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: E402  (kept in this block)
+
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+try:
+    ZoneInfo(REPORT_TIMEZONE)
+except (ValueError, ZoneInfoNotFoundError) as _error:
+    raise ImproperlyConfigured(
+        f"REPORT_TIMEZONE={REPORT_TIMEZONE!r} is not a time zone"
+    ) from _error
+# Rows fetched per round trip by the admin's streamed CSV exports (constant memory).
+EXPORT_CHUNK_SIZE = env.int("EXPORT_CHUNK_SIZE", default=2000)
+
 # --- Audit chain ------------------------------------------------------------------
 # The key never lives in the database: whoever only has database access cannot
 # forge a consistent chain. AUDIT_HMAC_KEY_ID is stored on each event for rotation.

@@ -27,6 +27,7 @@ CONTRACT_ENDPOINTS = {
     ("put", "/api/v1/admin/users/{id}/points"),
     ("get", "/api/v1/admin/wallets"),
     ("post", "/api/v1/admin/transactions/{id}/refund"),
+    ("get", "/api/v1/admin/reports/daily"),
 }
 
 
