@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+POOLED_ENGINE = "divine_whispers.pooled_postgresql"
+
 # A replica that does not answer quickly is skipped (reads fall back to the primary);
 # waiting the operating system's connect timeout would stall every read-only request.
 REPLICA_CONNECT_TIMEOUT_SECONDS = 2
@@ -17,8 +19,9 @@ def apply_transaction_pooling(database: dict[str, Any], enabled: bool) -> dict[s
 
     - `prepare_threshold=None`: psycopg never creates a named prepared statement (it
       would live on one server connection and be missing, or clash, on the next);
-    - `DISABLE_SERVER_SIDE_CURSORS`: `.iterator()` uses a client-side fetch instead of
-      a `DECLARE … WITH HOLD` cursor that outlives its transaction;
+    - the `divine_whispers.pooled_postgresql` engine: `.iterator()` outside a
+      transaction fetches client-side instead of declaring a `WITH HOLD` cursor that
+      outlives its transaction (inside one it keeps its server-side cursor);
     - the spend fast path reads `settings.DATABASE_TRANSACTION_POOLING` and binds its
       statements unnamed (wallet/models.py `_prepared_cursor`).
     Session state is not used otherwise: the time zone is a parameter PgBouncer tracks
@@ -26,7 +29,7 @@ def apply_transaction_pooling(database: dict[str, Any], enabled: bool) -> dict[s
     """
     if enabled:
         database.setdefault("OPTIONS", {})["prepare_threshold"] = None
-        database["DISABLE_SERVER_SIDE_CURSORS"] = True
+        database["ENGINE"] = POOLED_ENGINE
     return database
 
 

@@ -110,8 +110,8 @@ DATABASES = {"default": _database_from_env()}
 # Behind PgBouncer in transaction mode consecutive transactions of one Django connection
 # may run on different server connections, so nothing may outlive a transaction on the
 # server: no named prepared statements (psycopg's prepare_threshold=None, and the spend
-# fast path, which prepares its two statements explicitly, stops doing so), no
-# server-side cursors (they are WITH HOLD outside a transaction), no SET outside one.
+# fast path, which prepares its two statements explicitly, stops doing so), no cursor
+# held past its transaction (divine_whispers/pooled_postgresql), no SET outside one.
 DATABASE_TRANSACTION_POOLING = env.bool("DATABASE_TRANSACTION_POOLING", default=False)
 # A streaming standby for read-only endpoints (history, job lists, admin lists).
 # Unset: every query goes to the primary (DATABASE_URL).

@@ -73,6 +73,7 @@ def _route(model, state: RequestRouting | None) -> str:
         ("GET", "/api/v1/jobs/1", True),
         ("GET", "/api/v1/job-types", True),
         ("GET", "/api/v1/admin/wallets", True),
+        ("GET", "/api/v1/admin/reports/daily", True),
         ("GET", "/admin/wallet/transaction/", True),
         ("GET", "/api/v1/wallet/balance", False),  # a money read: primary
         ("POST", "/api/v1/wallet/spend", False),

@@ -3,16 +3,23 @@
 Behind PgBouncer in transaction mode one Django connection's transactions run on
 whichever server connection is free, so a named prepared statement or a WITH HOLD
 cursor left on one is missing (or already exists) on the next. These tests look at the
-server itself (`pg_prepared_statements` of the session) rather than at our flags; the
+server itself (`pg_prepared_statements` of the session, the cursor classes psycopg
+uses) rather than at our flags; the
 end-to-end run through a real PgBouncer is in test_pgbouncer.py.
 """
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from django.db import connection
+from django.db.utils import load_backend
 
-from divine_whispers.db_settings import apply_transaction_pooling, replica_database
+from divine_whispers.db_settings import (
+    POOLED_ENGINE,
+    apply_transaction_pooling,
+    replica_database,
+)
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 
@@ -47,12 +54,41 @@ def test_under_transaction_pooling_nothing_is_prepared_on_the_server(settings, u
     assert _prepared_statements_on_server() == 0
 
 
-def test_pooling_switches_off_prepared_statements_and_server_side_cursors():
+def test_pooling_switches_off_prepared_statements_and_held_cursors():
     database = apply_transaction_pooling({"ENGINE": "x", "OPTIONS": {}}, enabled=True)
     assert database["OPTIONS"]["prepare_threshold"] is None
-    assert database["DISABLE_SERVER_SIDE_CURSORS"] is True
+    assert database["ENGINE"] == POOLED_ENGINE
     untouched = apply_transaction_pooling({"ENGINE": "x"}, enabled=False)
     assert untouched == {"ENGINE": "x"}
+
+
+@pytest.mark.django_db(transaction=True)  # autocommit outside atomic(), as in production
+def test_the_pooled_backend_declares_server_side_cursors_only_inside_a_transaction():
+    """Outside a transaction Django would DECLARE … WITH HOLD (it outlives the transaction,
+    so behind a pooler the next FETCH may reach another server connection)."""
+    pooled = load_backend(POOLED_ENGINE).DatabaseWrapper(
+        {**connection.settings_dict, "ENGINE": POOLED_ENGINE}, alias="pooled-check"
+    )
+    try:
+        pooled.ensure_connection()
+        assert pooled.get_autocommit()
+        outside = pooled.chunked_cursor()
+        assert not isinstance(outside.cursor, psycopg.ServerCursor)
+        outside.close()
+        pooled.set_autocommit(False)
+        inside = pooled.chunked_cursor()
+        assert isinstance(inside.cursor, psycopg.ServerCursor)  # constant memory in a transaction
+        inside.close()
+        pooled.rollback()
+        pooled.set_autocommit(True)
+    finally:
+        pooled.close()
+    # The control: Django's own backend, outside a transaction, holds a server cursor.
+    plain = connection.chunked_cursor()
+    try:
+        assert isinstance(plain.cursor, psycopg.ServerCursor)
+    finally:
+        plain.close()
 
 
 def test_the_replica_alias_follows_the_primary_and_the_pooling_switch():
@@ -61,5 +97,5 @@ def test_the_replica_alias_follows_the_primary_and_the_pooling_switch():
     assert replica["CONN_MAX_AGE"] == 60
     assert replica["OPTIONS"]["connect_timeout"] > 0
     assert replica["OPTIONS"]["prepare_threshold"] is None
-    assert replica["DISABLE_SERVER_SIDE_CURSORS"] is True
+    assert replica["ENGINE"] == POOLED_ENGINE
     assert replica["TEST"] == {"MIRROR": "default"}
