@@ -1,5 +1,5 @@
 # The two quick-start commands are `make run` and `make test`; see README.md.
-.PHONY: run test stress lint format bench docs cluster cluster-stop failover-drill cluster-load
+.PHONY: run test stress lint format bench docs dr-drill cluster cluster-stop failover-drill cluster-load
 
 run:            ## venv, install, migrate, demo data, serve on http://127.0.0.1:8000 (SQLite by default)
 	scripts/run.sh
@@ -24,6 +24,8 @@ docs:           ## documentation site (MkDocs, strict) into site/: open site/ind
 	scripts/bootstrap.sh requirements-docs.txt
 	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
 
+dr-drill:       ## backup + point-in-time restore drill on a throwaway cluster (README "Operations")
+	scripts/dr-drill.sh $(ARGS)
 cluster:        ## HAProxy, 2 app servers, PgBouncer, primary + synchronous standby, 2 workers (README "Running as a cluster")
 	deploy/cluster.sh start
 

@@ -43,6 +43,7 @@ from wallet.errors import (
     ValidationFailed,
     VelocityLimitExceeded,
 )
+from wallet.instrumentation import observed
 from wallet.models import (
     VELOCITY_TYPES,
     Transaction,
@@ -285,6 +286,7 @@ def _user_id(user: Any) -> int:
 # --- Operations -----------------------------------------------------------------------
 
 
+@observed("deposit")
 def deposit(
     *,
     user: Any,
@@ -441,6 +443,7 @@ def _spend_fast(
     return SpendResult(row, job)
 
 
+@observed("spend")
 def spend(
     *,
     user: Any,
@@ -517,6 +520,7 @@ def _recipient_id(recipient: Any) -> int:
     return recipient_id
 
 
+@observed("transfer")
 def transfer(
     *,
     sender: Any,
@@ -647,6 +651,7 @@ def _spend_id(spend_txn: Any) -> int:
     raise ValidationFailed("transaction must be a transaction id.", field="transaction")
 
 
+@observed("refund")
 def refund(
     *,
     spend_txn: Any,
@@ -691,6 +696,7 @@ def refund(
     return run_atomically(operation)
 
 
+@observed("job_refund")
 def refund_job(
     *,
     job_id: int,
@@ -743,6 +749,7 @@ def refund_job(
     return run_atomically(operation)
 
 
+@observed("adjust")
 def adjust(
     *,
     user: Any,
