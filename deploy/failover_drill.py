@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import logging
 import os
 import random
 import subprocess
@@ -124,6 +125,7 @@ def setup_users(count: int, prefix: str = "drill") -> list[dict]:
     import django
 
     django.setup()
+    logging.getLogger("divine_whispers").setLevel(logging.WARNING)  # no line per deposit
     from django.contrib.auth import get_user_model
     from django.db import connections
 
@@ -694,7 +696,19 @@ def check_checkpoint(path: Path, primary_url: str, findings: list[str]) -> str:
     if checked.returncode != 0:
         findings.append(f"the pre-crash checkpoint fails after failover: {checked.stdout[-500:]}")
         return "FAILED"
-    return "passes"
+    # The control: the same checkpoint with one chain's head rewritten must be refused.
+    forged = json.loads(path.read_text())
+    chain = next(iter(forged["chains"]))
+    forged["chains"][chain]["head"] = "0" * len(forged["chains"][chain]["head"])
+    forged_path = path.with_name("checkpoint-forged.json")
+    forged_path.write_text(json.dumps(forged))
+    refused = manage(
+        "verify_ledger", "--no-progress", "--checkpoint", str(forged_path), database_url=primary_url
+    )
+    if refused.returncode != 1:
+        findings.append(f"a forged checkpoint was not refused (exit {refused.returncode})")
+        return "passes (but a forged one was not refused)"
+    return "passes (a forged one is refused)"
 
 
 def wait_for_jobs(primary_url: str, user_ids: list[int]) -> dict[str, int]:
