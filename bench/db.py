@@ -125,8 +125,12 @@ INSERT INTO jobs_jobtype (id, code, name, description, price, active, created_at
 VALUES (1, %(code)s, 'Reading', '', %(price)s, true, now(), now());
 SELECT setval(pg_get_serial_sequence('jobs_jobtype', 'id'), 1);
 
-INSERT INTO authtoken_token (key, user_id, created)
-SELECT md5('bench-token-' || g), g, now() FROM generate_series(1, %(n)s) g;
+-- API keys as the service stores them: only knox's SHA-512 digest and 15-character
+-- prefix of the key (md5 of a fixed text, see token_for), valid for 90 days.
+INSERT INTO wallet_apitoken (digest, token_key, user_id, name, created, expiry)
+SELECT encode(sha512(convert_to(md5('bench-token-' || g), 'UTF8')), 'hex'),
+       left(md5('bench-token-' || g), 15), g, 'bench', now(), now() + interval '90 days'
+FROM generate_series(1, %(n)s) g;
 
 INSERT INTO dj_wallet_wallet (holder_type_id, holder_id, slug, uuid, balance, decimal_places,
                               is_frozen, frozen_reason, meta, created_at, updated_at)

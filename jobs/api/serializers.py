@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from divine_whispers.api.serializers import QueryFilterSerializer
 from jobs.models import Job, JobStatus, JobType
 
 
@@ -38,5 +39,5 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class JobFilterSerializer(serializers.Serializer):
+class JobFilterSerializer(QueryFilterSerializer):
     status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
