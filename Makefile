@@ -1,5 +1,5 @@
 # The two quick-start commands are `make run` and `make test`; see README.md.
-.PHONY: run test stress lint format bench docs dr-drill
+.PHONY: run test stress lint format bench docs dr-drill cluster cluster-stop failover-drill cluster-load
 
 run:            ## venv, install, migrate, demo data, serve on http://127.0.0.1:8000 (SQLite by default)
 	scripts/run.sh
@@ -26,3 +26,14 @@ docs:           ## documentation site (MkDocs, strict) into site/: open site/ind
 
 dr-drill:       ## backup + point-in-time restore drill on a throwaway cluster (docs/operations/backups.md)
 	scripts/dr-drill.sh $(ARGS)
+cluster:        ## HAProxy, 2 app servers, PgBouncer, primary + synchronous standby, 2 workers (docs/operations/cluster.md)
+	deploy/cluster.sh start
+
+cluster-stop:   ## stops everything `make cluster` started and removes .cluster/
+	deploy/cluster.sh stop
+
+failover-drill: ## under load: kill an app server, SIGKILL the primary, promote the standby; prove nothing acknowledged is lost
+	deploy/failover_drill.sh
+
+cluster-load:   ## capacity figures of a running `make cluster` (closed-loop clients through HAProxy)
+	. .cluster/env && .venv/bin/python deploy/cluster_load.py $(ARGS)

@@ -12,6 +12,7 @@ from pathlib import Path
 import environ
 
 from divine_whispers.cache_guard import cache_options
+from divine_whispers.db_settings import apply_transaction_pooling, replica_database
 from divine_whispers.durations import parse_duration
 from divine_whispers.logs import logging_config
 from divine_whispers.production import refuse_insecure_production
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "audit.middleware.RequestContextMiddleware",
     "divine_whispers.middleware.ObservabilityMiddleware",
+    "divine_whispers.db_routing.ReadRoutingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -110,6 +112,33 @@ def _database_from_env() -> dict:
 
 
 DATABASES = {"default": _database_from_env()}
+
+# --- Cluster: transaction pooling and read replicas (docs/operations/cluster.md) ----------
+# Behind PgBouncer in transaction mode consecutive transactions of one Django connection
+# may run on different server connections, so nothing may outlive a transaction on the
+# server: no named prepared statements (psycopg's prepare_threshold=None, and the spend
+# fast path, which prepares its two statements explicitly, stops doing so), no cursor
+# held past its transaction (divine_whispers/pooled_postgresql), no SET outside one.
+DATABASE_TRANSACTION_POOLING = env.bool("DATABASE_TRANSACTION_POOLING", default=False)
+# A streaming standby for read-only endpoints (history, job lists, admin lists).
+# Unset: every query goes to the primary (DATABASE_URL).
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+# Reads fall back to the primary while the replica's replay lag exceeds this.
+REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=2.0)
+# After a write, the user's reads go to the primary for this long (read your writes).
+# Longer than the lag bound: once it ends, a replica within the bound has the write.
+REPLICA_READ_YOUR_WRITES_SECONDS = env.float(
+    "REPLICA_READ_YOUR_WRITES_SECONDS", default=REPLICA_MAX_LAG_SECONDS + 3.0
+)
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    apply_transaction_pooling(DATABASES["default"], DATABASE_TRANSACTION_POOLING)
+    if DATABASE_REPLICA_URL:
+        DATABASES["replica"] = replica_database(
+            env.db_url_config(DATABASE_REPLICA_URL),
+            like=DATABASES["default"],
+            pooling=DATABASE_TRANSACTION_POOLING,
+        )
+DATABASE_ROUTERS = ["divine_whispers.db_routing.ReplicaRouter"]
 
 # --- Cache (hardening): an optimisation, never a single point of failure -------------
 # Rate limits live here (Redis in production, local memory when CACHE_URL is unset). A

@@ -48,18 +48,21 @@ if [ -z "${DATABASE_URL:-}" ]; then
   fi
 fi
 
-# The admin's end-to-end test drives Debian's Chromium (never a downloaded browser).
-ensure_chromium() {
-  [ -x /usr/bin/chromium ] && return 0
+# Tests that need a Debian program: the admin's end-to-end test drives Debian's Chromium
+# (never a downloaded browser); the transaction-pooling tests run through Debian's
+# PgBouncer (wallet/tests/test_pgbouncer.py). Installed when missing and run as root.
+ensure_debian_package() { # ensure_debian_package PROGRAM PACKAGE WHAT-NEEDS-IT
+  [ -x "$1" ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "Installing Debian's chromium for the end-to-end admin test ..." >&2
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null ||
-      echo "Could not install chromium: the e2e test will be skipped." >&2
+    echo "Installing Debian's $2 for $3 ..." >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"; } >/dev/null ||
+      echo "Could not install $2: $3 will be skipped." >&2
   else
-    echo "No /usr/bin/chromium (install it: apt-get install chromium): the e2e test will be skipped." >&2
+    echo "No $1 (install it: apt-get install $2): $3 will be skipped." >&2
   fi
 }
-ensure_chromium
+ensure_debian_package /usr/bin/chromium chromium "the e2e test"
+ensure_debian_package /usr/sbin/pgbouncer pgbouncer "the PgBouncer tests"
 
 # The alert rules' unit tests run Debian's promtool. Only the promtool binary is taken from
 # the `prometheus` package (into .venv/bin): installing the package would also install and

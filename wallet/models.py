@@ -148,11 +148,23 @@ class _PreparedCursor(psycopg.RawCursor):
         return super().execute(query, params, prepare=prepare, binary=binary)
 
 
+class _UnpreparedCursor(psycopg.RawCursor):
+    """The same statements bound unnamed, never prepared: behind a transaction-mode
+    pooler (DATABASE_TRANSACTION_POOLING) a named statement would be left on one server
+    connection and be missing, or already exist, on the next one."""
+
+    def execute(self, query, params=None, *, prepare: bool | None = False, binary=None):
+        return super().execute(query, params, prepare=False, binary=binary)
+
+
 def _prepared_cursor(connection):
     """A Django cursor (error translation, query logging, execute wrappers) over a
-    `_PreparedCursor`, in the connection's current transaction."""
+    `_PreparedCursor`, in the connection's current transaction; unprepared under
+    transaction pooling."""
     connection.ensure_connection()
     raw = connection.connection
+    if settings.DATABASE_TRANSACTION_POOLING:
+        return connection._prepare_cursor(_UnpreparedCursor(raw))
     if raw.prepare_threshold is None:
         # Django switches psycopg's preparing off (for transaction poolers); an explicit
         # prepare needs it on. This threshold is never reached, so every other query

@@ -39,6 +39,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     pagination_class = NewestFirstCursorPagination
     queryset = Job.objects.none()
     lookup_value_regex = r"[0-9]+"
+    # Read-only actions that may read from the replica (divine_whispers/db_routing.py).
+    replica_actions = frozenset({"list", "retrieve"})
 
     def get_queryset(self) -> QuerySet[Job]:
         queryset = Job.objects.filter(user_id=self.request.user.pk).select_related("job_type")
@@ -104,6 +106,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 class JobTypeViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = JobTypeSerializer
     pagination_class = None
+    # Read-only actions that may read from the replica (divine_whispers/db_routing.py).
+    replica_actions = frozenset({"list"})
     queryset = JobType.objects.filter(active=True).order_by("code")
 
     @extend_schema(

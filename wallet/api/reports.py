@@ -115,6 +115,9 @@ class AdminReportViewSet(viewsets.GenericViewSet):
 
     queryset = Transaction.objects.none()
     permission_classes = [IsAuthenticated, has_perm(VIEW_REPORT_PERMISSION)]
+    # One consistent snapshot of the ledger, within the replica's lag bound
+    # (divine_whispers/db_routing.py).
+    replica_actions = frozenset({"daily"})
 
     @extend_schema(
         summary="Daily finance report",

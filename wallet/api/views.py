@@ -203,6 +203,8 @@ class TransactionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     pagination_class = NewestFirstCursorPagination
     queryset = Transaction.objects.none()
     lookup_value_regex = r"[0-9]+"
+    # Read-only actions that may read from the replica (divine_whispers/db_routing.py).
+    replica_actions = frozenset({"list", "retrieve"})
 
     def get_queryset(self) -> QuerySet[Transaction]:
         filters = {}
@@ -312,6 +314,8 @@ class AdminWalletViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     pagination_class = AdminPagePagination
     permission_classes = [IsAuthenticated, has_perm(VIEW_WALLET_PERMISSION)]
     queryset = Wallet.objects.none()
+    # Read-only actions that may read from the replica (divine_whispers/db_routing.py).
+    replica_actions = frozenset({"list"})
 
     def get_queryset(self) -> QuerySet[Wallet]:
         serializer = AdminWalletFilterSerializer(data=self.request.query_params)

@@ -1,0 +1,1 @@
+"""PostgreSQL behind a transaction-mode pooler (DATABASE_TRANSACTION_POOLING); see base.py."""
