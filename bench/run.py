@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -78,6 +79,28 @@ class Cell:
             "mean_ms": _r(statistics.fmean(lat)) if lat else None,
             "note": self.note,
         }
+
+
+@dataclass
+class SummaryCell:
+    """A cell measured elsewhere (wrk) whose summary is already computed."""
+
+    data: dict
+
+    @property
+    def system(self) -> str:
+        return self.data["system"]
+
+    @property
+    def errors(self) -> dict:
+        return self.data["error_kinds"]
+
+    @property
+    def note(self) -> str:
+        return ""
+
+    def summary(self) -> dict:
+        return self.data
 
 
 def _r(value: float | None) -> float | None:
@@ -226,7 +249,17 @@ class Bench:
 
     # --- plan ----------------------------------------------------------------------------
 
-    def record(self, cell: Cell) -> None:
+    def record_summary(self, summary: dict) -> None:
+        self.record(SummaryCell(summary))
+
+    def tps_of(self, system: str, mode: str, clients: int) -> float | None:
+        for cell in self.cells:
+            s = cell.summary()
+            if (s["system"], s["mode"], s["clients"]) == (system, mode, clients):
+                return s["tps"]
+        return None
+
+    def record(self, cell: Cell | SummaryCell) -> None:
         self.cells.append(cell)
         s = cell.summary()
         errors = f", {s['errors']} errors" if s["errors"] else ""
@@ -298,6 +331,10 @@ class Bench:
             from bench import http_bench
 
             steps += http_bench.steps(self)
+        if want("http_configs") and (only is not None or not self.args.quick):
+            from bench import http_bench
+
+            steps += http_bench.config_steps(self)
         if want("history"):
             from bench import history
 
@@ -365,12 +402,22 @@ def main() -> None:
     )
     parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES))
     parser.add_argument(
+        "--http-clients",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1, 4, 8, 16, 32],
+        help="closed-loop HTTP connection counts (16 is the reference row)",
+    )
+    parser.add_argument(
         "--verify-rows",
         help="ledger sizes for verify_ledger (default 200000,1000000; quick: 20000)",
     )
     parser.add_argument("--output", default=str(RESULTS / "latest.json"))
     args = parser.parse_args()
 
+    # Production refuses development secrets: the seed (audit chain) and gunicorn share
+    # these random ones.
+    for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
+        os.environ.setdefault(name, secrets.token_urlsafe(48))
     bench = Bench(args)
     results = bench.run()
     output = Path(args.output)

@@ -15,7 +15,7 @@ from divine_whispers.api.fields import (
     StrictTextField,
     max_transfer_amount,
 )
-from divine_whispers.api.serializers import StrictInputSerializer
+from divine_whispers.api.serializers import FieldsOnceMixin, StrictInputSerializer
 from jobs.api.serializers import JobSerializer
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 from wallet.validators import DESCRIPTION_MAX_LENGTH, REASON_MAX_LENGTH
@@ -26,7 +26,7 @@ JOB_TYPE_MAX_LENGTH = 64
 # --- Output ---------------------------------------------------------------------------
 
 
-class TransactionSerializer(serializers.ModelSerializer):
+class TransactionSerializer(FieldsOnceMixin, serializers.ModelSerializer):
     """The contract's transaction: `amount` is signed."""
 
     user_id = serializers.IntegerField(read_only=True)
@@ -58,7 +58,7 @@ class TransactionSerializer(serializers.ModelSerializer):
             return None
 
 
-class BalanceSerializer(serializers.ModelSerializer):
+class BalanceSerializer(FieldsOnceMixin, serializers.ModelSerializer):
     user_id = serializers.IntegerField(read_only=True)
 
     class Meta:
