@@ -8,7 +8,31 @@ from typing import Any
 from rest_framework import serializers
 
 
-class StrictInputSerializer(serializers.Serializer):
+class FieldsOnceMixin:
+    """Builds a serializer's fields once per class instead of once per request.
+
+    DRF builds every serializer's fields each time it is instantiated (deep copies of the
+    declared fields; for a ModelSerializer also the model field mapping): ~0.5 ms of CPU
+    per serializer, more than the validation or rendering itself, on every API request
+    (issue 14 profile). The fields used here are stateless — limits are read when a value
+    is validated, errors are kept on the serializer — so one set built on an empty
+    template instance serves every request. Only for serializers whose fields use neither
+    the instance nor the context when they are built, and that never add or remove fields
+    per instance.
+    """
+
+    @property
+    def fields(self):
+        cls = type(self)
+        built = cls.__dict__.get("_fields_built_once")
+        if built is None:
+            template = cls()  # bound to an empty template, never to a request's data
+            built = super(FieldsOnceMixin, template).fields
+            cls._fields_built_once = built
+        return built
+
+
+class StrictInputSerializer(FieldsOnceMixin, serializers.Serializer):
     """Refuses fields it does not declare.
 
     A user who sends `user_id`, `balance` or `status` must learn that nothing of it was
@@ -24,28 +48,6 @@ class StrictInputSerializer(serializers.Serializer):
                     code="unknown_field",
                 )
         return super().to_internal_value(data)
-
-
-class FieldsOnceMixin:
-    """Builds an output serializer's fields once per class instead of once per response.
-
-    A ModelSerializer derives its fields from the model every time it is instantiated
-    (field mapping, kwargs, deep copies): ~0.5 ms of CPU per serializer, more than the
-    rendering itself, on every API response (issue 14 profile). Output fields are
-    stateless, so one set built on an empty template instance serves every response.
-    Only for read-only output serializers whose fields use neither the instance nor the
-    context when they are built (no hyperlinks, no request-dependent fields).
-    """
-
-    @property
-    def fields(self):
-        cls = type(self)
-        built = cls.__dict__.get("_fields_built_once")
-        if built is None:
-            template = cls()  # bound to an empty template, never to a request's data
-            built = super(FieldsOnceMixin, template).fields
-            cls._fields_built_once = built
-        return built
 
 
 class ErrorSerializer(serializers.Serializer):
