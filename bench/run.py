@@ -428,7 +428,11 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, help="interleaved rounds of the HTTP ratio cells (quick 1, else 3)"
     )
-    parser.add_argument("--output", default=str(RESULTS / "latest.json"))
+    parser.add_argument(
+        "--output",
+        help="results file (default: bench/results/latest.json for a full run, which also "
+        "regenerates README.md's results block; quick.json for a quick or partial run)",
+    )
     args = parser.parse_args()
 
     # Production refuses development secrets: the seed (audit chain) and gunicorn share
@@ -437,14 +441,18 @@ def main() -> None:
         os.environ.setdefault(name, secrets.token_urlsafe(48))
     bench = Bench(args)
     results = bench.run()
-    output = Path(args.output)
+    full = not args.quick and not args.only
+    output = Path(args.output or RESULTS / ("latest.json" if full else "quick.json"))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=1) + "\n")
-    from bench.report import plot, print_table
+    from bench.report import plot, print_table, update_readme
 
     print_table(results)
-    plot(results, output.parent)
+    plot(results, output.parent, prefix="" if output.stem == "latest" else f"{output.stem}-")
     bench.log(f"wrote {output} and plots in {output.parent}")
+    if output.resolve() == (RESULTS / "latest.json").resolve():
+        update_readme(results, db.ROOT / "README.md")
+        bench.log("README.md's results block regenerated from it")
 
 
 if __name__ == "__main__":
