@@ -5,9 +5,9 @@
 Seeds a scratch database (dw_bench_profile), starts gunicorn with the production config
 and environment (bench/http_bench.py) plus a cProfile of its one worker
 (bench/profile_gunicorn.conf.py: each request after the first 50), drives it with wrk
-at 2 connections, and prints the time per request of each stage (wall time inside the
-worker, so database and cache round trips count where they are waited for), then the
-top functions by own time.
+at 2 connections, and prints the time per request of each stage (CPU time of the worker,
+so waits for the database, the cache or a free core do not count), then the top
+functions by own time.
 """
 
 from __future__ import annotations
@@ -102,7 +102,9 @@ def main() -> None:
         raise SystemExit("no request was profiled (fewer than BENCH_PROFILE_SKIP requests?)")
     requests = sum(int(p.stem.rsplit("-", 1)[1]) for p in dumps)
     stats = pstats.Stats(*[str(p) for p in dumps])
-    print(f"\nper request (ms, wall time inside the worker, under cProfile), {args.path}:")
+    print(
+        f"\nper request (ms of worker CPU under cProfile, about 2-3 x the real cost), {args.path}:"
+    )
     for label, ms in stage_table(stats, requests):
         print(f"  {label:<40} {ms:7.2f}")
     print()

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.fields import SkipField
+from rest_framework.relations import PKOnlyObject
 
 
 class FieldsOnceMixin:
@@ -16,9 +18,14 @@ class FieldsOnceMixin:
     per serializer, more than the validation or rendering itself, on every API request
     (issue 14 profile). The fields used here are stateless — limits are read when a value
     is validated, errors are kept on the serializer — so one set built on an empty
-    template instance serves every request. Only for serializers whose fields use neither
-    the instance nor the context when they are built, and that never add or remove fields
-    per instance.
+    template instance serves every request.
+
+    The shared fields are bound to that template, so anything that must see *this*
+    serializer goes through it, not through the field's parent: `to_representation`
+    calls a SerializerMethodField's method on `self` (it may read `self.context`). Only
+    for serializers whose fields use neither the instance nor the context themselves (no
+    hyperlinks, no CurrentUserDefault, no nested serializers that read the context) and
+    that never add or remove fields per instance.
     """
 
     @property
@@ -30,6 +37,21 @@ class FieldsOnceMixin:
             built = super(FieldsOnceMixin, template).fields
             cls._fields_built_once = built
         return built
+
+    def to_representation(self, instance: Any) -> dict:
+        """DRF's Serializer.to_representation, with method fields called on `self`."""
+        data = {}
+        for field in self._readable_fields:
+            if isinstance(field, serializers.SerializerMethodField):
+                data[field.field_name] = getattr(self, field.method_name)(instance)
+                continue
+            try:
+                attribute = field.get_attribute(instance)
+            except SkipField:
+                continue
+            check = attribute.pk if isinstance(attribute, PKOnlyObject) else attribute
+            data[field.field_name] = None if check is None else field.to_representation(attribute)
+        return data
 
 
 class StrictInputSerializer(FieldsOnceMixin, serializers.Serializer):
