@@ -1,5 +1,5 @@
 # The two quick-start commands are `make run` and `make test`; see README.md.
-.PHONY: run test stress lint format bench
+.PHONY: run test stress lint format bench docs
 
 run:            ## venv, install, migrate, demo data, serve on http://127.0.0.1:8000 (SQLite by default)
 	scripts/run.sh
@@ -19,3 +19,7 @@ format:
 
 bench:          ## spend benchmarks (README "Performance"): make bench [QUICK=1] [ARGS="--only ours"]
 	scripts/bench.sh $(if $(QUICK),--quick) $(ARGS)
+
+docs:           ## documentation site (MkDocs, strict) into site/: open site/index.html
+	scripts/bootstrap.sh requirements-docs.txt
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict

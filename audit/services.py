@@ -18,7 +18,7 @@ from django.utils import timezone
 from audit.context import current_request_context
 from audit.hashing import compute_event_hash
 from audit.models import SYSTEM_CHAIN, AuditChainHead, AuditEvent, wallet_chain
-from wallet.atomic import run_atomically
+from divine_whispers.db import run_atomically
 
 
 def _actor_id(actor: AbstractBaseUser | None) -> int | None:

@@ -25,33 +25,11 @@ from pathlib import Path
 
 from bench import db
 from bench.sql import pgbench_script
+from bench.systems import CLIENTS, EXTRA_LABELS, MODES, SYSTEM_LABELS
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CLIENTS = (1, 8, 16)
-MODES = ("spread", "hot")
 TEMPLATE = os.environ.get("BENCH_TEMPLATE_DB", "dw_bench_tpl")
 RUN_DB = os.environ.get("BENCH_DB", "dw_bench_run")
-
-# Systems measured at every client count and mode, in table order.
-SYSTEM_LABELS = {
-    "pgbench": "pgbench, prepared (ceiling)",
-    "floor": "raw psycopg 3 threads (floor)",
-    "orm": "naive Django ORM (peer)",
-    "djwallet": "dj-wallet withdraw (peer)",
-    "ours": "ours: services.spend, threads",
-    "ours_2proc": "ours: services.spend, 2 processes",
-    "http": "ours: HTTP POST /wallet/spend",
-}
-# Rows beside the grid (HTTP block, transfers).
-EXTRA_LABELS = {
-    "http_balance": "ours: HTTP GET /wallet/balance",
-    "http_peer": "peer: DRF + token auth + dj-wallet withdraw over HTTP",
-    "ours_ref": "ours: services.spend, threads (HTTP block's reference)",
-    "transfer": "ours: services.transfer (spread: random pairs; hot: A↔B)",
-    "pgbench_min": "pgbench_min",
-    "floor_min": "floor_min",
-    "ours_noaudit": "ours_noaudit",
-}
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:

@@ -6,8 +6,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from divine_whispers.api.exceptions import api_not_found
 from divine_whispers.health import healthz
+from divine_whispers.home import home
 
 urlpatterns = [
+    path("", home, name="home"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include("divine_whispers.api.urls")),

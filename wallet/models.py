@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connections, models
 from django.db.models import Q
 
-from wallet.faults import row_locks_disabled
+from divine_whispers.faults import row_locks_disabled
 
 
 class WalletManager(models.Manager):
@@ -70,7 +70,7 @@ class WalletManager(models.Manager):
         if connections[self.db].vendor != "postgresql":
             return None
         sql = _lock_for_spend_sql()
-        if row_locks_disabled():  # test-only switch (wallet/faults.py), as in _select_locked
+        if row_locks_disabled():  # test-only switch (faults.py), as in _select_locked
             sql = sql.replace(" FOR UPDATE OF w", "")
         with _prepared_cursor(connections[self.db]) as cursor:
             cursor.execute(sql, [job_type_code, user_id])

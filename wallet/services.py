@@ -26,8 +26,9 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import build_wallet_event, save_events
+from divine_whispers.db import Rejection, run_atomically
+from divine_whispers.faults import crash_point
 from jobs.models import Job, JobStatus, JobType
-from wallet.atomic import Rejection, run_atomically
 from wallet.errors import (
     IdempotencyKeyReused,
     InactiveJobType,
@@ -42,7 +43,6 @@ from wallet.errors import (
     ValidationFailed,
     VelocityLimitExceeded,
 )
-from wallet.faults import crash_point
 from wallet.models import (
     VELOCITY_TYPES,
     Transaction,
@@ -262,7 +262,8 @@ def _commit_rows(
 ) -> None:
     """Insert the ledger rows, their audit events, and the wallets' new balances.
 
-    `crash_at` names the test-only crash point between the rows and the rest (wallet/faults.py).
+    `crash_at` names the test-only crash point between the rows and the rest
+    (divine_whispers/faults.py).
     """
     Transaction.objects.bulk_create(rows)
     crash_point(crash_at)

@@ -18,6 +18,7 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf
 from rest_framework.renderers import JSONRenderer
@@ -63,6 +64,11 @@ DRF_STATUS: dict[type[Exception], tuple[int, str]] = {
     drf.UnsupportedMediaType: (415, "unsupported_media_type"),
     drf.Throttled: (429, "throttled"),
 }
+
+
+# Hints appended to an error's message where a client most often goes wrong (codes unchanged).
+SEND_JSON_HINT = "Send the body as JSON, with the header Content-Type: application/json."
+USE_TOKEN_HINT = "This API does not take Bearer tokens: send the header Authorization: Token <key>."
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict:
@@ -132,6 +138,8 @@ def _drf_response(exc: drf.APIException) -> tuple[int, dict, dict] | None:
     headers: dict[str, str] = {}
     details: dict[str, Any] = {}
     message = _first_message(exc.detail)
+    if isinstance(exc, drf.UnsupportedMediaType):
+        message = f"{message} {SEND_JSON_HINT}"
     if isinstance(exc, drf.Throttled):
         wait = math.ceil(exc.wait) if exc.wait is not None else 1
         headers["Retry-After"] = str(max(wait, 1))
@@ -193,6 +201,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     status, body, headers = classify(exc)
     set_rollback()
     request = context.get("request")
+    if status == 401 and request is not None and _sent_bearer(request):
+        body["error"]["message"] = USE_TOKEN_HINT
     if request is not None:
         # Errors are always JSON, even from the YAML schema view or the browsable API.
         request.accepted_renderer = JSONRenderer()
@@ -200,10 +210,37 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     return Response(body, status=status, headers=headers)
 
 
+def _sent_bearer(request: Any) -> bool:
+    """A client that sent `Authorization: Bearer …` to the API (a common mix-up with OAuth).
+
+    DRF reads it as no credentials at all; the message then says which scheme to use.
+    """
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    return request.path.startswith("/api/") and header[:7].lower() == "bearer "
+
+
+def _not_found_message(path: str) -> str:
+    """The catch-all's message, with a hint when the path only differs by a trailing slash."""
+    if path.endswith("/") and _routed(path.rstrip("/")):
+        return f"No such API endpoint. API paths have no trailing slash: {path.rstrip('/')}"
+    if not path.endswith("/") and _routed(path + "/"):
+        return f"No such API endpoint. This path ends with a slash: {path}/"
+    return "No such API endpoint."
+
+
+def _routed(path: str) -> bool:
+    """Whether `path` reaches a real view (not this catch-all)."""
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return False
+    return match.func is not api_not_found
+
+
 @csrf_exempt  # it changes nothing; without this a POST by a token client got CSRF's HTML 403
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Catch-all under /api/: an unknown URL is a JSON 404, never Django's HTML page."""
-    return JsonResponse(error_body("not_found", "No such API endpoint."), status=404)
+    return JsonResponse(error_body("not_found", _not_found_message(request.path)), status=404)
 
 
 def server_error(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:

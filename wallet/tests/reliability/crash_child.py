@@ -1,6 +1,6 @@
 """Child process of the crash-injection tests: runs one money operation and prints its
 result. Started with `DW_TEST_CRASH_POINT=<point>` it stops at that point inside the
-operation, says so on stdout, and waits to be killed (wallet/faults.py).
+operation, says so on stdout, and waits to be killed (divine_whispers/faults.py).
 
 Usage: python -m wallet.tests.reliability.crash_child <test database name> <operation JSON>
 """

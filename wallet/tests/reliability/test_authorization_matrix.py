@@ -111,6 +111,8 @@ ROUTES: dict[str, Route] = {
     "schema": Route(lambda w: "/api/schema/", {"get": public(200)}, gate={}),
     "swagger-ui": Route(lambda w: "/api/docs/", {"get": public(200)}, gate={}),
     "healthz": Route(lambda w: "/healthz", {"get": public(200)}),
+    # The root: links to the API docs and the admin.
+    "home": Route(lambda w: "/", {"get": public(200)}),
     # Session login page of the browsable API (Django's views, HTML forms with CSRF).
     "login": Route(lambda w: "/api/auth/login/", {"get": public(200)}),
     "logout": Route(lambda w: "/api/auth/logout/", {}),
@@ -122,7 +124,7 @@ ROUTES: dict[str, Route] = {
 }
 # Routes outside the REST API (Django views) whose other methods the contract does not
 # govern: only "never a 5xx" is asserted for them.
-NON_API = {"healthz", "login", "logout"}
+NON_API = {"healthz", "home", "login", "logout"}
 for _name, _route in ROUTES.items():
     if _name not in NON_API and not _route.gate and _name not in ("schema", "swagger-ui"):
         _route.gate = _gate(next(iter(_route.methods.values()), {}))

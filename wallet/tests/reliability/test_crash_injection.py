@@ -1,7 +1,7 @@
 """Crash injection: a process killed with SIGKILL in the middle of a money operation.
 
 A child process runs one spend, transfer or refund with a crash point armed
-(wallet/faults.py). It stops there — holding the wallet lock, its rows written but not
+(divine_whispers/faults.py). It stops there — holding the wallet lock, its rows written but not
 committed — and the test kills it with SIGKILL, the way an OOM kill or a power cut
 would. Afterwards nothing partial may persist (no row, no job, no audit event, no
 balance change), every invariant must hold, and retrying with the same reference must
@@ -24,9 +24,10 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
+from divine_whispers import faults
 from jobs.models import Job, JobStatus
 from jobs.tests.factories import JobTypeFactory
-from wallet import faults, services
+from wallet import services
 from wallet.models import Transaction, Wallet
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.helpers import ledger_snapshot

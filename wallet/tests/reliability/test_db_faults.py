@@ -1,6 +1,6 @@
 """Database faults over HTTP: the server's connection is killed in the middle of a request.
 
-A crash point inside the operation (wallet/faults.py, armed in-process) makes the
+A crash point inside the operation (divine_whispers/faults.py, armed in-process) makes the
 request's own PostgreSQL backend be terminated with `pg_terminate_backend` from a
 second connection — what a failover, a restart or an idle-session killer does. The API
 must answer a clean `503 service_unavailable` (JSON, the contract's envelope), leave
@@ -16,9 +16,10 @@ import psycopg
 import pytest
 from django.db import connection
 
+from divine_whispers import faults
 from jobs.models import Job, JobStatus
 from jobs.tests.factories import JobTypeFactory
-from wallet import faults, services
+from wallet import services
 from wallet.models import Transaction, Wallet
 from wallet.tests.api_helpers import error_of, staff_with
 from wallet.tests.factories import StaffFactory, UserFactory

@@ -10,15 +10,16 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from wallet import faults
+from divine_whispers import faults
 from wallet.tests.reliability.test_crash_injection import ALL_POINTS
 
 
 def test_every_declared_crash_point_is_in_the_services_and_exercised():
     """A crash point added without a crash test (or removed from the code) fails here."""
     assert {point for _, point, _ in ALL_POINTS} == faults.CRASH_POINTS
-    root = Path(settings.BASE_DIR) / "wallet"
-    source = (root / "services.py").read_text() + (root / "atomic.py").read_text()
+    root = Path(settings.BASE_DIR)
+    source = (root / "wallet" / "services.py").read_text()
+    source += (root / "divine_whispers" / "db.py").read_text()
     for point in faults.CRASH_POINTS:
         assert f'"{point}"' in source, point
 
@@ -52,7 +53,7 @@ def test_the_row_lock_switch_needs_a_test_database(db, monkeypatch):
     [("1", False), ("true", False), ("yes", False), (faults.NO_ROW_LOCKS_OPT_IN, True)],
 )
 def test_the_row_lock_switch_needs_the_exact_opt_in_phrase(value, expected):
-    code = "import wallet.faults as f; print(f._row_locks_disabled)"
+    code = "import divine_whispers.faults as f; print(f._row_locks_disabled)"
     out = subprocess.run(
         [sys.executable, "-c", code],
         env={faults.NO_ROW_LOCKS_ENV: value, "PATH": "/usr/bin:/bin"},

@@ -2,7 +2,7 @@
 
 A concurrency test that passes with or without the lock it protects proves nothing.
 Here the suite's concurrency tests run again in a child pytest with the test-only
-switch that removes the wallet row lock (`SELECT … FOR UPDATE`, see wallet/faults.py);
+switch that removes the wallet row lock (`SELECT … FOR UPDATE`, see divine_whispers/faults.py);
 each of them must then FAIL — lost updates, torn snapshots, overdrafts.
 
 The child uses its own database (`<name>_nolock`), so it never touches this run's.
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.conf import settings
 
-from wallet import faults
+from divine_whispers import faults
 
 THREAD_TESTS = [
     "wallet/tests/test_concurrency.py::test_32_threads_spending_on_one_wallet_never_overdraw",

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from wallet import faults
+from divine_whispers import faults
 from wallet.simulation import ALLOWED_CODES, build_plan, plan_digest
 
 

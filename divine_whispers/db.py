@@ -1,5 +1,9 @@
 """One DB transaction per operation, retried only on serialization failure/deadlock.
 
+The wallet and audit services run their writes through `run_atomically`;
+it lives in the project package, not in an app, so the audit leaf does not depend on
+the wallet app that records into it.
+
 Retrying is only safe when the whole transaction is ours: inside an outer
 `atomic()` block the failed statement has already doomed the caller's transaction,
 so there we run once and let the error propagate.
@@ -17,8 +21,7 @@ from typing import TypeVar
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
-from wallet.errors import DomainError
-from wallet.faults import crash_point
+from divine_whispers.faults import crash_point
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ class Rejection:
     event alone; `run_atomically` raises the error once the commit has happened.
     """
 
-    error: DomainError
+    error: Exception  # a domain error (wallet/errors.py); typed loosely to stay app-free
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -60,7 +63,7 @@ def run_atomically(operation: Callable[[], T]) -> T:
         try:
             with transaction.atomic():
                 outcome = operation()
-            crash_point("committed")  # test-only (wallet/faults.py): committed, not answered
+            crash_point("committed")  # test-only (faults.py): committed, not answered
         except OperationalError as exc:
             if attempt == attempts or not is_retryable(exc):
                 raise
