@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connections, models
 from django.db.models import Q
 
+from divine_whispers.compiled import CompiledQuery
 from divine_whispers.faults import row_locks_disabled
 
 
@@ -196,8 +197,10 @@ class WalletManager(models.Manager):
             return cursor.fetchone()
 
     def for_user(self, user_id: int) -> Wallet:
-        """The user's wallet, created with 0 points on first use (not locked)."""
-        wallet = self.filter(user_id=user_id).first()
+        """The user's wallet, created with 0 points on first use (not locked).
+
+        Every balance request reads it: the query is compiled once per process."""
+        wallet = _WALLET_OF_USER.first(using=self.db, user_id=user_id)
         if wallet is None:
             self.ensure_for_users([user_id])
             wallet = self.get(user_id=user_id)
@@ -553,3 +556,9 @@ class Transaction(models.Model):
 
 def new_transfer_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+# A sentinel id no user has: where the compiled query's parameter goes.
+_WALLET_OF_USER = CompiledQuery(
+    lambda user_id: Wallet.objects.filter(user_id=user_id), user_id=-(2**62) - 1
+)
