@@ -115,14 +115,32 @@ INSERT INTO jobs_jobtype (id, code, name, description, price, active, created_at
 VALUES (1, %(code)s, 'Reading', '', %(price)s, true, now(), now());
 SELECT setval(pg_get_serial_sequence('jobs_jobtype', 'id'), 1);
 
-INSERT INTO authtoken_token (key, user_id, created)
-SELECT md5('bench-token-' || g), g, now() FROM generate_series(1, %(n)s) g;
-
 INSERT INTO dj_wallet_wallet (holder_type_id, holder_id, slug, uuid, balance, decimal_places,
                               is_frozen, frozen_reason, meta, created_at, updated_at)
 SELECT (SELECT id FROM django_content_type WHERE app_label = 'auth' AND model = 'user'),
        g, 'default', gen_random_uuid(), %(balance)s, 8, false, '', '{}', now(), now()
 FROM generate_series(1, %(n)s) g;
+"""
+
+
+# API keys: user g's key is md5('bench-token-g') (token_for). The product stores only
+# digests (wallet_apitoken, knox: SHA-512 of the key, its first 15 characters as lookup
+# prefix), when that table exists; DRF's plaintext table serves the peer endpoint
+# (bench/peer), created here when the product's migrations no longer have it.
+TOKENS_SQL = """
+CREATE TABLE IF NOT EXISTS authtoken_token (
+    key varchar(40) PRIMARY KEY,
+    created timestamptz NOT NULL,
+    user_id integer NOT NULL UNIQUE REFERENCES auth_user (id) DEFERRABLE INITIALLY DEFERRED
+);
+INSERT INTO authtoken_token (key, user_id, created)
+SELECT md5('bench-token-' || g), g, now() FROM generate_series(1, %(n)s) g;
+"""
+HASHED_TOKENS_SQL = """
+INSERT INTO wallet_apitoken (digest, token_key, user_id, created, expiry, name)
+SELECT encode(sha512(convert_to(k, 'UTF8')), 'hex'), left(k, 15), g, now(),
+       now() + interval '30 days', 'bench'
+FROM (SELECT g, md5('bench-token-' || g) AS k FROM generate_series(1, %(n)s) g) keys;
 """
 
 
@@ -150,6 +168,9 @@ def seed_template(server: Server, template: str, wallets: int) -> None:
             SEED_SQL,
             {"n": wallets, "code": JOB_TYPE_CODE, "price": PRICE, "balance": SEED_BALANCE},
         )
+        psycopg.ClientCursor(conn).execute(TOKENS_SQL, {"n": wallets})
+        if conn.execute("SELECT to_regclass('wallet_apitoken')").fetchone()[0]:
+            psycopg.ClientCursor(conn).execute(HASHED_TOKENS_SQL, {"n": wallets})
     subprocess.run(
         [sys.executable, "-m", "bench.seed", "--wallets", str(wallets)],
         check=True,

@@ -376,7 +376,7 @@ def config_steps(bench) -> list:
     """Each configuration in turn, for several rounds (the machine's speed drifts over
     minutes); every configuration's figures are its median round by spend throughput."""
     http = HttpSteps(bench)
-    rounds = bench.args.rounds or (1 if bench.args.quick else 3)
+    rounds = bench.args.rounds or (1 if bench.args.quick else 2)
     measured: dict[str, list[dict]] = {}
     results: dict[str, dict] = {}
     bench.extra["http_configs"] = results
