@@ -74,11 +74,16 @@ def _fast_password_hashing(settings):
 
 @pytest.fixture(autouse=True)
 def _empty_cache():
-    """Throttle counters live in the cache; every test starts with none."""
+    """Throttle counters live in the cache; every test starts with none, and with no
+    memory of an earlier test's cache outage (divine_whispers/cache_guard.py)."""
     from django.core.cache import cache
 
+    from divine_whispers import cache_guard
+
+    cache_guard.reset()
     cache.clear()
     yield
+    cache_guard.reset()
     cache.clear()
 
 

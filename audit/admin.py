@@ -11,10 +11,12 @@ from django.utils.safestring import SafeString
 
 from audit.models import AuditEvent
 from wallet.admin import ReadOnlyAdminMixin, admin_link, user_label
+from wallet.admin_exports import AUDIT_EVENT_COLUMNS, CsvExportMixin
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    csv_columns = AUDIT_EVENT_COLUMNS
     list_display = (
         "id",
         "created_at",

@@ -8,6 +8,7 @@ test suite's databases. All of them are dropped at the end.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -74,9 +75,18 @@ class Server:
             return conn.execute("SHOW server_version").fetchone()[0]
 
 
+# Explicit secrets for every benchmark process (the service refuses to start without
+# them with DEBUG off), generated once per run so all processes agree on the audit key.
+BENCH_SECRETS = {
+    "SECRET_KEY": os.environ.get("SECRET_KEY") or f"bench-{secrets.token_urlsafe(48)}",
+    "AUDIT_HMAC_KEY": os.environ.get("AUDIT_HMAC_KEY") or f"bench-{secrets.token_urlsafe(32)}",
+}
+
+
 def django_env(database_url: str, **extra: str) -> dict[str, str]:
     """Environment of every benchmark process that loads Django."""
     env = dict(os.environ)
+    env.update(BENCH_SECRETS)
     env.update(
         DJANGO_SETTINGS_MODULE="bench.settings",
         DATABASE_URL=database_url,

@@ -21,6 +21,7 @@ import argparse
 import os
 import random
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -334,6 +335,9 @@ def main() -> int:
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.database):
         parser.error("--database: lowercase letters, digits and _ only")
 
+    # Explicit secrets: with DEBUG off the service refuses to start without them.
+    os.environ.setdefault("SECRET_KEY", f"bench-{secrets.token_urlsafe(48)}")
+    os.environ.setdefault("AUDIT_HMAC_KEY", f"bench-{secrets.token_urlsafe(32)}")
     env = {**os.environ, "DATABASE_URL": database_url(args.database)}
     os.environ.update(DATABASE_URL=env["DATABASE_URL"])
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "divine_whispers.settings")

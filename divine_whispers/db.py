@@ -11,6 +11,7 @@ so there we run once and let the error propagate.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import time
@@ -28,6 +29,22 @@ logger = logging.getLogger(__name__)
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 
 T = TypeVar("T")
+
+# Whether the running request has sent a COMMIT (or is sending one). A database error
+# after that point cannot say whether the change was applied: the API answers 503 with
+# `details.outcome = "unknown"` instead of "not_applied" (divine_whispers/api/exceptions.py).
+# Reset at the start of every request (wallet/apps.py), so it never leaks between them.
+_commit_sent: contextvars.ContextVar[bool] = contextvars.ContextVar("commit_sent", default=False)
+
+
+def commit_sent() -> bool:
+    """True once this request (or command) has sent a COMMIT of a money operation."""
+    return _commit_sent.get()
+
+
+def reset_commit_sent(**_: object) -> None:
+    """A new request starts: nothing of it has been committed (request_started receiver)."""
+    _commit_sent.set(False)
 
 
 @dataclass(frozen=True)
@@ -62,11 +79,15 @@ def run_atomically(operation: Callable[[], T]) -> T:
     for attempt in range(1, attempts + 1):
         try:
             with transaction.atomic():
+                crash_point("atomic.begin")  # test-only (faults.py): nothing sent yet
                 outcome = operation()
+                _commit_sent.set(True)  # only the COMMIT is left: a failure now is "unknown"
+                crash_point("atomic.commit")  # test-only: the connection dies as COMMIT goes
             crash_point("committed")  # test-only (faults.py): committed, not answered
         except OperationalError as exc:
             if attempt == attempts or not is_retryable(exc):
                 raise
+            _commit_sent.set(False)  # a serialization failure or deadlock rolled it all back
             logger.warning("retrying after %s (attempt %d/%d)", exc.__cause__, attempt, attempts)
             time.sleep(random.uniform(0, 0.01 * 2**attempt))
             continue

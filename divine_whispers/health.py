@@ -1,23 +1,46 @@
-"""Liveness that means something: 200 only when the database answers."""
+"""Liveness that means something: 200 only when the database answers.
 
+The body names each dependency's state. The cache only serves rate limits, which fail
+open, so a cache that is down is reported (`"cache": "down"`) but keeps the answer 200:
+a load balancer must not take healthy app servers out of service because Redis is away.
+"""
+
+from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 
+from divine_whispers import cache_guard
 
-def healthz(request: HttpRequest) -> JsonResponse:
+UP, DOWN = "ok", "down"
+
+
+def database_state() -> str:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except DatabaseError:
-        return JsonResponse(
-            {
-                "error": {
-                    "code": "service_unavailable",
-                    "message": "Database unreachable.",
-                    "details": {},
-                }
-            },
-            status=503,
-        )
-    return JsonResponse({"status": "ok"})
+        return DOWN
+    return UP
+
+
+def cache_state() -> str:
+    """One read, bounded by CACHE_TIMEOUT_MS; a recent error in this process is enough."""
+    if cache_guard.cache_skipped():
+        return DOWN
+    try:
+        cache.get("healthz:probe")
+    except cache_guard.CACHE_ERRORS as exc:
+        cache_guard.note_cache_error(exc)
+        return DOWN
+    return UP
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    database = database_state()
+    body = {
+        "status": "ok" if database == UP else "unavailable",
+        "database": database,
+        "cache": cache_state(),
+    }
+    return JsonResponse(body, status=200 if database == UP else 503)

@@ -5,9 +5,13 @@ money limits) comes from an environment variable so that several app servers and
 job workers started with the same environment agree on everything.
 """
 
+import os
 from pathlib import Path
 
 import environ
+
+from divine_whispers.cache_guard import cache_options
+from divine_whispers.production import refuse_insecure_production
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -15,7 +19,17 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-only-secret-key-change-me-in-production")
+
+# --- Production configuration (hardening) -------------------------------------------
+# With DEBUG off the service refuses to start (any manage.py command, gunicorn, the
+# worker) when SECRET_KEY, AUDIT_HMAC_KEY or DATABASE_URL is unset or a development value
+# from the source: see divine_whispers/production.py. With DEBUG on, these development
+# values fill the gaps (`make run`); they all start with "insecure-dev-".
+DEV_SECRET_KEY = "insecure-dev-only-secret-key-change-me-in-production"
+DEV_AUDIT_HMAC_KEY = "insecure-dev-only-audit-key-change-me"
+if not DEBUG:
+    refuse_insecure_production(os.environ)
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -26,6 +40,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "csp",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -45,6 +60,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "divine_whispers.security.ApiNoStoreMiddleware",
 ]
 
 ROOT_URLCONF = "divine_whispers.urls"
@@ -113,7 +130,19 @@ def _connection_reuse(database: dict) -> None:
 
 DATABASES = {"default": _database_from_env()}
 
+# --- Cache (hardening): an optimisation, never a single point of failure -------------
+# Rate limits live here (Redis in production, local memory when CACHE_URL is unset). A
+# cache that refuses connections or answers slower than CACHE_TIMEOUT_MS lets requests
+# through (divine_whispers/cache_guard.py); the outage is logged at most once per
+# CACHE_ERROR_LOG_INTERVAL_SECONDS, and each process stops asking the cache for
+# CACHE_RETRY_SECONDS after an error.
+CACHE_TIMEOUT_MS = env.int("CACHE_TIMEOUT_MS", default=100)
+CACHE_ERROR_LOG_INTERVAL_SECONDS = env.float("CACHE_ERROR_LOG_INTERVAL_SECONDS", default=60.0)
+CACHE_RETRY_SECONDS = env.float("CACHE_RETRY_SECONDS", default=5.0)
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://divine-whispers")}
+CACHES["default"].setdefault("OPTIONS", {}).update(
+    cache_options(env.str("CACHE_URL", default=""), CACHE_TIMEOUT_MS)
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -147,10 +176,27 @@ WALLET_VELOCITY_WINDOW_SECONDS = env.int("WALLET_VELOCITY_WINDOW_SECONDS", defau
 # Serialization failures and deadlocks are retried this many times in total.
 WALLET_TRANSACTION_ATTEMPTS = env.int("WALLET_TRANSACTION_ATTEMPTS", default=5)
 
+# --- Finance report (contract: "Reports") ---------------------------------------------
+# The days of the daily report (API and admin) are days of this IANA time zone. Checked
+# here, so a misspelt zone stops the service at start instead of failing every report.
+REPORT_TIMEZONE = env.str("REPORT_TIMEZONE", default="UTC")
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: E402  (kept in this block)
+
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+try:
+    ZoneInfo(REPORT_TIMEZONE)
+except (ValueError, ZoneInfoNotFoundError) as _error:
+    raise ImproperlyConfigured(
+        f"REPORT_TIMEZONE={REPORT_TIMEZONE!r} is not a time zone"
+    ) from _error
+# Rows fetched per round trip by the admin's streamed CSV exports (constant memory).
+EXPORT_CHUNK_SIZE = env.int("EXPORT_CHUNK_SIZE", default=2000)
+
 # --- Audit chain ------------------------------------------------------------------
 # The key never lives in the database: whoever only has database access cannot
 # forge a consistent chain. AUDIT_HMAC_KEY_ID is stored on each event for rotation.
-AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="dev-only-audit-key-change-me")
+AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default=DEV_AUDIT_HMAC_KEY)
 AUDIT_HMAC_KEY_ID = env.str("AUDIT_HMAC_KEY_ID", default="k1")
 # Older keys still needed to verify events written before a rotation: "id=key,id=key".
 AUDIT_HMAC_OLD_KEYS = env.dict("AUDIT_HMAC_OLD_KEYS", default={})
@@ -204,6 +250,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several components share the `status` field name (transfer credit leg: hardening).
+    "ENUM_NAME_OVERRIDES": {
+        "TransactionStatusEnum": "wallet.models.TransactionStatus",
+        "JobStatusEnum": "jobs.models.JobStatus",
+    },
 }
 
 LOGGING = {
@@ -213,3 +264,39 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- Secure headers and TLS (hardening) -------------------------------------------------
+# Content-Security-Policy (django-csp) on every HTML page — the admin, Swagger UI at
+# /api/docs/ (served by the split view: no inline script), the browsable API. Scripts,
+# styles and images come from this site only; Django's admin sets a few inline `style`
+# attributes, hence 'unsafe-inline' for styles alone.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+X_FRAME_OPTIONS = "DENY"
+# TLS deployments: HTTPS=1 turns on the SSL redirect, HSTS (one year, subdomains,
+# preload) and secure cookies together; each can be overridden by its own variable.
+# Behind a proxy that terminates TLS, SECURE_PROXY_SSL_HEADER=1 trusts its
+# X-Forwarded-Proto (only safe when the proxy always sets it).
+HTTPS = env.bool("HTTPS", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
+# Load balancers probe over plain HTTP: /healthz is never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=HTTPS)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=HTTPS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=HTTPS)
+if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

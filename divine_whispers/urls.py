@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from divine_whispers.api.exceptions import api_not_found
 from divine_whispers.health import healthz
@@ -14,7 +14,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include("divine_whispers.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     # Session login/logout for the browsable API.
     path("api/auth/", include("rest_framework.urls")),
     # Anything else under /api/ is a JSON 404, not Django's HTML page. `[\s\S]`, not `.`:

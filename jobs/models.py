@@ -40,7 +40,9 @@ class JobStatus(models.TextChoices):
 
 class JobManager(models.Manager):
     def lock(self, job_id: int) -> Job:
-        return self.select_for_update(of=("self",)).get(pk=job_id)
+        """The job, row-locked, with its type: a cancel's answer is built from it after
+        the COMMIT, when no query may run (a lost connection would hide the outcome)."""
+        return self.select_for_update(of=("self",)).select_related("job_type").get(pk=job_id)
 
     def claim_next(self) -> Job | None:
         """Claim the oldest pending job: `pending → running`, committed before returning.

@@ -24,6 +24,8 @@ from django.utils.safestring import SafeString
 
 from jobs.models import Job
 from wallet import services
+from wallet.admin_exports import TRANSACTION_COLUMNS, CsvExportMixin
+from wallet.admin_timeline import TimelineMixin
 from wallet.errors import DomainError
 from wallet.forms import AdjustPointsForm, RefundForm, StaffOperationForm
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
@@ -148,7 +150,7 @@ class StaffOperationMixin:
 
 
 @admin.register(Wallet)
-class WalletAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class WalletAdmin(TimelineMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/wallet/wallet/change_form.html"
     adjust_template = "admin/wallet/wallet/adjust_points.html"
     list_display = ("id", "user", "user_email", "balance", "updated_at")
@@ -286,7 +288,8 @@ class WalletAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class TransactionAdmin(CsvExportMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    csv_columns = TRANSACTION_COLUMNS
     change_form_template = "admin/wallet/transaction/change_form.html"
     refund_template = "admin/wallet/transaction/refund.html"
     list_display = (
@@ -493,3 +496,7 @@ class TransactionAdmin(StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin
 
 def is_refundable_spend(txn: Transaction) -> bool:
     return txn.type == TransactionType.SPEND and txn.status == TransactionStatus.SUCCESS
+
+
+# The finance report page registers itself (wallet/admin_reports.py).
+from wallet import admin_reports  # noqa: E402, F401

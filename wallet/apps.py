@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class WalletConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "wallet"
+
+    def ready(self) -> None:
+        from django.core.signals import request_started
+
+        from divine_whispers.db import reset_commit_sent
+
+        request_started.connect(reset_commit_sent, dispatch_uid="wallet-reset-commit-sent")

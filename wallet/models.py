@@ -558,6 +558,21 @@ def new_transfer_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
+class FinanceReport(Transaction):
+    """No table of its own: the ledger, seen as the finance report (wallet/admin_reports.py).
+
+    It exists to give the report its place in the admin and its permission,
+    `wallet.view_report` (group finance), which the API checks too.
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = "finance report"
+        verbose_name_plural = "finance report"
+        default_permissions = ()
+        permissions = [("view_report", "Can view the daily finance report")]
+
+
 # A sentinel id no user has: where the compiled query's parameter goes.
 _WALLET_OF_USER = CompiledQuery(
     lambda user_id: Wallet.objects.filter(user_id=user_id), user_id=-(2**62) - 1

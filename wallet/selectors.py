@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from wallet.models import Transaction, Wallet
+from django.conf import settings
+from django.db import connection
+from django.db.models import CharField, F, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models.functions import Abs, Coalesce
+
+from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 
 
 def wallet_for_user(*, user_id: int) -> Wallet:
@@ -31,3 +39,268 @@ def ledger_sum(*, wallet_id: int) -> int:
         Transaction.objects.successful().filter(wallet_id=wallet_id).aggregate(total=Sum("amount"))
     )["total"]
     return total or 0
+
+
+# --- Finance report (contract: "Reports") ------------------------------------------------
+
+REPORT_MAX_DAYS = 366
+# The per-day point totals, in the order the API, the admin table and the CSV show them.
+REPORT_AMOUNTS = (
+    "deposited",
+    "spent",
+    "refunded",
+    "transferred",
+    "adjusted_up",
+    "adjusted_down",
+    "expired",
+    "net",
+)
+REPORT_FIGURES = (*REPORT_AMOUNTS, "count", "closing_liability")
+
+
+@dataclass(frozen=True)
+class ReportDay:
+    """One day of the finance report; every figure is a whole number of points."""
+
+    date: date
+    deposited: int = 0
+    spent: int = 0
+    refunded: int = 0
+    transferred: int = 0
+    adjusted_up: int = 0
+    adjusted_down: int = 0
+    expired: int = 0  # points cannot expire yet
+    net: int = 0
+    count: int = 0
+    closing_liability: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"date": self.date, **{name: getattr(self, name) for name in REPORT_FIGURES}}
+
+
+@dataclass(frozen=True)
+class DailyReport:
+    days: list[ReportDay]
+    opening_liability: int
+    timezone: str
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Sums of the day figures over the range; the liabilities are the range's ends."""
+        totals = {name: sum(getattr(day, name) for day in self.days) for name in REPORT_AMOUNTS}
+        totals["count"] = sum(day.count for day in self.days)
+        totals["opening_liability"] = self.opening_liability
+        totals["closing_liability"] = (
+            self.days[-1].closing_liability if self.days else self.opening_liability
+        )
+        return totals
+
+
+def report_day_start(day: date, tz: tzinfo) -> datetime:
+    """The instant `day` begins in `tz` (a day is 23 or 25 hours long across DST)."""
+    return datetime.combine(day, time.min, tzinfo=tz)
+
+
+def daily_report(*, first: date, last: date, tz: tzinfo) -> DailyReport:
+    """The finance report for the days `first`..`last` (inclusive) of time zone `tz`.
+
+    Every figure is aggregated by the database from successful ledger rows, in one
+    statement (so one snapshot): per day the point totals by type, `net` (the sum of
+    all amounts: the change of all balances together) and `count`; and the closing
+    liability from `balance_after`, not from summing amounts, so that the two ways of
+    counting check each other (the tests reconcile them exactly). Each wallet's balance
+    at a day's end is the `balance_after` of its latest row before that end; the
+    liability moves, on each day, by how much those closing balances moved.
+    Days without any row are filled in here, carrying the liability forward.
+    """
+    start, end = report_day_start(first, tz), report_day_start(last + timedelta(days=1), tz)
+    with connection.cursor() as cursor:
+        cursor.execute(*_daily_report_sql(start, end, str(tz)))
+        rows = cursor.fetchall()
+    opening = int(rows[0][0])
+    by_day = {_as_date(row[1]): row[2:] for row in rows if row[1] is not None}
+    days, closing = [], opening
+    for offset in range((last - first).days + 1):
+        day = first + timedelta(days=offset)
+        if day in by_day:
+            *amounts, count, liability_change = (int(value) for value in by_day[day])
+            closing += liability_change
+            days.append(ReportDay(day, *amounts, count=count, closing_liability=closing))
+        else:
+            days.append(ReportDay(day, closing_liability=closing))
+    return DailyReport(days=days, opening_liability=opening, timezone=str(tz))
+
+
+def _as_date(value: Any) -> date:
+    """PostgreSQL returns a date; SQLite (`make run`) its ISO text."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+_T = {t.name: f"'{t.value}'" for t in TransactionType}  # SQL literals of the types
+
+
+def _balance_before_sql(wallet: str) -> str:
+    """SQL: the `balance_after` of the latest successful row of the wallet whose id is
+    the (qualified!) column `wallet`, before the instant given as parameter (NULL when
+    none): one probe of index txn_history."""
+    return f"""(
+        SELECT o.balance_after FROM {Transaction._meta.db_table} o
+        WHERE o.wallet_id = {wallet} AND o.status = %s AND o.created_at < %s
+        ORDER BY o.created_at DESC, o.id DESC LIMIT 1
+    )"""
+
+
+def _daily_report_sql(start: datetime, end: datetime, tzname: str) -> tuple[str, list]:
+    """One statement, so one snapshot: a first row with the opening liability (the
+    balances at `start`: each wallet's latest `balance_after` before it, one index probe
+    per wallet) and no day, then per day with rows the amounts of
+    REPORT_AMOUNTS, the row count and the change of the closing liability.
+
+    The liability change of a day is the sum, over its rows, of how much each row moved
+    its wallet's `balance_after` from the wallet's previous row (for a wallet's first
+    row in the range: from its balance at `start`). Per wallet and day this telescopes
+    to "latest balance_after of the day − latest balance_after before the day": the
+    day's move of the sum of all balances, read from `balance_after`, in one window pass
+    and the same aggregate as the flows (no second sort by day).
+
+    Portable SQL (PostgreSQL, and SQLite for `make run`): a CTE, a window function and
+    CASE, with the backend's own local-date expression (Django's, as for TruncDate).
+    """
+    table, wallets = Transaction._meta.db_table, Wallet._meta.db_table
+    day_sql, day_params = connection.ops.datetime_cast_date_sql("t.created_at", (), tzname)
+    sql = f"""
+    WITH opening AS (  -- every wallet's balance at the range's start
+        SELECT w.id AS wallet_id, COALESCE({_balance_before_sql("w.id")}, 0) AS balance
+        FROM {wallets} w
+    ),
+    ranged AS (
+        SELECT t.type, t.amount, {day_sql} AS day,
+               t.balance_after - COALESCE(
+                   LAG(t.balance_after) OVER (
+                       PARTITION BY t.wallet_id ORDER BY t.created_at, t.id
+                   ),
+                   o.balance
+               ) AS liability_change
+        FROM {table} t JOIN opening o ON o.wallet_id = t.wallet_id
+        WHERE t.status = %s AND t.created_at >= %s AND t.created_at < %s
+    ),
+    report AS (
+        SELECT day,
+            SUM(CASE WHEN type = {_T["DEPOSIT"]} THEN amount ELSE 0 END) AS deposited,
+            SUM(CASE WHEN type = {_T["SPEND"]} THEN -amount ELSE 0 END) AS spent,
+            SUM(CASE WHEN type = {_T["REFUND"]} THEN amount ELSE 0 END) AS refunded,
+            SUM(CASE WHEN type = {_T["TRANSFER_IN"]} THEN amount ELSE 0 END) AS transferred,
+            SUM(CASE WHEN type = {_T["ADJUSTMENT"]} AND amount > 0 THEN amount ELSE 0 END)
+                AS adjusted_up,
+            SUM(CASE WHEN type = {_T["ADJUSTMENT"]} AND amount < 0 THEN -amount ELSE 0 END)
+                AS adjusted_down,
+            0 AS expired,
+            SUM(amount) AS net,
+            COUNT(*) AS row_count,
+            SUM(liability_change) AS liability_change
+        FROM ranged
+        GROUP BY day
+    )
+    SELECT (SELECT COALESCE(SUM(balance), 0) FROM opening) AS opening_liability, report.*
+    FROM (SELECT 1) one LEFT JOIN report ON 1 = 1
+    ORDER BY report.day
+    """
+    success = TransactionStatus.SUCCESS.value
+    # Placeholders in the text's order: opening, then ranged (day, status and bounds).
+    return sql, [success, start, *day_params, success, start, end]
+
+
+# Dates of the report: ISO `YYYY-MM-DD` in the years 2000–2999 (a range the schema can
+# state as a pattern; any day of the ledger's life is in it, and a day's end never
+# overflows a Python datetime whatever the time zone).
+REPORT_DATE_PATTERN = r"^2[0-9]{3}-[0-9]{2}-[0-9]{2}$"
+
+
+def report_range_problem(first: date, last: date) -> str | None:
+    """Why `first`..`last` is not a valid report range, or None when it is."""
+    if first > last:
+        return "from must not be after to."
+    if (last - first).days + 1 > REPORT_MAX_DAYS:
+        return f"The range is at most {REPORT_MAX_DAYS} days (from and to included)."
+    return None
+
+
+def report_timezone() -> ZoneInfo:
+    return ZoneInfo(settings.REPORT_TIMEZONE)
+
+
+# --- Customer timeline (admin) ------------------------------------------------------------
+
+# The summary's lines, in the order they add up to the balance (sign, name).
+SUMMARY_LINES = (
+    (+1, "deposited"),
+    (-1, "spent"),
+    (+1, "refunded"),
+    (+1, "transferred_in"),
+    (-1, "transferred_out"),
+    (+1, "adjusted_up"),
+    (-1, "adjusted_down"),
+)
+
+
+def customer_summary(*, wallet_id: int) -> dict[str, int]:
+    """A wallet's successful ledger rows summed by kind, each total non-negative, plus
+    `ledger_total` (the signed sum of all its rows: what its balance must equal).
+    One aggregate query."""
+
+    def total(condition: Q) -> Coalesce:
+        return Coalesce(Sum(Abs("amount"), filter=condition), 0)
+
+    adjustment = Q(type=TransactionType.ADJUSTMENT)
+    return (
+        Transaction.objects.successful()
+        .filter(wallet_id=wallet_id)
+        .aggregate(
+            deposited=total(Q(type=TransactionType.DEPOSIT)),
+            spent=total(Q(type=TransactionType.SPEND)),
+            refunded=total(Q(type=TransactionType.REFUND)),
+            transferred_in=total(Q(type=TransactionType.TRANSFER_IN)),
+            transferred_out=total(Q(type=TransactionType.TRANSFER_OUT)),
+            adjusted_up=total(adjustment & Q(amount__gt=0)),
+            adjusted_down=total(adjustment & Q(amount__lt=0)),
+            ledger_total=Coalesce(Sum("amount"), 0),
+        )
+    )
+
+
+# Kinds of timeline entries; the rank orders entries of one instant: the ledger row
+# first, then the job it bought, then the audit event that recorded it (newest first
+# reverses this).
+TIMELINE_KINDS = {"transaction": 3, "job": 2, "audit": 1}
+
+
+def customer_timeline(*, user_id: int, wallet_id: int, kinds: set[str]) -> QuerySet:
+    """One user's ledger rows, jobs and audit events (those on their wallet's chain and
+    those they caused without a wallet) merged newest first by the database: a UNION
+    of `(at, rank, kind, id)` rows, ready to paginate. `kinds` chooses the sources."""
+    from audit.models import AuditEvent
+    from jobs.models import Job
+
+    sources = {
+        "transaction": Transaction.objects.filter(user_id=user_id),
+        "job": Job.objects.filter(user_id=user_id),
+        "audit": AuditEvent.objects.filter(
+            Q(wallet_id=wallet_id) | Q(actor_id=user_id, wallet__isnull=True)
+        ),
+    }
+    parts = [
+        sources[kind]
+        .order_by()
+        .annotate(
+            at=F("created_at"),
+            rank=Value(TIMELINE_KINDS[kind], output_field=IntegerField()),
+            kind=Value(kind, output_field=CharField()),
+        )
+        .values_list("at", "rank", "kind", "id")
+        for kind in TIMELINE_KINDS
+        if kind in kinds
+    ]
+    if not parts:
+        return Transaction.objects.none().values_list("created_at", "id", "type", "id")
+    first, *others = parts
+    return first.union(*others, all=True).order_by("-at", "-rank", "-id")

@@ -473,7 +473,9 @@ def spend(
         crash_point("spend.locked")
         earlier = _find_replay(wallet, TransactionType.SPEND, reference_id, fingerprint)
         if earlier is not None:
-            return SpendResult(earlier, Job.objects.get(transaction=earlier), replayed=True)
+            # job_type too: the response must not query it after the COMMIT.
+            job = Job.objects.select_related("job_type").get(transaction=earlier)
+            return SpendResult(earlier, job, replayed=True)
         now = timezone.now()
         actor = wallet.user
         rejection = _velocity_rejection(wallet, actor, now)

@@ -29,6 +29,7 @@ print(wallet.pk)
 def test_commands_on_sqlite(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["SQLITE_PATH"] = str(tmp_path / "db.sqlite3")
+    env["DEBUG"] = "1"  # SQLite is the development database: refused with DEBUG off
 
     def manage(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 from django.test import override_settings
 
@@ -201,7 +202,7 @@ def test_wrong_hmac_key_fails_every_event(ledger):
 
 
 def test_key_rotation_old_events_still_verify(ledger, staff):
-    old_key = "dev-only-audit-key-change-me"
+    old_key = django_settings.AUDIT_HMAC_KEY  # the key the ledger fixture's events used
     rotated = {
         "AUDIT_HMAC_KEY": "second-key-2026",
         "AUDIT_HMAC_KEY_ID": "k2",

@@ -26,6 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from audit.context import current_request_context
+from divine_whispers.db import commit_sent
 from wallet import errors
 
 logger = logging.getLogger("divine_whispers.api")
@@ -153,14 +154,42 @@ def _drf_response(exc: drf.APIException) -> tuple[int, dict, dict] | None:
     return status, error_body(code, message, details), headers
 
 
+# What a lost database connection means for the client (contract: Failures).
+NOT_APPLIED, UNKNOWN = "not_applied", "unknown"
+UNAVAILABLE_MESSAGES = {
+    NOT_APPLIED: "The database connection failed before the change was committed: "
+    "nothing was changed. Retry later.",
+    UNKNOWN: "The database connection failed while the change was being committed: it may "
+    "or may not have been applied. Retry with the same reference (reference_id or "
+    "Idempotency-Key): if it was applied, the retry answers 200 with "
+    "Idempotent-Replayed: true; if not, it applies it now.",
+}
+
+
+def _database_unavailable(exc: BaseException) -> tuple[int, dict, dict]:
+    """503: `outcome` is "unknown" once a COMMIT was sent in this request (divine_whispers/db.py),
+    else "not_applied" — the transaction was still open, so the database rolled it back."""
+    outcome = UNKNOWN if commit_sent() else NOT_APPLIED
+    request_id = current_request_context().request_id
+    logger.warning("database unavailable (request_id=%s, outcome=%s): %s", request_id, outcome, exc)
+    body = error_body(
+        "service_unavailable",
+        UNAVAILABLE_MESSAGES[outcome],
+        {"outcome": outcome, "request_id": request_id},
+    )
+    return 503, body, {"Retry-After": "1"}
+
+
+INTERNAL_ERROR_MESSAGE = (
+    "Internal error. The request may or may not have changed anything: quote the request "
+    "id when reporting it, and retry a change only with the same reference."
+)
+
+
 def _unexpected(exc: BaseException) -> tuple[int, dict, dict]:
     request_id = current_request_context().request_id
     logger.error("unhandled API error (request_id=%s)", request_id, exc_info=exc)
-    body = error_body(
-        "internal_error",
-        "Internal error; nothing was changed. Quote the request id when reporting it.",
-        {"request_id": request_id},
-    )
+    body = error_body("internal_error", INTERNAL_ERROR_MESSAGE, {"request_id": request_id})
     return 500, body, {}
 
 
@@ -181,14 +210,7 @@ def classify(exc: BaseException) -> tuple[int, dict, dict]:
     if isinstance(exc, SuspiciousOperation):
         return 400, error_body("validation_error", "Malformed request."), {}
     if isinstance(exc, (OperationalError, InterfaceError)):
-        request_id = current_request_context().request_id
-        logger.warning("database unavailable (request_id=%s): %s", request_id, exc)
-        body = error_body(
-            "service_unavailable",
-            "The database is unavailable; nothing was changed. Retry later.",
-            {"request_id": request_id},
-        )
-        return 503, body, {"Retry-After": "1"}
+        return _database_unavailable(exc)
     if isinstance(exc, drf.APIException):
         mapped = _drf_response(exc)
         if mapped is not None:
@@ -247,5 +269,6 @@ def server_error(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonRespons
     """handler500: an error outside DRF (middleware, plain views) still answers JSON."""
     request_id = getattr(request, "request_id", "")
     return JsonResponse(
-        error_body("internal_error", "Internal error.", {"request_id": request_id}), status=500
+        error_body("internal_error", INTERNAL_ERROR_MESSAGE, {"request_id": request_id}),
+        status=500,
     )

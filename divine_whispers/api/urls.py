@@ -3,6 +3,7 @@
 from rest_framework.routers import SimpleRouter
 
 from jobs.api.views import JobTypeViewSet, JobViewSet
+from wallet.api.reports import AdminReportViewSet
 from wallet.api.views import (
     AdminTransactionViewSet,
     AdminUserViewSet,
@@ -19,5 +20,6 @@ router.register("job-types", JobTypeViewSet, basename="job-type")
 router.register("admin/users", AdminUserViewSet, basename="admin-user")
 router.register("admin/wallets", AdminWalletViewSet, basename="admin-wallet")
 router.register("admin/transactions", AdminTransactionViewSet, basename="admin-transaction")
+router.register("admin/reports", AdminReportViewSet, basename="admin-report")
 
 urlpatterns = router.urls

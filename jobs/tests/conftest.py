@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from jobs.tests import handlers_for_tests
@@ -87,6 +88,10 @@ def start_worker(tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
         env = {
             **os.environ,
             "DATABASE_URL": database_url(),
+            # A worker with DEBUG off refuses to start without its secrets; the audit key
+            # must be this process's, so the events both write form one valid chain.
+            "SECRET_KEY": settings.SECRET_KEY,
+            "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,
             "JOBS_HANDLER_MODULES": "jobs.tests.handlers_for_tests",
             "JOBS_POLL_INTERVAL_SECONDS": "0.05",
             "PYTHONUNBUFFERED": "1",

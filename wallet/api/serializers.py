@@ -52,10 +52,28 @@ class TransactionSerializer(FieldsOnceMixin, serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_job_id(self, txn: Transaction) -> int | None:
+        """Only a spend has a job. A write response passes its id in the context, from
+        the service's result, so that no query runs after the COMMIT (a lost connection
+        there would turn an applied change into an error); lists use select_related."""
+        if txn.type != TransactionType.SPEND:
+            return None
+        if "job_id" in self.context:
+            return self.context["job_id"]
         try:
             return txn.job.pk
         except ObjectDoesNotExist:
             return None
+
+
+class TransferCreditSerializer(TransactionSerializer):
+    """The recipient's `transfer_in` row as its sender sees it: without the recipient's
+    balance (`balance_after` is null), which would otherwise cost one point to learn.
+    The recipient sees the row in full in their own history."""
+
+    balance_after = serializers.SerializerMethodField()
+
+    def get_balance_after(self, txn: Transaction) -> int | None:
+        return None
 
 
 class BalanceSerializer(FieldsOnceMixin, serializers.ModelSerializer):
@@ -88,7 +106,10 @@ class SpendResponseSerializer(serializers.Serializer):
 
 class TransferResponseSerializer(serializers.Serializer):
     debit = TransactionSerializer(help_text="The sender's transfer_out row (negative).")
-    credit = TransactionSerializer(help_text="The recipient's transfer_in row (positive).")
+    credit = TransferCreditSerializer(
+        help_text="The recipient's transfer_in row (positive); `balance_after` is null: "
+        "the sender never learns the recipient's balance."
+    )
 
 
 # --- Input ------------------------------------------------------------------------------

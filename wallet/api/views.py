@@ -39,6 +39,7 @@ from wallet.api.serializers import (
     TransactionFilterSerializer,
     TransactionResponseSerializer,
     TransactionSerializer,
+    TransferCreditSerializer,
     TransferInputSerializer,
     TransferResponseSerializer,
 )
@@ -116,8 +117,11 @@ class WalletViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
             expected_price=data.get("amount"),
             job_input=data.get("input"),
         )
+        # Built only from the service's result: no query after the COMMIT.
         body = {
-            "transaction": TransactionSerializer(result.transaction).data,
+            "transaction": TransactionSerializer(
+                result.transaction, context={"job_id": result.job.pk}
+            ).data,
             "job": JobSerializer(result.job).data,
         }
         return created_or_replayed(body, replayed=result.replayed)
@@ -150,7 +154,7 @@ class WalletViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
         )
         body = {
             "debit": TransactionSerializer(result.debit).data,
-            "credit": TransactionSerializer(result.credit).data,
+            "credit": TransferCreditSerializer(result.credit).data,
         }
         return created_or_replayed(body, replayed=result.replayed)
 

@@ -87,6 +87,18 @@ def chromium(monkeypatch) -> Callable[[], AbstractContextManager]:
     return open_page
 
 
+def csp_violations(page) -> list[str]:
+    """Collects the browser's Content-Security-Policy reports of `page` as they happen."""
+    found: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            found.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return found
+
+
 @pytest.fixture
 def alice_spend() -> Transaction:
     """alice gets 1000 points and spends 120 on a three-card tarot: balance 880."""
@@ -107,6 +119,7 @@ def test_support_refunds_half_of_a_spend_in_the_browser(live_server, chromium, a
     ARTIFACTS.mkdir(exist_ok=True)
 
     with chromium() as page:
+        violations = csp_violations(page)
         # Log in.
         page.goto(f"{live_server.url}/admin/")
         page.fill("#id_username", "support")
@@ -143,6 +156,7 @@ def test_support_refunds_half_of_a_spend_in_the_browser(live_server, chromium, a
         expect(page.locator(".field-balance .readonly")).to_have_text("940")
         expect(page.locator("#recent-transactions tbody tr")).to_have_count(3)
         page.screenshot(path=str(ARTIFACTS / "admin-wallet-page.png"), full_page=True)
+    assert violations == [], "the admin's Content-Security-Policy blocked something"
 
     refund = Transaction.objects.get(type=TransactionType.REFUND)
     assert (refund.amount, refund.related_transaction_id, refund.actor_id) == (
@@ -152,3 +166,17 @@ def test_support_refunds_half_of_a_spend_in_the_browser(live_server, chromium, a
     )
     assert Wallet.objects.get(user__username="alice").balance == 940
     assert_ledger_consistent()
+
+
+def test_swagger_ui_renders_under_its_content_security_policy(live_server, chromium):
+    from playwright.sync_api import expect
+
+    with chromium() as page:
+        violations = csp_violations(page)
+        response = page.goto(f"{live_server.url}/api/docs/")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("Divine Whispers")
+        expect(page.locator(".opblock-summary-path").first).to_be_visible()
+        policy = response.headers["content-security-policy"]
+
+    assert "script-src 'self'" in policy
+    assert violations == []

@@ -29,6 +29,7 @@ FINANCE_RIGHTS = SUPPORT_RIGHTS | {
     "wallet.adjust_points",
     "wallet.deposit_points",
     "jobs.change_jobtype",
+    "wallet.view_report",
 }
 LEDGER_MODELS = [
     ("wallet", "wallet"),

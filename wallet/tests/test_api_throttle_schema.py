@@ -27,6 +27,7 @@ CONTRACT_ENDPOINTS = {
     ("put", "/api/v1/admin/users/{id}/points"),
     ("get", "/api/v1/admin/wallets"),
     ("post", "/api/v1/admin/transactions/{id}/refund"),
+    ("get", "/api/v1/admin/reports/daily"),
 }
 
 
@@ -113,7 +114,7 @@ def test_healthz_still_answers(api_client):
     response = api_client.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "cache": "ok"}
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(CONTRACT_ENDPOINTS))

@@ -33,13 +33,20 @@ print("sqlite-flow-ok")
 """
 
 
-def test_sqlite_default_runs_seed_spend_and_transfer(tmp_path):
+def run_on_seeded_sqlite(tmp_path, script: str) -> str:
+    """Migrate and seed a fresh SQLite file (as `make run`), run `script` in
+    `manage.py shell` against it; its stdout."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["SQLITE_PATH"] = str(tmp_path / "db.sqlite3")
+    env["DEBUG"] = "1"  # SQLite is the development database: refused with DEBUG off
     manage = [sys.executable, str(ROOT / "manage.py")]
-    for command in (["migrate", "--noinput"], ["seed_demo"], ["shell", "-c", FLOW]):
+    for command in (["migrate", "--noinput"], ["seed_demo"], ["shell", "-c", script]):
         done = subprocess.run(
             manage + command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
         )
         assert done.returncode == 0, done.stderr
-    assert "sqlite-flow-ok" in done.stdout
+    return done.stdout
+
+
+def test_sqlite_default_runs_seed_spend_and_transfer(tmp_path):
+    assert "sqlite-flow-ok" in run_on_seeded_sqlite(tmp_path, FLOW)

@@ -108,6 +108,10 @@ ROUTES: dict[str, Route] = {
         lambda w: f"{API}/admin/transactions/{w['fresh_spend']().pk}/refund",
         {"post": staff(201, *REFUNDERS)},
     ),
+    "admin-report-daily": Route(
+        lambda w: f"{API}/admin/reports/daily?from=2026-01-01&to=2026-01-31",
+        {"get": staff(200, "finance", "superuser")},
+    ),
     "schema": Route(lambda w: "/api/schema/", {"get": public(200)}, gate={}),
     "swagger-ui": Route(lambda w: "/api/docs/", {"get": public(200)}, gate={}),
     "healthz": Route(lambda w: "/healthz", {"get": public(200)}),

@@ -140,8 +140,9 @@ def crash_and_recover(operation: str, point: str, world: dict, path: str = "fast
     child = Child(point, spec, path)
     child.wait_for(point)
     committed = point == "committed"
-    # Mid-transaction the child holds the wallet lock; after its commit it holds nothing.
-    assert wallet_is_locked(world["alice"]) is not committed
+    # Mid-transaction the child holds the wallet lock; after its commit it holds nothing,
+    # nor before its first statement.
+    assert wallet_is_locked(world["alice"]) is not (committed or point == "atomic.begin")
     child.kill()
 
     if committed:
@@ -183,6 +184,11 @@ ALL_POINTS = [
     ("refund", "refund.after_rows", "-"),
     ("refund", "refund.before_commit", "-"),
     ("refund", "committed", "-"),
+    # divine_whispers/db.py, around every operation: before its first statement, and with the
+    # COMMIT about to be sent (a SIGKILL there leaves nothing either).
+    ("transfer", "atomic.begin", "-"),
+    ("spend", "atomic.commit", "fast"),
+    ("refund", "atomic.commit", "-"),
 ]
 
 

@@ -1,0 +1,26 @@
+"""Response headers that no view should have to remember."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers
+
+
+class ApiNoStoreMiddleware:
+    """`Cache-Control: no-store` (and its companions) on every response under /api/.
+
+    Balances, histories and errors are personal and change with every operation: no
+    browser, proxy or CDN may keep a copy. Django's own helper sets the header, so
+    it agrees with `never_cache`.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.path.startswith("/api/"):
+            add_never_cache_headers(response)
+        return response
