@@ -4,8 +4,14 @@ import multiprocessing
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS", 2 * multiprocessing.cpu_count()))
-threads = int(os.environ.get("GUNICORN_THREADS", 1))
+# One process per core, four threads each (gthread worker): measured against 2 × cores
+# sync workers in interleaved rounds (README "Performance", bench/results/
+# http_worker_ab.json), it served more spends and balances in every round. Threads keep
+# HTTP connections alive (a sync worker closes each one) and overlap the database and
+# cache round trips of one request with another's Python; each thread keeps its own
+# persistent database connection (CONN_MAX_AGE), so a server holds workers × threads.
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count()))
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 graceful_timeout = 30
 accesslog = "-"

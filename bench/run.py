@@ -404,6 +404,9 @@ def main() -> None:
         help="ledger sizes for verify_ledger (default 200000,1000000; quick: 20000)",
     )
     parser.add_argument(
+        "--configs", help="http_configs: only configurations whose label contains one of these"
+    )
+    parser.add_argument(
         "--rounds", type=int, help="interleaved rounds of the HTTP ratio cells (quick 1, else 3)"
     )
     parser.add_argument(
