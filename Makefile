@@ -1,5 +1,5 @@
 # The two quick-start commands are `make run` and `make test`; see README.md.
-.PHONY: run test stress lint format bench docs
+.PHONY: run test stress lint format bench docs dr-drill
 
 run:            ## venv, install, migrate, demo data, serve on http://127.0.0.1:8000 (SQLite by default)
 	scripts/run.sh
@@ -23,3 +23,6 @@ bench:          ## spend benchmarks (README "Performance"): make bench [QUICK=1]
 docs:           ## documentation site (MkDocs, strict) into site/: open site/index.html
 	scripts/bootstrap.sh requirements-docs.txt
 	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
+
+dr-drill:       ## backup + point-in-time restore drill on a throwaway cluster (README "Operations")
+	scripts/dr-drill.sh $(ARGS)

@@ -1,7 +1,19 @@
-"""gunicorn settings for production; every value can be overridden from the environment."""
+"""gunicorn settings for production; every value can be overridden from the environment.
 
+Metrics across workers: each worker is its own process, so prometheus-client must run in
+multi-process mode. Loading this file (in the master, before the app or prometheus_client
+is imported and before any worker exists) points PROMETHEUS_MULTIPROC_DIR at an empty
+folder — the operator's own when the variable is already set, else a fresh temporary one
+removed at exit — and `child_exit` tells prometheus-client a worker is gone. Nothing else
+needs setting.
+"""
+
+import atexit
+import glob
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # One process per core, four threads each (gthread worker): measured against 2 × cores
@@ -14,8 +26,61 @@ workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count()))
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 graceful_timeout = 30
-accesslog = "-"
+# The application logs one line per request itself (request id, user, route, status,
+# duration; JSON with LOG_FORMAT=json), so gunicorn's plain-text access log stays off.
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 wsgi_app = "divine_whispers.wsgi:application"
+
+_READY = "_DW_METRICS_DIR_READY"
+_CREATED = "_DW_METRICS_DIR_CREATED"  # in the environment: survives a reload of this file
+
+
+def _remove_if_master(folder, master_pid):
+    if os.getpid() == master_pid:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_orphaned_dirs():
+    """Folders of masters that died without cleaning up (SIGKILL): named by their pid."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), "dw-metrics-*-*")):
+        pid = os.path.basename(path).split("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _prepare_metrics_dir():
+    """Runs when the master loads this file, i.e. before the app is imported anywhere (even
+    with --preload) and before any worker starts. A reload (SIGHUP) of the same master
+    keeps the folder: the live workers' files are still in it."""
+    if os.environ.get(_READY) == str(os.getpid()):
+        return
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        for stale in glob.glob(os.path.join(folder, "*.db")):
+            os.remove(stale)
+    else:
+        _remove_orphaned_dirs()
+        folder = tempfile.mkdtemp(prefix=f"dw-metrics-{os.getpid()}-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[_CREATED] = folder
+        # Removed when the master's interpreter exits — also when it stops at start (an
+        # insecure configuration), where on_exit is never called. Workers are forked
+        # and inherit the handler, hence the pid check.
+        atexit.register(_remove_if_master, folder, os.getpid())
+    os.environ[_READY] = str(os.getpid())
+
+
+_prepare_metrics_dir()
 
 
 def on_starting(server) -> None:
@@ -24,7 +89,16 @@ def on_starting(server) -> None:
     An insecure production configuration (divine_whispers/production.py) then stops
     gunicorn at once with the variable's name, instead of a loop of workers failing to boot.
     """
+    server.log.info(
+        "prometheus multi-process metrics in %s", os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "divine_whispers.settings")
     from django.conf import settings
 
     settings.SECRET_KEY  # noqa: B018 - importing the settings is the check
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -93,3 +93,42 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise TypeError("AuditEvent rows are append-only")
+
+
+class LedgerVerificationQuerySet(models.QuerySet):
+    def last_runs(self) -> list[tuple[str, object]]:
+        """(result, finished_at) of the newest run per result: one GROUP BY on the index."""
+        return list(
+            self.order_by("result")
+            .values("result")
+            .annotate(last=models.Max("finished_at"))
+            .values_list("result", "last")
+        )
+
+
+class LedgerVerification(models.Model):
+    """One `verify_ledger` run, so the server can report when the ledger was last proven.
+
+    Written by the command after its read-only check (a separate short transaction);
+    `/metrics` exposes the newest run per result, and an alert fires when the newest
+    run had findings or no clean run happened for a day.
+    """
+
+    class Result(models.TextChoices):
+        OK = "ok"
+        FINDINGS = "findings"
+
+    result = models.CharField(max_length=16, choices=Result.choices)
+    finished_at = models.DateTimeField()
+    finding_count = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+    checkpoint_checked = models.BooleanField(default=False)
+
+    objects = LedgerVerificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-finished_at"]
+        indexes = [models.Index(fields=["result", "finished_at"], name="ledger_verified_last")]
+
+    def __str__(self) -> str:
+        return f"{self.finished_at:%Y-%m-%d %H:%M} {self.result}"

@@ -17,6 +17,7 @@ audit event, transfer), with the expected and the found value.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.db import connection, transaction
+from django.utils import timezone
 from tqdm import tqdm
 
 from audit.hashing import HASHED_FIELDS, UnknownAuditKey, hmac_of, key_for
@@ -59,6 +61,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    checkpoint: dict[str, Any] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -71,6 +74,7 @@ class Report:
             "counts": self.counts,
             "seconds": round(self.seconds, 3),
             "findings": [finding.as_dict() for finding in self.findings],
+            "checkpoint": self.checkpoint,
         }
 
 
@@ -399,7 +403,9 @@ def check_event(
 
 
 def check_audit_chains(
-    *, chunk_size: int = DEFAULT_CHUNK_SIZE, on_event: Callable[[], None] | None = None
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> Iterator[Finding]:
     """Walk every chain from its first event, recomputing each HMAC and each link."""
     keys = _Keys()
@@ -415,7 +421,7 @@ def check_audit_chains(
         yield from check_event(event, prev_hash, prev_id, keys)
         prev_hash, prev_id = event["hash"], event["id"]
         if on_event is not None:
-            on_event()
+            on_event(event)
 
 
 def check_chain_heads() -> Iterator[Finding]:
@@ -470,6 +476,105 @@ def _check_other_heads() -> Iterator[Finding]:
             )
 
 
+# --- Checkpoints: heads recorded earlier, kept away from the database -------------------
+
+
+class CheckpointError(ValueError):
+    """The checkpoint file cannot be read as a checkpoint."""
+
+
+@dataclass
+class ChainTracker:
+    """Fed every streamed event in (chain, id) order: builds this run's checkpoint and
+    compares each chain with the checkpoint given (if any), still in one pass.
+
+    A chain's events are numbered 1, 2, … in id order. A checkpoint records, per chain,
+    its length and its head (the hash of event number `length`). Appending keeps that
+    event where it was; removing events, or rewriting any event up to the head (even with
+    the key, re-hashing everything after it), changes or removes it. So history behind a
+    checkpoint cannot be truncated or rewritten without a finding, even when the damage
+    is made self-consistent and plain verification passes.
+    """
+
+    expected: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lengths: dict[str, int] = field(default_factory=dict)
+    heads: dict[str, str] = field(default_factory=dict)
+    seen_at_head: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        chain = event["chain"]
+        position = self.lengths.get(chain, 0) + 1
+        self.lengths[chain] = position
+        self.heads[chain] = event["hash"]
+        recorded = self.expected.get(chain)
+        if recorded is not None and position == recorded["length"]:
+            self.seen_at_head[chain] = event["hash"]
+
+    def checkpoint(self, taken_at: str) -> dict[str, Any]:
+        chains = {
+            chain: {"length": self.lengths[chain], "head": self.heads[chain]}
+            for chain in sorted(self.lengths)
+        }
+        return {"version": CHECKPOINT_VERSION, "taken_at": taken_at, "chains": chains}
+
+    def findings(self) -> Iterator[Finding]:
+        for chain, recorded in sorted(self.expected.items()):
+            length, head = recorded["length"], recorded["head"]
+            now = self.lengths.get(chain, 0)
+            found = self.seen_at_head.get(chain)
+            short = head[:16]
+            if found is None:
+                what = (
+                    f"truncated behind the checkpoint: it holds {now} event(s), "
+                    f"the checkpoint recorded {length} with head {short}…"
+                )
+                seen = {"length": now, "head": self.heads.get(chain)}
+            elif not hmac.compare_digest(found, head):
+                what = (
+                    f"rewritten behind the checkpoint: event number {length} "
+                    f"is no longer the recorded head {short}…"
+                )
+                seen = {"length": now, "head_at_length": found}
+            else:
+                continue
+            yield Finding(
+                "checkpoint",
+                f"chain {chain}: {what}",
+                wallet_id=_wallet_of(chain),
+                chain=chain,
+                expected={"length": length, "head": head},
+                found=seen,
+            )
+
+
+CHECKPOINT_VERSION = 1
+
+
+def _wallet_of(chain: str) -> int | None:
+    if chain.startswith(WALLET_CHAIN_PREFIX) and chain[len(WALLET_CHAIN_PREFIX) :].isdigit():
+        return int(chain[len(WALLET_CHAIN_PREFIX) :])
+    return None
+
+
+def parse_checkpoint(document: Any) -> dict[str, dict[str, Any]]:
+    """{chain: {"length", "head"}} from a checkpoint, or from a whole `--json` report."""
+    if isinstance(document, dict) and isinstance(document.get("checkpoint"), dict):
+        document = document["checkpoint"]
+    chains = document.get("chains") if isinstance(document, dict) else None
+    if not isinstance(chains, dict):
+        raise CheckpointError('no checkpoint found (expected a "chains" object)')
+    parsed = {}
+    for chain, entry in chains.items():
+        length = entry.get("length") if isinstance(entry, dict) else None
+        head = entry.get("head") if isinstance(entry, dict) else None
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise CheckpointError(f"chain {chain}: length must be a positive integer")
+        if not isinstance(head, str) or not head:
+            raise CheckpointError(f"chain {chain}: head must be a non-empty string")
+        parsed[str(chain)] = {"length": length, "head": head}
+    return parsed
+
+
 # --- Orchestration ------------------------------------------------------------------
 
 LEDGER_CHECKS: tuple[tuple[str, Callable[[], Iterator[Finding]]], ...] = (
@@ -490,8 +595,11 @@ def _counts() -> dict[str, int]:
     }
 
 
-def _run_checks(report: Report, *, chunk_size: int, progress: bool, stream: Any) -> None:
+def _run_checks(
+    report: Report, *, chunk_size: int, progress: bool, stream: Any, tracker: ChainTracker
+) -> None:
     report.counts = _counts()
+    taken_at = timezone.now().isoformat()
     with tqdm(
         total=len(LEDGER_CHECKS),
         desc="ledger checks",
@@ -513,8 +621,9 @@ def _run_checks(report: Report, *, chunk_size: int, progress: bool, stream: Any)
     ) as bar:
         pending = 0
 
-        def tick() -> None:
+        def tick(event: dict[str, Any]) -> None:
             nonlocal pending
+            tracker(event)
             pending += 1
             if pending == 1000:
                 bar.update(pending)
@@ -522,21 +631,41 @@ def _run_checks(report: Report, *, chunk_size: int, progress: bool, stream: Any)
 
         report.findings.extend(check_audit_chains(chunk_size=chunk_size, on_event=tick))
         bar.update(pending)
+    report.findings.extend(tracker.findings())
+    report.checkpoint = tracker.checkpoint(taken_at)
 
 
 def verify_ledger(
-    *, chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = False, stream: Any = None
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: bool = False,
+    stream: Any = None,
+    checkpoint: dict[str, dict[str, Any]] | None = None,
 ) -> Report:
-    """Run every check on one consistent snapshot; never writes, never locks."""
+    """Run every check on one consistent snapshot; never writes, never locks.
+
+    `checkpoint` ({chain: {"length", "head"}}, see `parse_checkpoint`) adds the proof
+    that every chain still holds the recorded head at the recorded position. The
+    report's own `checkpoint` describes this snapshot, for the next run.
+    """
     started = time.monotonic()
     report = Report()
+    tracker = ChainTracker(expected=dict(checkpoint or {}))
+    run = functools.partial(
+        _run_checks,
+        report,
+        chunk_size=chunk_size,
+        progress=progress,
+        stream=stream,
+        tracker=tracker,
+    )
     if connection.in_atomic_block:  # e.g. inside a test's transaction: use it as is
-        _run_checks(report, chunk_size=chunk_size, progress=progress, stream=stream)
+        run()
     else:
         with transaction.atomic():
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            _run_checks(report, chunk_size=chunk_size, progress=progress, stream=stream)
+            run()
     report.seconds = time.monotonic() - started
     return report

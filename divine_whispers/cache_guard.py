@@ -50,6 +50,9 @@ _lock = threading.Lock()
 
 def note_cache_error(exc: BaseException) -> None:
     """Record one failed cache call: count it, maybe log it, open the breaker."""
+    from divine_whispers import metrics  # not at import: settings import this module
+
+    metrics.record_cache_error()
     now = time.monotonic()
     with _lock:
         _state.errors_total += 1

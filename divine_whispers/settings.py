@@ -11,6 +11,7 @@ from pathlib import Path
 import environ
 
 from divine_whispers.cache_guard import cache_options
+from divine_whispers.logs import logging_config
 from divine_whispers.production import refuse_insecure_production
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "audit.middleware.RequestContextMiddleware",
+    "divine_whispers.middleware.ObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -257,13 +259,16 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
+# --- Observability: logs and metrics (README "Operations") -----------------------------
+# LOG_FORMAT=json: one JSON object per line on stdout (the default when DEBUG is off);
+# text: readable lines for development. Credentials are redacted from every line.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
+# /metrics answers a request carrying `Authorization: Bearer METRICS_TOKEN`, or one whose
+# REMOTE_ADDR is in METRICS_ALLOWED_IPS (addresses or CIDR networks). Both empty by default:
+# nobody can read the metrics until the operator says who may.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
 
 # --- Secure headers and TLS (hardening) -------------------------------------------------
 # Content-Security-Policy (django-csp) on every HTML page — the admin, Swagger UI at

@@ -61,5 +61,32 @@ ensure_chromium() {
 }
 ensure_chromium
 
+# The alert rules' unit tests run Debian's promtool. Only the promtool binary is taken from
+# the `prometheus` package (into .venv/bin): installing the package would also install and
+# start a Prometheus server on the developer's machine.
+ensure_promtool() {
+  command -v promtool >/dev/null 2>&1 && return 0
+  [ -x .venv/bin/promtool ] && return 0
+  command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 || {
+    echo "No promtool (Debian's prometheus package has it): the alert rule test will be skipped." >&2
+    return 0
+  }
+  local dir
+  dir="$(mktemp -d -t dw-promtool-XXXXXX)"
+  echo "Fetching promtool from Debian's prometheus package for the alert rule tests ..." >&2
+  if ! (cd "$dir" && apt-get download -qq prometheus >/dev/null 2>&1); then
+    [ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1
+    (cd "$dir" && apt-get download -qq prometheus >/dev/null 2>&1) || true
+  fi
+  if ls "$dir"/prometheus_*.deb >/dev/null 2>&1 && dpkg-deb -x "$dir"/prometheus_*.deb "$dir/x" &&
+    [ -x "$dir/x/usr/bin/promtool" ]; then
+    cp "$dir/x/usr/bin/promtool" .venv/bin/promtool
+  else
+    echo "Could not fetch promtool: the alert rule test will be skipped." >&2
+  fi
+  rm -rf "$dir"
+}
+ensure_promtool
+
 echo "Testing on ${DATABASE_URL%%\?*}"
 .venv/bin/python -m pytest "$@"

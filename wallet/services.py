@@ -43,6 +43,7 @@ from wallet.errors import (
     ValidationFailed,
     VelocityLimitExceeded,
 )
+from wallet.instrumentation import observed
 from wallet.models import (
     VELOCITY_TYPES,
     Transaction,
@@ -285,6 +286,7 @@ def _user_id(user: Any) -> int:
 # --- Operations -----------------------------------------------------------------------
 
 
+@observed("deposit")
 def deposit(
     *,
     user: Any,
@@ -441,6 +443,7 @@ def _spend_fast(
     return SpendResult(row, job)
 
 
+@observed("spend")
 def spend(
     *,
     user: Any,
@@ -615,6 +618,7 @@ def _transfer_fast(
     return TransferResult(*_without_jobs(debit, credit))
 
 
+@observed("transfer")
 def transfer(
     *,
     sender: Any,
@@ -750,6 +754,7 @@ def _spend_id(spend_txn: Any) -> int:
     raise ValidationFailed("transaction must be a transaction id.", field="transaction")
 
 
+@observed("refund")
 def refund(
     *,
     spend_txn: Any,
@@ -794,6 +799,7 @@ def refund(
     return run_atomically(operation)
 
 
+@observed("job_refund")
 def refund_job(
     *,
     job_id: int,
@@ -846,6 +852,7 @@ def refund_job(
     return run_atomically(operation)
 
 
+@observed("adjust")
 def adjust(
     *,
     user: Any,

@@ -49,7 +49,9 @@ def _free_port() -> int:
 
 @pytest.mark.django_db(transaction=True)
 def test_threads_of_one_user_get_exactly_the_limit(settings, user, client_for):
-    settings.CACHES = redis_cache_settings(REDIS_TEST_URL)
+    # Exactness, not outage handling, is under test: a generous timeout keeps a busy machine's
+    # slow Redis answer from failing open (which would let every request through).
+    settings.CACHES = redis_cache_settings(REDIS_TEST_URL, timeout_ms=5_000)
     settings.CACHES["default"]["KEY_PREFIX"] = f"dw-test-{uuid.uuid4().hex}"
     settings.API_THROTTLE_RATE = "50/day"
 
@@ -80,6 +82,7 @@ def gunicorn_with_redis(tmp_path):
         "GUNICORN_WORKERS": "3",
         "CACHE_URL": f"{REDIS_TEST_URL}?key_prefix=dw-test-{uuid.uuid4().hex}",
         "API_ANON_THROTTLE_RATE": "40/day",
+        "CACHE_TIMEOUT_MS": "5000",  # exactness under test, not fail-open on a busy machine
     }
     log = (tmp_path / "gunicorn.log").open("wb")
     gunicorn = Path(sys.executable).with_name("gunicorn")

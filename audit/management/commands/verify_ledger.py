@@ -1,7 +1,13 @@
 """`manage.py verify_ledger`: prove the ledger and the audit chains are intact (read-only).
 
 Exit codes: 0 clean; 1 findings (each one printed / in the JSON report);
-2 bad arguments; 3 the check could not run (e.g. the database is unreachable).
+2 bad arguments (or an unreadable checkpoint file); 3 the check could not run (e.g. the
+database is unreachable).
+
+`--json` includes a checkpoint (each audit chain's length and head); keep it away from
+the database host and pass it back with `--checkpoint FILE` to prove that no chain was
+truncated or rewritten behind it. Each run's result is recorded (a LedgerVerification
+row, its own short transaction after the read-only check) so `/metrics` can report it.
 """
 
 from __future__ import annotations
@@ -11,9 +17,16 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
+from django.utils import timezone
 
-from audit.verification import DEFAULT_CHUNK_SIZE, Report, verify_ledger
+from audit.models import LedgerVerification
+from audit.verification import (
+    DEFAULT_CHUNK_SIZE,
+    Report,
+    parse_checkpoint,
+    verify_ledger,
+)
 
 
 class Command(BaseCommand):
@@ -31,24 +44,58 @@ class Command(BaseCommand):
             help="Audit events fetched per round trip (memory vs. speed).",
         )
         parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
+        parser.add_argument(
+            "--checkpoint",
+            metavar="FILE",
+            help="A checkpoint (or a whole --json report) saved earlier: every chain must "
+            "still hold its recorded head at the recorded position.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["chunk_size"] < 1:
             raise CommandError("--chunk-size must be at least 1", returncode=2)
+        checkpoint = self._load_checkpoint(options["checkpoint"])
         try:
             report = verify_ledger(
                 chunk_size=options["chunk_size"],
                 progress=not options["no_progress"],
                 stream=sys.stderr,
+                checkpoint=checkpoint,
             )
         except DatabaseError as exc:
             raise CommandError(f"verify_ledger could not run: {exc}", returncode=3) from exc
+        self._record(report, checkpoint_checked=checkpoint is not None)
         if options["json"]:
             self.stdout.write(json.dumps(report.as_dict(), indent=2, default=str))
         else:
             self._print_summary(report)
         if not report.clean:
             raise CommandError(f"{len(report.findings)} finding(s)", returncode=1)
+
+    def _load_checkpoint(self, path: str | None) -> dict | None:
+        if path is None:
+            return None
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return parse_checkpoint(json.load(handle))
+        except (OSError, ValueError) as exc:  # CheckpointError and JSONDecodeError included
+            raise CommandError(f"cannot use checkpoint {path}: {exc}", returncode=2) from exc
+
+    def _record(self, report: Report, *, checkpoint_checked: bool) -> None:
+        """Where the server can report it; a read-only database only costs a warning."""
+        try:
+            with transaction.atomic():
+                LedgerVerification.objects.create(
+                    result=LedgerVerification.Result.OK
+                    if report.clean
+                    else LedgerVerification.Result.FINDINGS,
+                    finished_at=timezone.now(),
+                    finding_count=len(report.findings),
+                    seconds=report.seconds,
+                    checkpoint_checked=checkpoint_checked,
+                )
+        except DatabaseError as exc:
+            self.stderr.write(f"warning: could not record this run for /metrics: {exc}")
 
     def _print_summary(self, report: Report) -> None:
         counts = report.counts

@@ -3,6 +3,7 @@ jobs/worker.py, every state change in jobs/services.py."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from divine_whispers.metrics import serve_process_metrics
 from jobs.worker import WorkerPool
 
 
@@ -39,11 +41,25 @@ class Command(BaseCommand):
             help="after SIGTERM/SIGINT, how long running jobs may take to finish before "
             "they are released back to pending (default 25)",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=int(os.environ.get("JOBS_METRICS_PORT", "0") or 0),
+            help="serve this worker's Prometheus counters (job refunds …) on this port "
+            "(default JOBS_METRICS_PORT; 0: off). Job counts by status are on the app's /metrics.",
+        )
+        parser.add_argument(
+            "--metrics-addr",
+            default=os.environ.get("JOBS_METRICS_ADDR", "127.0.0.1"),
+            help="address for --metrics-port (default JOBS_METRICS_ADDR or 127.0.0.1)",
+        )
 
     def handle(self, *args, **options) -> None:
         if not 1 <= options["concurrency"] <= 64:
             raise CommandError("--concurrency must be between 1 and 64")
         output_lock = threading.Lock()
+        if options["metrics_port"]:
+            serve_process_metrics(options["metrics_port"], options["metrics_addr"])
 
         def report(worker: str, message: str) -> None:
             stamp = datetime.now(UTC).strftime("%H:%M:%S")

@@ -3,13 +3,31 @@ from W processes against this database, then every invariant. See wallet/simulat
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TextIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 from tqdm import tqdm
 
 from wallet.simulation import run_simulation
+
+
+def _logging_acks(
+    ack_log: TextIO, inner: Callable[[Iterable[dict], int], Iterable[dict]] | None
+) -> Callable[[Iterable[dict], int], Iterable[dict]]:
+    """Wraps the outcome stream: each answer is written (and flushed) when it arrives."""
+
+    def progress(results: Iterable[dict], total: int) -> Iterator[dict]:
+        for outcome in inner(results, total) if inner else results:
+            ack_log.write(json.dumps(outcome, sort_keys=True) + "\n")
+            ack_log.flush()
+            yield outcome
+
+    return progress
 
 
 class Command(BaseCommand):
@@ -31,6 +49,13 @@ class Command(BaseCommand):
             "run; pass the configured value to include velocity refusals)",
         )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--ack-log",
+            metavar="FILE",
+            help="append one JSON line per operation as its answer arrives (status, and the "
+            "ids of the ledger rows it was told about): what the load generator was told, "
+            "for a restore drill to compare with the database",
+        )
 
     def handle(self, *args, **options) -> None:
         seed = options["seed"]
@@ -46,13 +71,18 @@ class Command(BaseCommand):
             f"database={connection.settings_dict['NAME']}"
         )
         started = time.monotonic()
-        report = run_simulation(
-            seed=seed,
-            ops=ops,
-            workers=workers,
-            overrides={"WALLET_VELOCITY_LIMIT": options["velocity_limit"]},
-            progress=None if options["no_progress"] else self._progress,
-        )
+        progress = None if options["no_progress"] else self._progress
+        with contextlib.ExitStack() as stack:
+            if options["ack_log"]:
+                ack_log = stack.enter_context(open(options["ack_log"], "a", encoding="utf-8"))
+                progress = _logging_acks(ack_log, progress)
+            report = run_simulation(
+                seed=seed,
+                ops=ops,
+                workers=workers,
+                overrides={"WALLET_VELOCITY_LIMIT": options["velocity_limit"]},
+                progress=progress,
+            )
         elapsed = time.monotonic() - started
         self._print_report(report, elapsed)
         if report.violations:

@@ -115,6 +115,11 @@ ROUTES: dict[str, Route] = {
     "schema": Route(lambda w: "/api/schema/", {"get": public(200)}, gate={}),
     "swagger-ui": Route(lambda w: "/api/docs/", {"get": public(200)}, gate={}),
     "healthz": Route(lambda w: "/healthz", {"get": public(200)}),
+    # Prometheus metrics: only `Bearer METRICS_TOKEN` or METRICS_ALLOWED_IPS (both empty by
+    # default); an API token is no credential here (a header present but wrong → 403).
+    "metrics": Route(
+        lambda w: "/metrics", {"get": {"anonymous": 401} | dict.fromkeys(AUTHENTICATED, 403)}
+    ),
     # The root: links to the API docs and the admin.
     "home": Route(lambda w: "/", {"get": public(200)}),
     # Session login page of the browsable API (Django's views, HTML forms with CSRF).
@@ -128,7 +133,7 @@ ROUTES: dict[str, Route] = {
 }
 # Routes outside the REST API (Django views) whose other methods the contract does not
 # govern: only "never a 5xx" is asserted for them.
-NON_API = {"healthz", "home", "login", "logout"}
+NON_API = {"healthz", "home", "login", "logout", "metrics"}
 for _name, _route in ROUTES.items():
     if _name not in NON_API and not _route.gate and _name not in ("schema", "swagger-ui"):
         _route.gate = _gate(next(iter(_route.methods.values()), {}))

@@ -1,0 +1,233 @@
+"""Prometheus metrics: what the service counts, and the `/metrics` endpoint that exposes it.
+
+Counters and histograms use the official `prometheus_client`. Under gunicorn every worker
+is its own process, so a plain in-memory counter would show only the figures of whichever
+worker answered the scrape. `gunicorn.conf.py` therefore sets `PROMETHEUS_MULTIPROC_DIR`
+before any worker starts: each process then writes its samples to files in that folder and
+`/metrics` adds them up (`MultiProcessCollector`). Without the variable (`runserver`, the
+tests, a management command) the process's own registry is used.
+
+Figures that describe the database (jobs by status, the oldest pending job, the last
+`verify_ledger` run) are not counted by any process: they are read at scrape time, one
+indexed query each, so every worker reports the same truth.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import time
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+PREFIX = "divine_whispers"
+
+OPERATIONS = Counter(
+    f"{PREFIX}_operations_total",
+    "Money operations by outcome: ok, replayed, or the error code that refused them.",
+    ["operation", "outcome"],
+)
+POINTS = Counter(
+    f"{PREFIX}_points_total",
+    "Points moved by committed ledger rows, by transaction type (absolute amounts).",
+    ["type"],
+)
+LARGE_AMOUNTS = Counter(
+    f"{PREFIX}_large_amount_events_total",
+    "Ledger rows at or above WALLET_LARGE_AMOUNT_THRESHOLD (suspicious.large_amount events).",
+    ["type"],
+)
+CACHE_ERRORS = Counter(
+    f"{PREFIX}_cache_errors_total",
+    "Cache (Redis) calls that failed or timed out; requests were served failing open.",
+)
+HTTP_REQUESTS = Counter(
+    f"{PREFIX}_http_requests_total",
+    "HTTP requests by route (the URL pattern, not the raw path), method and status.",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    f"{PREFIX}_http_request_duration_seconds",
+    "HTTP request duration by route, method and status.",
+    ["route", "method", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+def record_operation(operation: str, outcome: str) -> None:
+    OPERATIONS.labels(operation=operation, outcome=outcome).inc()
+
+
+def record_points(txn_type: str, amount: int) -> None:
+    POINTS.labels(type=txn_type).inc(abs(amount))
+    if abs(amount) >= settings.WALLET_LARGE_AMOUNT_THRESHOLD:
+        LARGE_AMOUNTS.labels(type=txn_type).inc()
+
+
+def record_cache_error() -> None:
+    """One cache outage observed (called by the cache guard when Redis fails)."""
+    CACHE_ERRORS.inc()
+
+
+def record_request(route: str, method: str, status: int, seconds: float) -> None:
+    labels = {"route": route, "method": method, "status": str(status)}
+    HTTP_REQUESTS.labels(**labels).inc()
+    HTTP_LATENCY.labels(**labels).observe(seconds)
+
+
+# --- Scrape-time figures from the database -------------------------------------------
+
+
+class DatabaseCollector:
+    """Gauges read from the database when scraped (never counted by a process)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from audit.models import LedgerVerification
+        from jobs.models import Job, JobStatus
+
+        jobs = GaugeMetricFamily(f"{PREFIX}_jobs", "Jobs by status.", labels=["status"])
+        # One GROUP BY over the (status, created_at) index; every status is reported,
+        # 0 included, so an alert never sees a series vanish.
+        counts = dict.fromkeys(JobStatus.values, 0)
+        for status, n in Job.objects.order_by().values_list("status").annotate(n=Count("id")):
+            counts[status] = n
+        for status, n in sorted(counts.items()):
+            jobs.add_metric([status], n)
+        yield jobs
+
+        oldest = (
+            Job.objects.filter(status=JobStatus.PENDING)
+            .order_by("created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        age = max(0.0, time.time() - oldest.timestamp()) if oldest else 0.0
+        yield GaugeMetricFamily(
+            f"{PREFIX}_job_oldest_pending_seconds",
+            "Age of the oldest pending job (0 when none is pending).",
+            value=age,
+        )
+
+        verified = GaugeMetricFamily(
+            f"{PREFIX}_ledger_verified_timestamp_seconds",
+            "Unix time of the last verify_ledger run, by result (ok or findings).",
+            labels=["result"],
+        )
+        for result, finished_at in LedgerVerification.objects.last_runs():
+            verified.add_metric([result], finished_at.timestamp())
+        yield verified
+
+
+def _database_up_family(up: bool) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        f"{PREFIX}_metrics_database_up",
+        "1 when the scrape could read the database figures, else 0.",
+        value=1 if up else 0,
+    )
+
+
+def _database_figures() -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector())
+    try:
+        body = generate_latest(registry)
+    except DatabaseError:  # Django discards a broken connection at the request's end
+        body = b""
+    return body + _single(_database_up_family(bool(body)))
+
+
+class _One:
+    def __init__(self, family: GaugeMetricFamily) -> None:
+        self.family = family
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield self.family
+
+
+def _single(family: GaugeMetricFamily) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_One(family))
+    return generate_latest(registry)
+
+
+def _process_figures() -> bytes:
+    """Counters of every worker process (multi-process mode), else of this process."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def serve_process_metrics(port: int, addr: str = "127.0.0.1") -> None:
+    """A process outside gunicorn (the job worker) serves its own counters on a port.
+
+    Its counters (e.g. `job_refund` operations) would otherwise be visible to nobody: the
+    app servers' /metrics only adds up the gunicorn workers. Scrape each worker process
+    as its own target; bind to localhost unless the network in between is trusted.
+    """
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    start_http_server(port, addr=addr, registry=registry)
+
+
+# --- Access and the view -----------------------------------------------------------------
+
+
+def _allowed_address(request: HttpRequest) -> bool:
+    """REMOTE_ADDR only: a client-supplied X-Forwarded-For must never open the door."""
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for allowed in settings.METRICS_ALLOWED_IPS:
+        try:
+            if ip in ipaddress.ip_network(allowed, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _valid_token(request: HttpRequest) -> bool:
+    expected = settings.METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if not expected or scheme.lower() != "bearer" or not presented:
+        return False
+    return hmac.compare_digest(presented.strip().encode(), expected.encode())
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format, for `Bearer METRICS_TOKEN` or an address in METRICS_ALLOWED_IPS."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponse("method not allowed\n", status=405, content_type="text/plain")
+    if not (_valid_token(request) or _allowed_address(request)):
+        status = 401 if not request.headers.get("Authorization") else 403
+        response = HttpResponse("forbidden\n", status=status, content_type="text/plain")
+        if status == 401:
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    body = _process_figures() + _database_figures()
+    response = HttpResponse(body, content_type=CONTENT_TYPE_PLAIN_0_0_4)
+    response["Cache-Control"] = "no-store"
+    return response
