@@ -97,14 +97,25 @@ def api_client():
 
 @pytest.fixture
 def client_for(db) -> Callable:
-    """`client_for(user)`: a DRF test client authenticated with the user's real token."""
-    from rest_framework.authtoken.models import Token
+    """`client_for(user)`: a DRF test client authenticated with a real API key.
+
+    The key is stored the way `manage.py issue_token` stores one (only its digest, with an
+    expiry), so every API test goes through the production authentication path. The row
+    is written directly rather than through wallet.tokens.issue_token so that tests which
+    count audit events do not see an `auth.token_issued` event of the fixture's own.
+    """
+    from django.conf import settings
     from rest_framework.test import APIClient
 
+    from wallet.models import ApiToken
+
     def _client_for(target):
-        token, _ = Token.objects.get_or_create(user=target)
+        # knox's manager: stores the digest, returns the key.
+        _token, key = ApiToken.objects.create(
+            user=target, expiry=settings.API_TOKEN_TTL, name="test"
+        )
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
         return client
 
     return _client_for

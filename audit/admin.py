@@ -4,32 +4,77 @@ transaction. Events are append-only and hash-chained; the admin can only show th
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from audit.labels import ACTION_LABELS, action_label
 from audit.models import AuditEvent
 from wallet.admin import ReadOnlyAdminMixin, admin_link, user_label
 from wallet.admin_exports import AUDIT_EVENT_COLUMNS, CsvExportMixin
+from wallet.admin_polish import BackOfficeMedia, points_column
+
+
+class ActionFilter(admin.SimpleListFilter):
+    """By action, with human labels; the choices come from the label table, not from a
+    DISTINCT over every event (which grows with the trail)."""
+
+    title = "action"
+    parameter_name = "action"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return sorted(ACTION_LABELS.items(), key=lambda item: item[1])
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(action=self.value()) if self.value() else queryset
+
+
+class ActorFilter(admin.SimpleListFilter):
+    """By who acted: each staff member, or the system (no actor). Any other user can be
+    given as `?actor=<user id>` (a customer acts on their own wallet)."""
+
+    title = "actor"
+    parameter_name = "actor"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        staff = get_user_model().objects.filter(is_staff=True).order_by("username")
+        return [("system", "— (system)")] + [
+            (str(user.pk), user.get_username()) for user in staff[:200]
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value == "system":
+            return queryset.filter(actor__isnull=True)
+        if value and value.isdigit():
+            return queryset.filter(actor_id=int(value))
+        return queryset
 
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     csv_columns = AUDIT_EVENT_COLUMNS
+    # No History button: events are never edited, the trail is their history.
+    change_form_template = "admin/audit/auditevent/change_form.html"
+    Media = BackOfficeMedia
     list_display = (
         "id",
         "created_at",
-        "action",
+        "action_name",
         "actor",
         "wallet_link",
         "transaction_link",
-        "amount",
-        "balance_before",
-        "balance_after",
+        "amount_points",
+        "balance_before_points",
+        "balance_after_points",
     )
     list_select_related = ("actor", "wallet__user", "transaction")
-    list_filter = ("action", ("created_at", admin.DateFieldListFilter))
+    list_filter = (ActionFilter, ActorFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = (
         "action",
         "actor__username",
@@ -38,7 +83,10 @@ class AuditEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "request_id",
         "transaction__reference_id",
     )
-    search_help_text = "Search by action, actor, wallet owner (username or email), request id."
+    search_help_text = (
+        "Search by action code, actor, wallet owner (username or email), request id or "
+        "transaction reference."
+    )
     date_hierarchy = "created_at"
     show_full_result_count = False
     list_per_page = 50
@@ -49,13 +97,13 @@ class AuditEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
                 "fields": (
                     "id",
                     "created_at",
-                    "action",
+                    "action_name",
                     "actor_label",
                     "wallet_link",
                     "transaction_link",
-                    "amount",
-                    "balance_before",
-                    "balance_after",
+                    "amount_points",
+                    "balance_before_points",
+                    "balance_after_points",
                     "metadata_pretty",
                 )
             },
@@ -64,7 +112,27 @@ class AuditEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         ("Hash chain", {"fields": ("chain", "key_id", "prev_hash", "hash")}),
     )
 
-    readonly_fields = ("actor_label", "wallet_link", "transaction_link", "metadata_pretty")
+    readonly_fields = (
+        "action_name",
+        "actor_label",
+        "wallet_link",
+        "transaction_link",
+        "amount_points",
+        "balance_before_points",
+        "balance_after_points",
+        "metadata_pretty",
+    )
+
+    @admin.display(description="action", ordering="action")
+    def action_name(self, event: AuditEvent) -> SafeString:
+        label = action_label(event.action)
+        if label == event.action:
+            return format_html("<code>{}</code>", event.action)
+        return format_html('{} <span class="quiet">({})</span>', label, event.action)
+
+    amount_points = points_column("amount", "amount", signed=True)
+    balance_before_points = points_column("balance_before", "balance before")
+    balance_after_points = points_column("balance_after", "balance after")
 
     @admin.display(description="actor")
     def actor_label(self, event: AuditEvent) -> str:

@@ -125,6 +125,13 @@ INSERT INTO jobs_jobtype (id, code, name, description, price, active, created_at
 VALUES (1, %(code)s, 'Reading', '', %(price)s, true, now(), now());
 SELECT setval(pg_get_serial_sequence('jobs_jobtype', 'id'), 1);
 
+-- API keys as the service stores them: only knox's SHA-512 digest and 15-character
+-- prefix of the key (md5 of a fixed text, see token_for), valid for 90 days.
+INSERT INTO wallet_apitoken (digest, token_key, user_id, name, created, expiry)
+SELECT encode(sha512(convert_to(md5('bench-token-' || g), 'UTF8')), 'hex'),
+       left(md5('bench-token-' || g), 15), g, 'bench', now(), now() + interval '90 days'
+FROM generate_series(1, %(n)s) g;
+
 INSERT INTO dj_wallet_wallet (holder_type_id, holder_id, slug, uuid, balance, decimal_places,
                               is_frozen, frozen_reason, meta, created_at, updated_at)
 SELECT (SELECT id FROM django_content_type WHERE app_label = 'auth' AND model = 'user'),
@@ -133,10 +140,9 @@ FROM generate_series(1, %(n)s) g;
 """
 
 
-# API keys: user g's key is md5('bench-token-g') (token_for). The product stores only
-# digests (wallet_apitoken, knox: SHA-512 of the key, its first 15 characters as lookup
-# prefix), when that table exists; DRF's plaintext table serves the peer endpoint
-# (bench/peer), created here when the product's migrations no longer have it.
+# The peer endpoint (bench/peer) authenticates with DRF's own plaintext token table, which
+# the product no longer has (it stores digests only, seeded above): created here, with
+# the same keys (token_for).
 TOKENS_SQL = """
 CREATE TABLE IF NOT EXISTS authtoken_token (
     key varchar(40) PRIMARY KEY,
@@ -145,12 +151,6 @@ CREATE TABLE IF NOT EXISTS authtoken_token (
 );
 INSERT INTO authtoken_token (key, user_id, created)
 SELECT md5('bench-token-' || g), g, now() FROM generate_series(1, %(n)s) g;
-"""
-HASHED_TOKENS_SQL = """
-INSERT INTO wallet_apitoken (digest, token_key, user_id, created, expiry, name)
-SELECT encode(sha512(convert_to(k, 'UTF8')), 'hex'), left(k, 15), g, now(),
-       now() + interval '30 days', 'bench'
-FROM (SELECT g, md5('bench-token-' || g) AS k FROM generate_series(1, %(n)s) g) keys;
 """
 
 
@@ -179,8 +179,6 @@ def seed_template(server: Server, template: str, wallets: int) -> None:
             {"n": wallets, "code": JOB_TYPE_CODE, "price": PRICE, "balance": SEED_BALANCE},
         )
         psycopg.ClientCursor(conn).execute(TOKENS_SQL, {"n": wallets})
-        if conn.execute("SELECT to_regclass('wallet_apitoken')").fetchone()[0]:
-            psycopg.ClientCursor(conn).execute(HASHED_TOKENS_SQL, {"n": wallets})
     subprocess.run(
         [sys.executable, "-m", "bench.seed", "--wallets", str(wallets)],
         check=True,

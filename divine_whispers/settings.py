@@ -6,11 +6,13 @@ job workers started with the same environment agree on everything.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 
 from divine_whispers.cache_guard import cache_options
+from divine_whispers.durations import parse_duration
 from divine_whispers.logs import logging_config
 from divine_whispers.production import refuse_insecure_production
 
@@ -43,7 +45,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "csp",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "audit",
@@ -178,6 +181,18 @@ WALLET_VELOCITY_WINDOW_SECONDS = env.int("WALLET_VELOCITY_WINDOW_SECONDS", defau
 # Serialization failures and deadlocks are retried this many times in total.
 WALLET_TRANSACTION_ATTEMPTS = env.int("WALLET_TRANSACTION_ATTEMPTS", default=5)
 
+# --- Four-eyes approvals and the admin back-office (issue 13: approvals) --------------
+# An adjustment whose absolute amount is at least this needs a second staff member
+# (wallet.approve_adjustment); 0 turns approvals off.
+WALLET_APPROVAL_THRESHOLD = env.int("WALLET_APPROVAL_THRESHOLD", default=10_000)
+# A request nobody decided within this many hours reads `expired` and can no longer be.
+WALLET_APPROVAL_TTL_HOURS = env.int("WALLET_APPROVAL_TTL_HOURS", default=72)
+# How long an admin confirmation page (refund, adjustment) stays valid once issued.
+ADMIN_CONFIRMATION_MAX_AGE_SECONDS = env.int("ADMIN_CONFIRMATION_MAX_AGE_SECONDS", default=1800)
+# A refund page warns when the spend was already refunded within this many minutes.
+ADMIN_RECENT_REFUND_MINUTES = env.int("ADMIN_RECENT_REFUND_MINUTES", default=60)
+# Admin dates as "2026-11-28 13:04:56 UTC" (seconds and time zone); see formats/en.
+FORMAT_MODULE_PATH = ["divine_whispers.formats"]
 # --- Finance report (contract: "Reports") ---------------------------------------------
 # The days of the daily report (API and admin) are days of this IANA time zone. Checked
 # here, so a misspelt zone stops the service at start instead of failing every report.
@@ -222,7 +237,7 @@ API_ANON_THROTTLE_RATE = env.str("API_ANON_THROTTLE_RATE", default="120/minute")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "divine_whispers.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -252,6 +267,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Framework-level answers (406, and 400/403/413/415 for bodies) on every operation.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "divine_whispers.api.schema.document_transport_errors",
+        "divine_whispers.api.schema.refuse_undeclared_body_fields",
+    ],
     # Several components share the `status` field name (transfer credit leg: hardening).
     "ENUM_NAME_OVERRIDES": {
         "TransactionStatusEnum": "wallet.models.TransactionStatus",
@@ -270,6 +291,54 @@ LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
 
+# --- API keys and login lockout (hardening-auth) ---------------------------------------
+# API keys are django-rest-knox tokens: only a SHA-512 digest is stored, every key has an
+# expiry (API_TOKEN_TTL, e.g. "90d"; `issue_token --expires-in` overrides it per key), and
+# revoking deletes the row, so every server refuses the key on its next request.
+API_TOKEN_TTL = parse_duration(env.str("API_TOKEN_TTL", default="90d"))
+KNOX_TOKEN_MODEL = "wallet.ApiToken"
+# Knox's own migrations create its default table even when the model is swapped for ours;
+# without them Django creates no table for the swapped-out model.
+MIGRATION_MODULES = {"knox": None}
+REST_KNOX = {"TOKEN_TTL": API_TOKEN_TTL, "AUTH_HEADER_PREFIX": "Token", "AUTO_REFRESH": False}
+
+# Login lockout (django-axes, database handler: every process sees the same failures):
+# AUTH_LOCKOUT_FAILURES failures for one username from one address within
+# AUTH_LOCKOUT_MINUTES lock that pair out for the rest of the window.
+AUTH_LOCKOUT_FAILURES = env.int("AUTH_LOCKOUT_FAILURES", default=5)
+AUTH_LOCKOUT_MINUTES = env.int("AUTH_LOCKOUT_MINUTES", default=15)
+AXES_ENABLED = True
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = AUTH_LOCKOUT_FAILURES
+AXES_COOLOFF_TIME = timedelta(minutes=AUTH_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Attempts during a lockout neither extend it nor count again: refused until the window ends.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "divine_whispers.client_ip.axes_client_ip"
+AXES_LOCKOUT_CALLABLE = "divine_whispers.lockout.lockout_response"
+AXES_VERBOSE = False
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+# Right inside the request-id middleware: every error under /api/ becomes the JSON body.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("audit.middleware.RequestContextMiddleware") + 1,
+    "divine_whispers.api.middleware.ApiJsonErrorsMiddleware",
+)
+
+# Input rules: X-Forwarded-For is believed only through this many trusted reverse proxies
+# (0: never; the client address is the socket's). Used by throttles, audit and lockout.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# No OPTIONS metadata (DRF's describes serializers and failed with a 500 on views
+# without one); an OPTIONS request is 405 like any other undocumented method.
+REST_FRAMEWORK["DEFAULT_METADATA_CLASS"] = None
+# CSRF failures answer the JSON error body under /api/ (Django's page elsewhere).
+CSRF_FAILURE_VIEW = "divine_whispers.api.exceptions.csrf_failure"
+# Axes logs every successful login at INFO; failures and lockouts (WARNING) are enough.
+LOGGING.setdefault("loggers", {})["axes"] = {"level": "WARNING"}
 # --- Secure headers and TLS (hardening) -------------------------------------------------
 # Content-Security-Policy (django-csp) on every HTML page — the admin, Swagger UI at
 # /api/docs/ (served by the split view: no inline script), the browsable API. Scripts,

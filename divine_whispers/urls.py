@@ -18,10 +18,12 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     # Session login/logout for the browsable API.
-    path("api/auth/", include("rest_framework.urls")),
+    path("api/auth/", include(("divine_whispers.api.auth_views", "rest_framework"))),
     # Anything else under /api/ is a JSON 404, not Django's HTML page. `[\s\S]`, not `.`:
     # a path with an encoded newline (`/api/v1/jobs/%0A`) fell through to the HTML 404.
     re_path(r"^api(?:/[\s\S]*)?$", api_not_found),
 ]
 
 handler500 = "divine_whispers.api.exceptions.server_error"
+# The back-office's 403 page names the missing permission and is audited (issue 13).
+handler403 = "wallet.admin_errors.permission_denied"

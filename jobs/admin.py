@@ -15,7 +15,8 @@ from django.utils.safestring import SafeString
 
 from jobs import services
 from jobs.models import Job, JobType
-from wallet.admin import ReadOnlyAdminMixin, admin_link, admin_url, user_label
+from wallet.admin import ReadOnlyAdminMixin, admin_link, admin_url, changelist_url, user_label
+from wallet.admin_polish import AuditTrailButtonMixin, BackOfficeMedia, points_column
 from wallet.forms import StrictIntegerField
 from wallet.models import Wallet
 
@@ -93,14 +94,16 @@ class JobTypeAdmin(admin.ModelAdmin):
 
 
 @admin.register(Job)
-class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class JobAdmin(AuditTrailButtonMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    change_form_template = "admin/jobs/job/change_form.html"
+    Media = BackOfficeMedia
     list_display = (
         "id",
         "created_at",
         "user",
         "job_type",
         "status",
-        "points_used",
+        "points_used_points",
         "transaction_link",
     )
     list_select_related = ("user", "job_type", "transaction")
@@ -124,7 +127,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "wallet_link",
                     "job_type",
                     "status",
-                    "points_used",
+                    "points_used_points",
                     "transaction_link",
                     "refunds_list",
                 )
@@ -137,7 +140,20 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ),
     )
 
-    readonly_fields = ("owner", "wallet_link", "transaction_link", "refunds_list")
+    readonly_fields = (
+        "owner",
+        "wallet_link",
+        "points_used_points",
+        "transaction_link",
+        "refunds_list",
+    )
+
+    points_used_points = points_column("points_used", "points used")
+
+    def audit_trail_url(self, job: Job) -> str:
+        from audit.models import AuditEvent
+
+        return changelist_url(AuditEvent, transaction__id__exact=job.transaction_id)
 
     @admin.display(description="user")
     def owner(self, job: Job) -> str:

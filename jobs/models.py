@@ -115,4 +115,6 @@ class Job(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Job #{self.pk} {self.job_type_id} {self.status}"
+        # The type's name, not its id: this is the admin page's title ("Job #2214
+        # Three-card tarot (refunded)"), and the type row is one cached query away.
+        return f"Job #{self.pk} {self.job_type.name} ({self.get_status_display().lower()})"

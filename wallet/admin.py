@@ -9,26 +9,35 @@ dedicated view on the object page, in the style of Django's own password-change 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
-from django.contrib import admin, messages
+from django import forms
+from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from jobs.models import Job
-from wallet import services
+from wallet import services, tokens
 from wallet.admin_exports import TRANSACTION_COLUMNS, CsvExportMixin
+from wallet.admin_flows import AdjustFlowMixin, RefundFlowMixin, is_refundable_spend
+from wallet.admin_polish import (
+    AuditTrailButtonMixin,
+    BackOfficeMedia,
+    TransactionChangeList,
+    points_column,
+    search_transfer_id,
+)
 from wallet.admin_timeline import TimelineMixin
-from wallet.errors import DomainError
-from wallet.forms import AdjustPointsForm, RefundForm, StaffOperationForm
-from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.formatting import points
+from wallet.models import ApiToken, Transaction, TransactionStatus, TransactionType, Wallet
 
 REFUND_PERMISSION = "wallet.refund_transaction"
 ADJUST_PERMISSION = "wallet.adjust_points"
@@ -95,65 +104,28 @@ class StaffOperationMixin:
         # The admin site already requires an active staff user; the flow needs its own
         # permission on top, checked before anything about the object is revealed.
         if not request.user.has_perm(permission):
-            raise PermissionDenied
+            raise PermissionDenied(permission)
         obj = self.get_object(request, unquote(object_id))
         if obj is None:
             raise Http404(f"{self.opts.verbose_name} {object_id!r} does not exist.")
         return obj
-
-    def _submit_operation(
-        self,
-        request: HttpRequest,
-        form_class: type[StaffOperationForm],
-        *,
-        perform: Callable[[dict], Any],
-        describe: Callable[[Any], str],
-        redirect_to: str,
-    ) -> tuple[StaffOperationForm, HttpResponse | None]:
-        """Bind the form and, on a valid POST, call the service once.
-
-        A domain error becomes a form error (never a 500); success is a message and a
-        redirect, returned as the second item so the view can hand it back.
-        """
-        if request.method != "POST":
-            return form_class(), None
-        form = form_class(request.POST)
-        if not form.is_valid():
-            return form, None
-        try:
-            result = perform(form.cleaned_data)
-        except DomainError as error:
-            form.add_domain_error(error)
-            return form, None
-        messages.success(request, describe(result))
-        return form, HttpResponseRedirect(redirect_to)
-
-    def _render_operation(
-        self, request: HttpRequest, template: str, form: StaffOperationForm, **context: Any
-    ) -> TemplateResponse:
-        request.current_app = self.admin_site.name
-        return TemplateResponse(
-            request,
-            template,
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
-                "form": form,
-                "is_popup": False,
-                "has_view_permission": True,
-                **context,
-            },
-        )
 
 
 # --- Wallet -----------------------------------------------------------------------------
 
 
 @admin.register(Wallet)
-class WalletAdmin(TimelineMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class WalletAdmin(
+    AuditTrailButtonMixin,
+    TimelineMixin,
+    AdjustFlowMixin,
+    StaffOperationMixin,
+    ReadOnlyAdminMixin,
+    admin.ModelAdmin,
+):
     change_form_template = "admin/wallet/wallet/change_form.html"
-    adjust_template = "admin/wallet/wallet/adjust_points.html"
-    list_display = ("id", "user", "user_email", "balance", "updated_at")
+    Media = BackOfficeMedia
+    list_display = ("id", "user", "user_email", "balance_points", "updated_at")
     list_display_links = ("id", "user")
     list_select_related = ("user",)
     search_fields = ("user__username", "user__email", "user__id__exact")
@@ -163,7 +135,8 @@ class WalletAdmin(TimelineMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.
     show_full_result_count = False
     fields = (
         "owner",
-        "balance",
+        "balance_points",
+        "pending_approvals",
         "transactions_link",
         "jobs_link",
         "audit_link",
@@ -179,6 +152,27 @@ class WalletAdmin(TimelineMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.
     @admin.display(description="owner")
     def owner(self, wallet: Wallet) -> str:
         return user_label(wallet.user)
+
+    @admin.display(description="balance", ordering="balance")
+    def balance_points(self, wallet: Wallet) -> SafeString:
+        return format_html('<span class="points">{}</span> points', points(wallet.balance))
+
+    @admin.display(description="approval requests")
+    def pending_approvals(self, wallet: Wallet) -> SafeString:
+        from wallet.models import ApprovalRequest, ApprovalStatus
+
+        pending = ApprovalRequest.objects.filter(wallet=wallet).with_status(
+            ApprovalStatus.PENDING, timezone.now()
+        )
+        url = changelist_url(ApprovalRequest, wallet__id__exact=wallet.pk)
+        count = pending.count()
+        label = f"{count} pending" if count else "none pending"
+        return format_html('<a href="{}">{} (all requests of this wallet)</a>', url, label)
+
+    def audit_trail_url(self, wallet: Wallet) -> str:
+        from audit.models import AuditEvent
+
+        return changelist_url(AuditEvent, wallet__id__exact=wallet.pk)
 
     @admin.display(description="ledger")
     def transactions_link(self, wallet: Wallet) -> SafeString:
@@ -234,64 +228,24 @@ class WalletAdmin(TimelineMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.
         return activity
 
     def get_urls(self) -> list:
-        return [
-            path(
-                "<path:object_id>/adjust/",
-                self.admin_site.admin_view(self.adjust_points_view),
-                name="wallet_wallet_adjust",
-            ),
-            *super().get_urls(),
-        ]
-
-    def adjust_points_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Adjust points: a signed amount with a reason, through `services.adjust`."""
-        wallet = self._operation_object(request, object_id, ADJUST_PERMISSION)
-
-        def adjust(data: dict) -> services.OperationResult:
-            return services.adjust(
-                user=wallet.user_id,
-                amount=data["amount"],
-                reason=data["reason"],
-                actor=request.user,
-                reference_id=data["reference"],
-            )
-
-        def describe(result: services.OperationResult) -> str:
-            row = result.transaction
-            prefix = "This adjustment was already recorded. " if result.replayed else ""
-            return (
-                f"{prefix}Adjusted the wallet of {wallet.user} by {row.amount:+d} points "
-                f"(transaction #{row.pk}). New balance: {row.balance_after} points."
-            )
-
-        form, done = self._submit_operation(
-            request,
-            AdjustPointsForm,
-            perform=adjust,
-            describe=describe,
-            redirect_to=admin_url(wallet),
-        )
-        if done is not None:
-            return done
-        wallet.refresh_from_db(fields=["balance"])
-        return self._render_operation(
-            request,
-            self.adjust_template,
-            form,
-            title=f"Adjust points: {wallet.user}",
-            original=wallet,
-            wallet=wallet,
-        )
+        return [*self.adjust_urls(), *super().get_urls()]
 
 
 # --- Transaction ------------------------------------------------------------------------
 
 
 @admin.register(Transaction)
-class TransactionAdmin(CsvExportMixin, StaffOperationMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class TransactionAdmin(
+    AuditTrailButtonMixin,
+    CsvExportMixin,
+    RefundFlowMixin,
+    StaffOperationMixin,
+    ReadOnlyAdminMixin,
+    admin.ModelAdmin,
+):
     csv_columns = TRANSACTION_COLUMNS
     change_form_template = "admin/wallet/transaction/change_form.html"
-    refund_template = "admin/wallet/transaction/refund.html"
+    Media = BackOfficeMedia
     list_display = (
         "id",
         "created_at",
@@ -299,7 +253,8 @@ class TransactionAdmin(CsvExportMixin, StaffOperationMixin, ReadOnlyAdminMixin, 
         "type",
         "signed_amount",
         "status",
-        "balance_after",
+        "balance_after_points",
+        "counterparty_label",
         "reference_id",
         "related_link",
     )
@@ -313,7 +268,9 @@ class TransactionAdmin(CsvExportMixin, StaffOperationMixin, ReadOnlyAdminMixin, 
         "description",
         "id__exact",
     )
-    search_help_text = "Search by username, email, reference, description or transaction id."
+    search_help_text = (
+        "Search by username, email, reference, description, transaction id or transfer id."
+    )
     date_hierarchy = "created_at"
     show_full_result_count = False
     list_per_page = 50
@@ -330,7 +287,7 @@ class TransactionAdmin(CsvExportMixin, StaffOperationMixin, ReadOnlyAdminMixin, 
                         "type",
                         "signed_amount",
                         "status",
-                        "balance_after",
+                        "balance_after_points",
                         "created_at",
                     )
                 },
@@ -356,6 +313,8 @@ class TransactionAdmin(CsvExportMixin, StaffOperationMixin, ReadOnlyAdminMixin, 
         "actor_label",
         "wallet_link",
         "signed_amount",
+        "balance_after_points",
+        "counterparty_label",
         "related_link",
         "counterpart_link",
         "job_link",
@@ -364,9 +323,33 @@ class TransactionAdmin(CsvExportMixin, StaffOperationMixin, ReadOnlyAdminMixin, 
         "audit_link",
     )
 
-    @admin.display(description="amount", ordering="amount")
-    def signed_amount(self, txn: Transaction) -> str:
-        return f"{txn.amount:+d}"
+    signed_amount = points_column("amount", "amount", signed=True)
+    balance_after_points = points_column("balance_after", "balance after")
+
+    @admin.display(description="other party")
+    def counterparty_label(self, txn: Transaction) -> str:
+        """The other user of a transfer (set per page by TransactionChangeList)."""
+        other = getattr(txn, "counterparty", None)
+        if other is None:
+            return "—"
+        direction = "to" if txn.type == TransactionType.TRANSFER_OUT else "from"
+        return f"{direction} {other.user.get_username()} (user #{other.user_id})"
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type:
+        return TransactionChangeList
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: Any, search_term: str
+    ) -> tuple[Any, bool]:
+        by_transfer = search_transfer_id(queryset, search_term)
+        if by_transfer is not None:
+            return by_transfer
+        return super().get_search_results(request, queryset, search_term)
+
+    def audit_trail_url(self, txn: Transaction) -> str:
+        from audit.models import AuditEvent
+
+        return changelist_url(AuditEvent, transaction__id__exact=txn.pk)
 
     @admin.display(description="user")
     def user_label(self, txn: Transaction) -> str:
@@ -405,7 +388,7 @@ class TransactionAdmin(CsvExportMixin, StaffOperationMixin, ReadOnlyAdminMixin, 
     def refundable(self, txn: Transaction) -> str:
         if txn.status != TransactionStatus.SUCCESS:
             return "0 points (not successful)"
-        return f"{services.refundable_remaining(txn)} of {-txn.amount} points"
+        return f"{points(services.refundable_remaining(txn))} of {points(-txn.amount)} points"
 
     @admin.display(description="refunds")
     def refunds_list(self, txn: Transaction) -> SafeString | str:
@@ -441,62 +424,104 @@ class TransactionAdmin(CsvExportMixin, StaffOperationMixin, ReadOnlyAdminMixin, 
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_urls(self) -> list:
-        return [
-            path(
-                "<path:object_id>/refund/",
-                self.admin_site.admin_view(self.refund_view),
-                name="wallet_transaction_refund",
-            ),
-            *super().get_urls(),
-        ]
+        return [*self.refund_urls(), *super().get_urls()]
 
-    def refund_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Refund all or part of a spend, through `services.refund`."""
-        spend = self._operation_object(request, object_id, REFUND_PERMISSION)
 
-        def refund(data: dict) -> services.OperationResult:
-            return services.refund(
-                spend_txn=spend,
-                amount=data["amount"],
-                reason=data["reason"],
-                actor=request.user,
-                reference_id=data["reference"],
+# --- API keys -----------------------------------------------------------------------------
+
+
+class ApiTokenIssueForm(forms.ModelForm):
+    """Issue a key: whom for, a label, how long. The key is generated, never typed."""
+
+    expires_in_days = forms.IntegerField(
+        min_value=1,
+        max_value=3650,
+        required=False,
+        help_text="Leave empty for the default lifetime (API_TOKEN_TTL).",
+    )
+
+    issuer: Any = None  # set per request by ApiTokenAdmin.get_form
+
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name"]
+
+    def clean_user(self) -> Any:
+        user = self.cleaned_data["user"]
+        if not tokens.may_issue_for(self.issuer, user):
+            raise forms.ValidationError(
+                "You may only issue keys for users with no rights beyond your own."
             )
+        return user
 
-        def describe(result: services.OperationResult) -> str:
-            row = result.transaction
-            prefix = "This refund was already recorded. " if result.replayed else ""
-            return (
-                f"{prefix}Refunded {row.amount} points of spend #{spend.pk} to "
-                f"{spend.user} (transaction #{row.pk}). "
-                f"New balance: {row.balance_after} points."
-            )
 
-        form, done = self._submit_operation(
-            request, RefundForm, perform=refund, describe=describe, redirect_to=admin_url(spend)
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Issue (`wallet.add_apitoken`), list and revoke (`wallet.delete_apitoken`) API keys.
+
+    No page shows a key or its digest: the key appears once, in the answer to the form that
+    issued it (not in a message, which would travel in a cookie); afterwards a key is known
+    by its id, owner, label and dates. Revoking deletes the row: refused on the next request.
+    """
+
+    add_form = ApiTokenIssueForm
+    list_display = ["id", "user", "name", "created", "expiry", "state"]
+    list_filter = ["expiry"]
+    search_fields = ["user__username", "name"]
+    raw_id_fields = ["user"]
+    readonly_fields = ["user", "name", "created", "expiry", "state"]
+    fields = readonly_fields
+
+    @admin.display(description="state")
+    def state(self, obj: ApiToken) -> str:
+        return "expired" if obj.expiry <= timezone.now() else "active"
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any):
+        if obj is None:
+            kwargs["form"] = self.add_form
+        form = super().get_form(request, obj, **kwargs)
+        if obj is None:
+            form = type(form.__name__, (form,), {"issuer": request.user})
+        return form
+
+    def get_fields(self, request: HttpRequest, obj: Any = None):
+        return ["user", "name", "expires_in_days"] if obj is None else self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
+        return [] if obj is None else self.readonly_fields
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a key is issued or revoked, never edited
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
+        days = form.cleaned_data.get("expires_in_days")
+        expires_in = timedelta(days=days) if days else None
+        request._issued_api_key = tokens.save_new_token(
+            obj, expires_in=expires_in, actor=request.user
         )
-        if done is not None:
-            return done
-        refundable = is_refundable_spend(spend)
-        return self._render_operation(
+
+    def response_add(self, request: HttpRequest, obj: ApiToken, post_url_continue: Any = None):
+        response = TemplateResponse(
             request,
-            self.refund_template,
-            form,
-            title=f"Refund spend #{spend.pk} of {spend.user}",
-            original=spend,
-            spend=spend,
-            spent=abs(spend.amount),
-            is_refundable=refundable,
-            remaining=services.refundable_remaining(spend) if refundable else 0,
-            refunds=list(spend.refunds.order_by("created_at", "id")),
-            job=Job.objects.filter(transaction=spend).select_related("job_type").first(),
-            balance=Wallet.objects.filter(pk=spend.wallet_id).values_list("balance", flat=True)[0],
+            "admin/wallet/apitoken/issued.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "token": obj,
+                "key": request._issued_api_key,
+            },
         )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def delete_model(self, request: HttpRequest, obj: ApiToken) -> None:
+        tokens.revoke_tokens(obj.user, actor=request.user, token_ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for token in queryset.select_related("user"):
+            tokens.revoke_tokens(token.user, actor=request.user, token_ids=[token.pk])
 
 
-def is_refundable_spend(txn: Transaction) -> bool:
-    return txn.type == TransactionType.SPEND and txn.status == TransactionStatus.SUCCESS
-
-
-# The finance report page registers itself (wallet/admin_reports.py).
-from wallet import admin_reports  # noqa: E402, F401
+# Modules that register their own admin pages: four-eyes approvals
+# (wallet/admin_approvals.py) and the finance report (wallet/admin_reports.py).
+from wallet import admin_approvals, admin_reports  # noqa: E402, F401

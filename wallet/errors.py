@@ -84,3 +84,25 @@ class JobNotCancellable(DomainError):
 class NotFound(DomainError):
     code = "not_found"
     default_message = "Not found."
+
+
+# --- Four-eyes approvals and staff confirmations ---------------------------------------
+
+
+class SelfApprovalForbidden(DomainError):
+    code = "self_approval_forbidden"
+    default_message = "You requested this adjustment; another staff member must decide it."
+
+
+class ApprovalNotPending(DomainError):
+    code = "approval_not_pending"
+    default_message = "This approval request is no longer pending."
+
+
+class StaleConfirmation(DomainError):
+    """The state a staff member confirmed in the admin is no longer the wallet's state
+    (another refund or operation happened since). Raised only when the caller passes
+    what it showed (`expected_remaining` / `expected_balance`); the API never does."""
+
+    code = "stale_confirmation"
+    default_message = "The figures you confirmed have changed since; nothing was booked."

@@ -8,7 +8,6 @@ into form errors by the admin views.
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 from django import forms
@@ -16,7 +15,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from wallet.errors import DomainError
-from wallet.validators import REASON_MAX_LENGTH, is_valid_reference
+from wallet.formatting import points
+from wallet.validators import REASON_MAX_LENGTH
 
 # Optional sign, then digits only: no decimal point, exponent, thousands separator
 # or unicode digits. Django's IntegerField would accept "10.0" (and localised
@@ -82,14 +82,8 @@ class StrictIntegerField(forms.Field):
             )
 
 
-def new_form_reference() -> str:
-    """A one-time reference per rendered form: a double-submitted form replays the
-    first submission instead of moving money twice (the services' idempotency)."""
-    return f"{FORM_REFERENCE_PREFIX}{uuid.uuid4()}"
-
-
 class StaffOperationForm(forms.Form):
-    """Shared parts of the two staff flows: a reason and a one-time reference."""
+    """Shared part of the staff flows: a written reason (refund, adjust, reject)."""
 
     reason = forms.CharField(
         max_length=REASON_MAX_LENGTH,
@@ -97,12 +91,6 @@ class StaffOperationForm(forms.Form):
         help_text="Required. Stored on the ledger row and in the audit trail.",
         error_messages={"required": "A reason is required."},
     )
-    reference = forms.CharField(widget=forms.HiddenInput, max_length=255)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if not self.is_bound:
-            self.initial.setdefault("reference", new_form_reference())
 
     def clean_reason(self) -> str:
         reason = self.cleaned_data["reason"].strip()
@@ -110,41 +98,76 @@ class StaffOperationForm(forms.Form):
             raise ValidationError("A reason is required.", code="required")
         return reason
 
-    def clean_reference(self) -> str:
-        reference = self.cleaned_data["reference"]
-        if not reference.startswith(FORM_REFERENCE_PREFIX) or not is_valid_reference(reference):
-            raise ValidationError("The form expired; reload the page and try again.")
-        return reference
-
     def add_domain_error(self, error: DomainError) -> None:
         """Show a refusal from the services on the field it concerns (else on the form)."""
-        field = error.details.get("field")
-        message = f"{error.message} ({error.code})"
-        if error.code == "insufficient_balance":
-            message = (
-                f"{error.message} The wallet holds {error.details.get('balance')} points; "
-                f"this would take {error.details.get('required')}. ({error.code})"
-            )
-        if field not in self.fields or field in ("reference",):
-            field = "amount" if error.code in AMOUNT_ERROR_CODES else None
-        self.add_error(field, message)
+        self.add_error(error_field(error, self.fields), domain_error_message(error))
+
+
+def domain_error_message(error: DomainError) -> str:
+    if error.code == "insufficient_balance":
+        return (
+            f"{error.message} The wallet holds {points(error.details.get('balance'))} points; "
+            f"this would take {points(error.details.get('required'))}. ({error.code})"
+        )
+    return f"{error.message} ({error.code})"
+
+
+def error_field(error: DomainError, fields: Any) -> str | None:
+    field = error.details.get("field")
+    if field in fields:
+        return field
+    return "amount" if error.code in AMOUNT_ERROR_CODES and "amount" in fields else None
 
 
 AMOUNT_ERROR_CODES = frozenset(
     {"amount_too_large", "refund_exceeds_original", "insufficient_balance"}
 )
 
+REFUND_ALL = "all"
+REFUND_PART = "partial"
+
 
 class RefundForm(StaffOperationForm):
-    """Refund a spend: leave the amount empty for everything that remains."""
+    """Step one of a refund: an explicit choice, never a meaning hidden in a blank field.
 
+    "All that remains" takes no amount (the confirmation shows the number); "part of
+    it" needs one. Both are turned into an exact number before anything is confirmed.
+    """
+
+    mode = forms.ChoiceField(
+        label="What to refund",
+        widget=forms.RadioSelect,
+        choices=[(REFUND_ALL, "All that remains"), (REFUND_PART, "Part of it:")],
+        error_messages={"required": "Choose whether to refund all that remains or a part of it."},
+    )
     amount = StrictIntegerField(
         required=False,
         min_value=1,
         label="Amount (points)",
-        help_text="Leave empty to refund everything that remains refundable.",
+        help_text="Only for a partial refund: whole points, at most what remains.",
     )
-    field_order = ["amount", "reason", "reference"]
+    field_order = ["mode", "amount", "reason"]
+
+    def __init__(self, *args: Any, remaining: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if remaining is not None:
+            self.fields["mode"].choices = [
+                (REFUND_ALL, f"All that remains ({points(remaining)} points)"),
+                (REFUND_PART, "Part of it (enter the amount below)"),
+            ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        mode, amount = data.get("mode"), data.get("amount")
+        if mode == REFUND_PART and amount is None and "amount" not in self.errors:
+            self.add_error("amount", "Enter the amount of the partial refund.")
+        if mode == REFUND_ALL and amount is not None:
+            self.add_error(
+                "amount",
+                "You chose to refund all that remains: leave the amount empty, "
+                "or choose “Part of it”.",
+            )
+        return data
 
 
 class AdjustPointsForm(StaffOperationForm):
@@ -155,8 +178,27 @@ class AdjustPointsForm(StaffOperationForm):
         label="Amount (points, signed)",
         help_text="Positive adds points, negative removes them, e.g. 150 or -40.",
     )
-    field_order = ["amount", "reason", "reference"]
+    field_order = ["amount", "reason"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["amount"].max_magnitude = settings.WALLET_MAX_TRANSACTION_AMOUNT
+
+
+class ConfirmForm(forms.Form):
+    """Step two: the signed token, and — when the page shows a warning — the explicit
+    acknowledgement of it."""
+
+    token = forms.CharField(widget=forms.HiddenInput)
+    acknowledge = forms.BooleanField(required=False)
+
+
+class RejectApprovalForm(StaffOperationForm):
+    """Rejecting an approval request needs a written reason."""
+
+    reason = forms.CharField(
+        max_length=REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Required. The requester sees it; it is kept in the audit trail.",
+        error_messages={"required": "A reason is required."},
+    )

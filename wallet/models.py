@@ -16,7 +16,9 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import connections, models
-from django.db.models import Q
+from django.db.models import F, Q
+from knox.models import AbstractAuthToken
+from knox.settings import CONSTANTS as KNOX
 
 from divine_whispers.compiled import CompiledQuery
 from divine_whispers.faults import row_locks_disabled
@@ -412,7 +414,7 @@ class Wallet(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Wallet of {self.user} ({self.balance} pts)"
+        return f"Wallet of {self.user} ({self.balance:,d} pts)"
 
 
 class TransactionType(models.TextChoices):
@@ -556,6 +558,157 @@ class Transaction(models.Model):
 
 def new_transfer_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+class ApiToken(AbstractAuthToken):
+    """An API key, stored only as its SHA-512 digest (django-rest-knox's model).
+
+    Whoever reads the database or a backup learns the digest and the key's first 15
+    characters (knox's lookup prefix), never a usable key. The key itself is shown once,
+    when it is issued (`manage.py issue_token`, or the admin). Every key expires; revoking
+    deletes the row. The digest is unique but not the primary key, so admin URLs never
+    carry it.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    digest = models.CharField(max_length=KNOX.DIGEST_LENGTH, unique=True)
+    name = models.CharField(max_length=100, blank=True, help_text="A label, e.g. 'mobile app'.")
+    expiry = models.DateTimeField(help_text="The key is refused from this moment on.")
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        label = f" ({self.name})" if self.name else ""
+        return f"API key #{self.pk} of {self.user}{label}"
+
+
+# --- Four-eyes approvals -------------------------------------------------------------------
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+
+
+class ApprovalRequestQuerySet(models.QuerySet):
+    """Reads of approval requests; `expired` is derived from `expires_at` for rows
+    nobody has decided yet, so no background job is needed for a request to expire."""
+
+    def with_status(self, status: str, now: datetime) -> ApprovalRequestQuerySet:
+        """Requests that *read* `status` at `now` (a pending one past expiry reads expired)."""
+        if status == ApprovalStatus.PENDING:
+            return self.filter(status=ApprovalStatus.PENDING, expires_at__gt=now)
+        if status == ApprovalStatus.EXPIRED:
+            return self.filter(
+                Q(status=ApprovalStatus.EXPIRED)
+                | Q(status=ApprovalStatus.PENDING, expires_at__lte=now)
+            )
+        return self.filter(status=status)
+
+    def delete(self):
+        raise TypeError("Approval requests are never deleted")
+
+
+class ApprovalRequest(models.Model):
+    """A large adjustment waiting for a second staff member (contract: Approvals).
+
+    Written only by wallet.services (request_adjustment via adjust, approve_adjustment,
+    reject_adjustment). The request's own fields never change after creation; only the
+    decision moves, once, from `pending` (PostgreSQL enforces this with a trigger, see
+    migration 0005). The database also refuses a decision by the requester.
+    """
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="approval_requests")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    amount = models.BigIntegerField()
+    reason = models.CharField(max_length=500)
+    reference_id = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=8, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.CharField(max_length=500, blank=True, default="")
+    transaction = models.OneToOneField(
+        Transaction, null=True, blank=True, on_delete=models.PROTECT, related_name="approval"
+    )
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ApprovalRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("approve_adjustment", "Can approve or reject a large adjustment")]
+        indexes = [
+            models.Index(fields=["status", "-created_at", "-id"], name="approval_queue"),
+            models.Index(fields=["wallet", "-created_at"], name="approval_wallet"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="approval_amount_non_zero"),
+            models.CheckConstraint(condition=~Q(reason=""), name="approval_has_reason"),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in ApprovalStatus]),
+                name="approval_status_known",
+            ),
+            # Four eyes, in the database too: nobody decides their own request.
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("requested_by")),
+                name="approval_four_eyes",
+            ),
+            # Approved exactly when an adjustment was booked for it.
+            models.CheckConstraint(
+                condition=Q(status=ApprovalStatus.APPROVED, transaction__isnull=False)
+                | (~Q(status=ApprovalStatus.APPROVED) & Q(transaction__isnull=True)),
+                name="approval_booked_iff_approved",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=[ApprovalStatus.APPROVED, ApprovalStatus.REJECTED])
+                | Q(decided_by__isnull=False, decided_at__isnull=False),
+                name="approval_decision_has_decider",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=ApprovalStatus.REJECTED) | ~Q(decision_reason=""),
+                name="approval_rejection_has_reason",
+            ),
+            models.UniqueConstraint(
+                fields=["wallet", "reference_id"],
+                condition=Q(reference_id__isnull=False),
+                name="approval_unique_reference",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Approval #{self.pk} {self.amount:+,d} ({self.effective_status})"
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("Approval requests are never deleted")
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        if self.status == ApprovalStatus.EXPIRED:
+            return True
+        from django.utils import timezone
+
+        return self.status == ApprovalStatus.PENDING and self.expires_at <= (now or timezone.now())
+
+    @property
+    def effective_status(self) -> str:
+        """What the request reads now: a pending request past its expiry reads `expired`."""
+        return ApprovalStatus.EXPIRED.value if self.is_expired() else str(self.status)
+
+    @property
+    def is_pending(self) -> bool:
+        return self.effective_status == ApprovalStatus.PENDING
 
 
 class FinanceReport(Transaction):

@@ -45,12 +45,29 @@ def validate_signed_amount(value: Any, *, maximum: int, field: str = "amount") -
     return value
 
 
+# The same rules as regular expressions, for the OpenAPI schema. A reference neither starts
+# nor ends with a space: HTTP strips a header value's surrounding whitespace, so a body
+# "ref " and a header "ref " would otherwise name two different references.
+REFERENCE_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
+# An Idempotency-Key also holds no comma (two such headers arrive joined by one). It is
+# described as it arrives, before HTTP strips surrounding spaces.
+IDEMPOTENCY_KEY_PATTERN = r"^[ -+\--~]*[!-+\--~][ -+\--~]*$"
+
+
 def is_valid_reference(value: Any) -> bool:
+    """1–255 printable ASCII characters, no leading or trailing space."""
     return (
         isinstance(value, str)
         and 1 <= len(value) <= REFERENCE_MAX_LENGTH
         and all(" " <= char <= "~" for char in value)
+        and value[0] != " "
+        and value[-1] != " "
     )
+
+
+def is_valid_idempotency_key(value: Any) -> bool:
+    """A valid reference without a comma: `a, b` is what two headers become."""
+    return is_valid_reference(value) and "," not in value
 
 
 def validate_reference(value: Any, *, required: bool = False) -> str | None:
@@ -60,7 +77,9 @@ def validate_reference(value: Any, *, required: bool = False) -> str | None:
         return None
     if not is_valid_reference(value):
         raise ValidationFailed(
-            "reference_id must be 1–255 printable ASCII characters.", field="reference_id"
+            "reference_id must be 1–255 printable ASCII characters, without a leading or "
+            "trailing space.",
+            field="reference_id",
         )
     return value
 

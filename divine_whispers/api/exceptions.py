@@ -47,6 +47,11 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.JobNotCancellable: 409,
     errors.IdempotencyKeyReused: 422,
     errors.VelocityLimitExceeded: 429,
+    # Four-eyes approvals (contract: Approvals).
+    errors.SelfApprovalForbidden: 403,
+    errors.ApprovalNotPending: 409,
+    # Admin confirmations only (never raised through the API, mapped so it cannot 500).
+    errors.StaleConfirmation: 409,
 }
 
 # Field-level error codes that are themselves contract codes: when every field error of a
@@ -272,3 +277,38 @@ def server_error(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonRespons
         error_body("internal_error", INTERNAL_ERROR_MESSAGE, {"request_id": request_id}),
         status=500,
     )
+
+
+# Codes for errors that Django itself answers (no DRF view involved): CSRF, login views,
+# routing. Anything not listed keeps its status with a generic code.
+PLAIN_STATUS_CODES: dict[int, str] = {
+    400: "validation_error",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+def json_error_for_status(status: int, message: str = "") -> JsonResponse:
+    code = PLAIN_STATUS_CODES.get(status, "validation_error" if status < 500 else "internal_error")
+    return JsonResponse(
+        error_body(code, message or code.replace("_", " ").capitalize() + "."), status=status
+    )
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> Any:
+    """CSRF_FAILURE_VIEW: the JSON error body under /api/, Django's own page elsewhere."""
+    if request.path.startswith("/api/"):
+        return json_error_for_status(
+            403, f"CSRF verification failed ({reason}). Token clients send no session cookie."
+        )
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    return django_csrf_failure(request, reason=reason)

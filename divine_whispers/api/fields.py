@@ -5,11 +5,12 @@ core's validators (wallet/validators.py) so the API and the services agree on th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -17,6 +18,7 @@ from wallet.errors import AmountTooLarge, ValidationFailed
 from wallet.validators import (
     BIGINT_MAX,
     REFERENCE_MAX_LENGTH,
+    REFERENCE_PATTERN,
     is_strict_int,
     is_valid_reference,
     validate_positive_amount,
@@ -32,7 +34,6 @@ def max_transfer_amount() -> int:
     return min(settings.WALLET_MAX_TRANSFER_AMOUNT, settings.WALLET_MAX_TRANSACTION_AMOUNT)
 
 
-@extend_schema_field({"type": "integer", "format": "int64", "minimum": 1})
 class StrictAmountField(serializers.Field):
     """A JSON integer of points (not a bool, float or string), within the limit.
 
@@ -81,15 +82,23 @@ class StrictIdField(serializers.Field):
 
 
 @extend_schema_field(
-    {"type": "string", "minLength": 1, "maxLength": REFERENCE_MAX_LENGTH, "pattern": "^[ -~]+$"}
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": REFERENCE_MAX_LENGTH,
+        "pattern": REFERENCE_PATTERN,
+    }
 )
 class ReferenceField(serializers.Field):
-    """An idempotency reference: 1–255 printable ASCII characters, taken verbatim."""
+    """An idempotency reference: 1–255 printable ASCII characters, taken verbatim, with no
+    leading or trailing space (refused, never stripped: the client must know its key)."""
 
     def to_internal_value(self, data: Any) -> str:
         if not is_valid_reference(data):
             raise serializers.ValidationError(
-                f"{self.field_name} must be 1–255 printable ASCII characters.", code="invalid"
+                f"{self.field_name} must be 1–255 printable ASCII characters, without a "
+                "leading or trailing space.",
+                code="invalid",
             )
         return data
 
@@ -97,12 +106,24 @@ class ReferenceField(serializers.Field):
         return value
 
 
-@extend_schema_field(OpenApiTypes.STR)
-class StrictTextField(serializers.Field):
-    """A JSON string (numbers are refused, not turned into text), at most `max_length`."""
+# Python's str.strip() whitespace, spelled out: JSON Schema's `\s` is ECMAScript's, which
+# differs (it lacks U+001C–U+001F and U+0085 and includes U+FEFF).
+STRIPPED_WHITESPACE = "\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+NOT_BLANK = re.compile(f"[^{STRIPPED_WHITESPACE}]")
+NOT_BLANK_PATTERN = (
+    "[^\\t-\\r\\u001c \\u001d\\u001e\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000]"
+)
 
-    def __init__(self, *, max_length: int, **kwargs: Any) -> None:
+
+class StrictTextField(serializers.Field):
+    """A JSON string (numbers are refused, not turned into text), at most `max_length`;
+    with `blank=False`, one that is more than whitespace (a reason, a code)."""
+
+    def __init__(self, *, max_length: int, blank: bool = True, **kwargs: Any) -> None:
         self.max_length = max_length
+        self.blank = blank
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
@@ -115,6 +136,8 @@ class StrictTextField(serializers.Field):
                 f"{self.field_name} must be at most {self.max_length} characters.",
                 code="max_length",
             )
+        if not self.blank and not NOT_BLANK.search(data):
+            raise serializers.ValidationError(f"{self.field_name} is required.", code="blank")
         return data
 
     def to_representation(self, value: str) -> str:
@@ -134,3 +157,83 @@ class JSONObjectField(serializers.Field):
 
     def to_representation(self, value: dict) -> dict:
         return value
+
+
+class StrictAmountFieldSchema(OpenApiSerializerFieldExtension):
+    """The amount's range as the server enforces it now (the limits are settings)."""
+
+    target_class = StrictAmountField
+
+    def map_serializer_field(self, auto_schema, direction):
+        field: StrictAmountField = self.target
+        maximum = field.maximum()
+        if direction == "response":
+            return {"type": "integer", "format": "int64"}
+        if field.signed:
+            return {
+                "type": "integer",
+                "format": "int64",
+                "minimum": -maximum,
+                "maximum": maximum,
+                "not": {"enum": [0]},
+            }
+        return {"type": "integer", "format": "int64", "minimum": 1, "maximum": maximum}
+
+
+class StrictTextFieldSchema(OpenApiSerializerFieldExtension):
+    """Length, no NUL character (the JSON parser refuses it: PostgreSQL text cannot hold
+    it) and, for required text, at least one character that is not whitespace."""
+
+    target_class = StrictTextField
+
+    def map_serializer_field(self, auto_schema, direction):
+        field: StrictTextField = self.target
+        schema: dict[str, Any] = {"type": "string", "maxLength": field.max_length}
+        if direction == "response":
+            return schema
+        if field.blank:
+            schema["pattern"] = NO_NUL_PATTERN
+        else:
+            schema["minLength"] = 1
+            schema["pattern"] = f"^[^\\u0000]*{NOT_BLANK_PATTERN[:-1]}\\u0000][^\\u0000]*$"
+        return schema
+
+
+@extend_schema_field(
+    {"type": "string", "minLength": 1, "maxLength": 150, "pattern": "^[^\\u0000]+$"}
+)
+class UsernameFilterField(serializers.CharField):
+    """A username filter: 1–150 characters, no NUL (DRF refuses it: 400)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=150, trim_whitespace=False, **kwargs)
+
+
+class JobTypeCodeField(StrictTextField):
+    """A job type code: a string naming a row of `JobType` (staff edit them in the admin)."""
+
+
+class JobTypeCodeFieldSchema(OpenApiSerializerFieldExtension):
+    """The codes that exist when the schema is generated, as an enum.
+
+    An unknown code is refused (400 `validation_error`), so the schema lists the codes the
+    server knows; an inactive one is listed too (400 `inactive_job_type`, a state that can
+    change). The schema is generated per request, so it follows the admin's edits. Without
+    a reachable database (a system check run offline) the field is a plain string.
+    """
+
+    target_class = JobTypeCodeField
+
+    def map_serializer_field(self, auto_schema, direction):
+        from django.db import DatabaseError
+
+        from jobs.models import JobType
+
+        schema: dict[str, Any] = {"type": "string", "maxLength": self.target.max_length}
+        try:
+            codes = sorted(JobType.objects.values_list("code", flat=True))
+        except DatabaseError:  # generated without a database (e.g. `check --deploy` offline)
+            codes = []
+        if codes and direction == "request":
+            schema["enum"] = codes
+        return schema

@@ -16,7 +16,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from wallet.errors import ValidationFailed
-from wallet.validators import is_valid_reference
+from wallet.validators import (
+    IDEMPOTENCY_KEY_PATTERN,
+    REFERENCE_MAX_LENGTH,
+    is_valid_idempotency_key,
+)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -25,9 +29,15 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     name=HEADER,
     location=OpenApiParameter.HEADER,
     required=False,
-    type=str,
+    type={
+        "type": "string",
+        "minLength": 1,
+        "maxLength": REFERENCE_MAX_LENGTH,
+        "pattern": IDEMPOTENCY_KEY_PATTERN,
+    },
     description=(
-        "1–255 printable ASCII characters. Used as the reference when the body has no "
+        "1–255 printable ASCII characters, no comma (two `Idempotency-Key` headers arrive "
+        "joined by a comma and are refused). Used as the reference when the body has no "
         "`reference_id`; a body `reference_id` that differs from it is refused (400). "
         "Repeating a request with the same key and body replays the original answer "
         "(200, `Idempotent-Replayed: true`); the same key with another body is 422."
@@ -38,8 +48,12 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
 def reference_for(request: Request, body_reference: str | None) -> str | None:
     """The request's reference: body `reference_id`, else a valid `Idempotency-Key`."""
     header = request.headers.get(HEADER)
-    if header is not None and not is_valid_reference(header):
-        raise ValidationFailed(f"{HEADER} must be 1–255 printable ASCII characters.", field=HEADER)
+    if header is not None and not is_valid_idempotency_key(header):
+        raise ValidationFailed(
+            f"{HEADER} must be 1–255 printable ASCII characters without a comma "
+            "(send the header once).",
+            field=HEADER,
+        )
     if body_reference is not None and header is not None and header != body_reference:
         raise ValidationFailed(
             f"reference_id and {HEADER} differ; send one, or the same value in both.",

@@ -8,6 +8,9 @@ that different parsers read differently; this one refuses them up front:
     not encodable as UTF-8);
   * duplicate keys (`{"amount": 1, "amount": 1000}`): which one "wins" depends on the
     parser, so a proxy or log and this server could disagree about what was asked.
+A body is always read as UTF-8; a `charset` parameter naming anything else (utf-7,
+utf-16, latin-1…) is refused with 415 before a byte is read: under utf-7,
+`{"+AGE-mount":7}` is `{"amount":7}`, which a UTF-8 reader (a proxy, a log, a WAF) never sees.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import json
 import math
 from typing import Any
 
-from django.conf import settings
-from rest_framework.exceptions import ParseError
+from django.utils.http import parse_header_parameters
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.parsers import JSONParser
 
 
@@ -71,12 +74,27 @@ def _check_strings(data: Any) -> None:
             pending.extend(value)
 
 
+UTF8_NAMES = frozenset({"utf-8", "utf8"})
+
+
+def refuse_foreign_charset(media_type: str | None) -> None:
+    """415 when the Content-Type names a charset other than UTF-8."""
+    try:
+        _type, params = parse_header_parameters(media_type or "")
+    except ValueError:  # over Django's header length limit: no charset can be trusted
+        params = {"charset": "?"}
+    charset = {key.lower(): value for key, value in params.items()}.get("charset")
+    if charset is not None and charset.strip().lower() not in UTF8_NAMES:
+        raise UnsupportedMediaType(
+            media_type, detail="JSON bodies must be UTF-8: send charset=utf-8 or no charset."
+        )
+
+
 class StrictJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        parser_context = parser_context or {}
-        encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
+        refuse_foreign_charset(media_type)
         try:
-            text = codecs.getreader(encoding)(stream).read()
+            text = codecs.getreader("utf-8")(stream).read()
             data = json.loads(
                 text,
                 parse_constant=_refuse_constant,

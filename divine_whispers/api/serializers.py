@@ -72,6 +72,25 @@ class StrictInputSerializer(FieldsOnceMixin, serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class QueryFilterSerializer(serializers.Serializer):
+    """Query-string filters. A filter given empty (`?status=`) is refused, not ignored.
+
+    DRF reads an empty optional query parameter as "not given"; the schema (an enum, a
+    minimum length) says an empty value is not valid, so the server must say so too — a
+    client that sent `?status=` because of a bug would otherwise get every row back.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        blank = {
+            name: ["Must not be empty; leave the parameter out to not filter."]
+            for name in self.fields
+            if hasattr(data, "getlist") and any(value == "" for value in data.getlist(name))
+        }
+        if blank:
+            raise serializers.ValidationError(blank)
+        return super().to_internal_value(data)
+
+
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable machine-readable code (see README).")
     message = serializers.CharField(help_text="Human-readable explanation.")

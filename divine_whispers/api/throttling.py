@@ -14,6 +14,7 @@ from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, User
 
 from divine_whispers import cache_guard
 from divine_whispers.api import rate_counter
+from divine_whispers.client_ip import client_ip
 
 
 class AtomicFailOpenThrottle(SimpleRateThrottle):
@@ -49,3 +50,8 @@ class UserThrottle(AtomicFailOpenThrottle, UserRateThrottle):
 class AnonThrottle(AtomicFailOpenThrottle, AnonRateThrottle):
     def get_rate(self) -> str:
         return settings.API_ANON_THROTTLE_RATE
+
+    def get_ident(self, request) -> str:
+        """The client address as everything else sees it (X-Forwarded-For only through
+        TRUSTED_PROXY_COUNT proxies); DRF's own reads a client-supplied header."""
+        return client_ip(request) or ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from divine_whispers.api.serializers import FieldsOnceMixin
+from divine_whispers.api.serializers import FieldsOnceMixin, QueryFilterSerializer
 from jobs.models import Job, JobStatus, JobType
 
 
@@ -39,5 +39,5 @@ class JobSerializer(FieldsOnceMixin, serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class JobFilterSerializer(serializers.Serializer):
+class JobFilterSerializer(QueryFilterSerializer):
     status = serializers.ChoiceField(choices=JobStatus.choices, required=False)

@@ -8,16 +8,30 @@ from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import serializers
 
 from divine_whispers.api.fields import (
+    JobTypeCodeField,
     JSONObjectField,
     ReferenceField,
     StrictAmountField,
     StrictIdField,
     StrictTextField,
+    UsernameFilterField,
     max_transfer_amount,
 )
-from divine_whispers.api.serializers import FieldsOnceMixin, StrictInputSerializer
+from divine_whispers.api.serializers import (
+    FieldsOnceMixin,
+    QueryFilterSerializer,
+    StrictInputSerializer,
+)
 from jobs.api.serializers import JobSerializer
-from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.errors import UnknownRecipient
+from wallet.models import (
+    ApprovalRequest,
+    ApprovalStatus,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+    Wallet,
+)
 from wallet.validators import DESCRIPTION_MAX_LENGTH, REASON_MAX_LENGTH
 
 JOB_TYPE_MAX_LENGTH = 64
@@ -115,21 +129,24 @@ class TransferResponseSerializer(serializers.Serializer):
 # --- Input ------------------------------------------------------------------------------
 
 
-class TransactionFilterSerializer(serializers.Serializer):
+class TransactionFilterSerializer(QueryFilterSerializer):
     type = serializers.ChoiceField(choices=TransactionType.choices, required=False)
     status = serializers.ChoiceField(choices=TransactionStatus.choices, required=False)
 
 
-class AdminWalletFilterSerializer(serializers.Serializer):
+class AdminWalletFilterSerializer(QueryFilterSerializer):
     ORDERINGS = ["balance", "-balance", "id", "-id"]
 
     user_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    username = serializers.CharField(required=False, max_length=150)
+    username = UsernameFilterField(required=False)
     ordering = serializers.ChoiceField(choices=ORDERINGS, required=False, default="-balance")
 
 
 class SpendInputSerializer(StrictInputSerializer):
-    job_type = StrictTextField(max_length=JOB_TYPE_MAX_LENGTH, help_text="A job type code.")
+    job_type = JobTypeCodeField(
+        max_length=JOB_TYPE_MAX_LENGTH,
+        help_text="A job type code (`GET /job-types` lists the active ones).",
+    )
     amount = StrictAmountField(
         required=False,
         help_text="Optional: the price the client expects; a different price is 400 "
@@ -137,7 +154,9 @@ class SpendInputSerializer(StrictInputSerializer):
     )
     reference_id = ReferenceField(required=False)
     input = JSONObjectField(
-        required=False, help_text="Optional JSON object (≤ 4 KiB) given to the job's handler."
+        required=False,
+        help_text="Optional JSON object given to the job's handler: at most 4096 bytes "
+        "as JSON, no NUL character in any key or string (else 400 `validation_error`).",
     )
 
 
@@ -158,18 +177,77 @@ class DepositInputSerializer(StrictInputSerializer):
     description = StrictTextField(max_length=DESCRIPTION_MAX_LENGTH, required=False)
 
     def validate_user_id(self, value: int) -> int:
+        # A well-formed id of nobody is the business refusal transfers use too (400
+        # `unknown_recipient`), not a malformed request: no schema can list the users.
         if not get_user_model().objects.filter(pk=value).exists():
-            raise serializers.ValidationError("No such user.", code="invalid")
+            raise UnknownRecipient(user_id=value)
         return value
 
 
 class AdjustInputSerializer(StrictInputSerializer):
     amount = StrictAmountField(signed=True, help_text="Signed, non-zero.")
-    reason = StrictTextField(max_length=REASON_MAX_LENGTH)
+    reason = StrictTextField(max_length=REASON_MAX_LENGTH, blank=False)
     reference_id = ReferenceField(required=False)
 
 
 class RefundInputSerializer(StrictInputSerializer):
     amount = StrictAmountField(required=False, help_text="Omit for a full refund.")
-    reason = StrictTextField(max_length=REASON_MAX_LENGTH)
+    reason = StrictTextField(max_length=REASON_MAX_LENGTH, blank=False)
     reference_id = ReferenceField(required=False)
+
+
+# --- Four-eyes approvals ------------------------------------------------------------------
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    """An approval request as the contract shows it; `status` is what it reads now
+    (a pending request past `expires_at` reads `expired`)."""
+
+    status = serializers.ChoiceField(
+        choices=ApprovalStatus.choices, source="effective_status", read_only=True
+    )
+    user_id = serializers.IntegerField(read_only=True)
+    requested_by = serializers.IntegerField(source="requested_by_id", read_only=True)
+    decided_by = serializers.IntegerField(source="decided_by_id", read_only=True, allow_null=True)
+    transaction_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = ApprovalRequest
+        fields = [
+            "id",
+            "status",
+            "user_id",
+            "amount",
+            "reason",
+            "reference_id",
+            "requested_by",
+            "decided_by",
+            "decided_at",
+            "decision_reason",
+            "transaction_id",
+            "expires_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ApprovalResponseSerializer(serializers.Serializer):
+    approval = ApprovalSerializer()
+
+
+class ApprovalDecisionResponseSerializer(serializers.Serializer):
+    approval = ApprovalSerializer()
+    transaction = TransactionSerializer(help_text="The adjustment booked by the approval.")
+
+
+class ApprovalFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ApprovalStatus.choices, required=False)
+    user_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+
+class ApproveInputSerializer(StrictInputSerializer):
+    """Approving needs no input: the request says everything that will be booked."""
+
+
+class RejectInputSerializer(StrictInputSerializer):
+    reason = StrictTextField(max_length=REASON_MAX_LENGTH, help_text="Why it is rejected.")

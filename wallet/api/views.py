@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, viewsets
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -31,9 +32,15 @@ from wallet.api.serializers import (
     AdjustInputSerializer,
     AdminWalletFilterSerializer,
     AdminWalletSerializer,
+    ApprovalDecisionResponseSerializer,
+    ApprovalFilterSerializer,
+    ApprovalResponseSerializer,
+    ApprovalSerializer,
+    ApproveInputSerializer,
     BalanceSerializer,
     DepositInputSerializer,
     RefundInputSerializer,
+    RejectInputSerializer,
     SpendInputSerializer,
     SpendResponseSerializer,
     TransactionFilterSerializer,
@@ -43,12 +50,13 @@ from wallet.api.serializers import (
     TransferInputSerializer,
     TransferResponseSerializer,
 )
-from wallet.models import Transaction, Wallet
+from wallet.models import ApprovalRequest, Transaction, Wallet
 
 DEPOSIT_PERMISSION = "wallet.deposit_points"
 ADJUST_PERMISSION = "wallet.adjust_points"
 REFUND_PERMISSION = "wallet.refund_transaction"
 VIEW_WALLET_PERMISSION = "wallet.view_wallet"
+APPROVE_PERMISSION = "wallet.approve_adjustment"
 
 AMOUNT_ERRORS = ["validation_error", "amount_too_large"]
 
@@ -241,19 +249,40 @@ class AdminUserViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Adjust a user's points (signed, with a reason)",
-        description=f"Needs the `{ADJUST_PERMISSION}` permission.",
+        description=f"Needs the `{ADJUST_PERMISSION}` permission. An amount whose magnitude "
+        "is at least `WALLET_APPROVAL_THRESHOLD` (default 10,000; 0 = off) is not booked: "
+        'it becomes a pending approval request (`202 {"approval"}`) that another staff '
+        f"member with `{APPROVE_PERMISSION}` approves or rejects. A request that could "
+        "not be booked now (the balance would go negative) is refused at once with 402. "
+        "Repeating the reference replays the request (200, `Idempotent-Replayed: true`).",
         request=AdjustInputSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        responses=_write_responses(
-            TransactionResponseSerializer,
-            {
-                400: AMOUNT_ERRORS,
-                402: ["insufficient_balance"],
-                403: ["permission_denied"],
-                404: ["not_found"],
-                409: ["request_in_progress"],
-            },
-        ),
+        responses={
+            **_write_responses(
+                TransactionResponseSerializer,
+                {
+                    400: AMOUNT_ERRORS,
+                    402: ["insufficient_balance"],
+                    403: ["permission_denied"],
+                    404: ["not_found"],
+                    409: ["request_in_progress"],
+                },
+            ),
+            200: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="AdjustReplay",
+                    serializers=[TransactionResponseSerializer, ApprovalResponseSerializer],
+                    resource_type_field_name=None,
+                ),
+                description="Idempotent replay: the original result (the booked "
+                "transaction, or the approval request as it reads now), header "
+                "`Idempotent-Replayed: true`; nothing changed.",
+            ),
+            202: OpenApiResponse(
+                ApprovalResponseSerializer,
+                description="Needs a second person: a pending approval request, nothing booked.",
+            ),
+        },
     )
     @action(detail=True, methods=["put"])
     def points(self, request: Request, pk: str | None = None) -> Response:
@@ -266,6 +295,11 @@ class AdminUserViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
             actor=request.user,
             reference_id=reference_for(request, data.get("reference_id")),
         )
+        if isinstance(result, services.ApprovalResult):
+            body = {"approval": ApprovalSerializer(result.approval).data}
+            if result.replayed:
+                return created_or_replayed(body, replayed=True)
+            return Response(body, status=status.HTTP_202_ACCEPTED)
         body = {"transaction": TransactionSerializer(result.transaction).data}
         return created_or_replayed(body, replayed=result.replayed)
 
@@ -342,3 +376,126 @@ class AdminTransactionViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSe
         )
         body = {"transaction": TransactionSerializer(result.transaction).data}
         return created_or_replayed(body, replayed=result.replayed)
+
+
+@extend_schema(tags=["admin"])
+class AdminApprovalViewSet(
+    AuditPermissionDeniedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Four-eyes approvals of large adjustments: the queue, and the decisions.
+
+    Reading needs `wallet.adjust_points` (requesters follow their requests) or
+    `wallet.approve_adjustment` (approvers work the queue); deciding needs
+    `wallet.approve_adjustment`, and never on one's own request.
+    """
+
+    audited_actions = frozenset({"approve", "reject"})
+    serializer_class = ApprovalSerializer
+    pagination_class = AdminPagePagination
+    queryset = ApprovalRequest.objects.none()
+    lookup_value_regex = r"[0-9]+"
+    permission_classes = [
+        IsAuthenticated,
+        has_perm(ADJUST_PERMISSION) | has_perm(APPROVE_PERMISSION),
+    ]
+
+    def get_permissions(self):
+        if self.action in self.audited_actions:
+            return [IsAuthenticated(), has_perm(APPROVE_PERMISSION)()]
+        return super().get_permissions()
+
+    def get_queryset(self) -> QuerySet[ApprovalRequest]:
+        queryset = ApprovalRequest.objects.order_by("-created_at", "-id")
+        if self.action != "list":
+            return queryset
+        serializer = ApprovalFilterSerializer(data=self.request.query_params)
+        serializer.is_valid(raise_exception=True)
+        params = serializer.validated_data
+        if "status" in params:
+            queryset = queryset.with_status(params["status"], timezone.now())
+        if "user_id" in params:
+            queryset = queryset.filter(user_id=params["user_id"])
+        return queryset
+
+    @extend_schema(
+        summary="Approval requests, newest first (staff)",
+        description=f"Needs `{ADJUST_PERMISSION}` or `{APPROVE_PERMISSION}`. `status` "
+        "filters by what a request reads now (`expired` includes pending requests past "
+        "their expiry).",
+        parameters=[ApprovalFilterSerializer],
+        responses={
+            200: ApprovalSerializer(many=True),
+            **error_responses(
+                {400: ["validation_error"], 403: ["permission_denied"], 404: ["not_found"]}
+            ),
+        },
+    )
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="One approval request (staff)",
+        responses={
+            200: ApprovalSerializer,
+            **error_responses({403: ["permission_denied"], 404: ["not_found"]}),
+        },
+    )
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Approve a request: the adjustment is booked now",
+        description=f"Needs `{APPROVE_PERMISSION}`; not the requester's own request (403 "
+        "`self_approval_forbidden`). Books the adjustment under the usual rules, exactly "
+        "once: a balance that would go negative is 402 and the request stays pending; a "
+        "request already decided or expired is 409 `approval_not_pending`.",
+        request=ApproveInputSerializer,
+        responses={
+            201: ApprovalDecisionResponseSerializer,
+            **error_responses(
+                {
+                    400: ["validation_error"],
+                    402: ["insufficient_balance"],
+                    403: ["permission_denied", "self_approval_forbidden"],
+                    404: ["not_found"],
+                    409: ["approval_not_pending"],
+                }
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        _validated(ApproveInputSerializer, request)
+        decision = services.approve_adjustment(approval=int(pk), actor=request.user)
+        body = {
+            "approval": ApprovalSerializer(decision.approval).data,
+            "transaction": TransactionSerializer(decision.transaction).data,
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Reject a request, with a reason; nothing is booked",
+        description=f"Needs `{APPROVE_PERMISSION}`; not the requester's own request.",
+        request=RejectInputSerializer,
+        responses={
+            200: ApprovalResponseSerializer,
+            **error_responses(
+                {
+                    400: ["validation_error"],
+                    403: ["permission_denied", "self_approval_forbidden"],
+                    404: ["not_found"],
+                    409: ["approval_not_pending"],
+                }
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, pk: str | None = None) -> Response:
+        data = _validated(RejectInputSerializer, request)
+        decision = services.reject_adjustment(
+            approval=int(pk), actor=request.user, reason=data["reason"]
+        )
+        return Response({"approval": ApprovalSerializer(decision.approval).data})

@@ -15,9 +15,15 @@ from django.test import Client
 
 from wallet.tests.factories import StaffFactory
 
-GROUPS: dict[str, list[tuple[str, str]]] = importlib.import_module(
-    "wallet.migrations.0002_staff_groups"
-).GROUPS
+_INITIAL = importlib.import_module("wallet.migrations.0002_staff_groups").GROUPS
+GROUPS: dict[str, list[tuple[str, str]]] = {name: list(rights) for name, rights in _INITIAL.items()}
+# Rights later data migrations add to the groups.
+for _name, _rights in importlib.import_module(
+    "wallet.migrations.0008_finance_approves_adjustments"
+).ADDED.items():
+    GROUPS[_name] = GROUPS[_name] + _rights
+_REPORT = importlib.import_module("wallet.migrations.0004_finance_report")
+GROUPS[_REPORT.GROUP] = GROUPS[_REPORT.GROUP] + [_REPORT.REPORT_PERMISSION]
 
 
 def staff_group(name: str) -> Group:
@@ -57,3 +63,28 @@ def logged_in(user) -> Client:
 
 def messages_of(response) -> list[str]:
     return [str(message) for message in response.context["messages"]] if response.context else []
+
+
+# --- the two-step money flows (form → confirmation page → booking) ---------------------
+
+
+def token_of(location: str) -> str:
+    """The signed token in a confirmation page's URL."""
+    from urllib.parse import parse_qs, urlparse
+
+    return parse_qs(urlparse(location).query)["token"][0]
+
+
+def start_flow(client: Client, url: str, data: dict[str, Any]):
+    """Submit step one; on success the answer is a redirect to the confirmation page."""
+    return client.post(url, data)
+
+
+def confirm_flow(client: Client, location: str, *, acknowledge: bool = False):
+    """Open the confirmation page (GET, as a browser does), then press its button."""
+    page = client.get(location)
+    assert page.status_code == 200, page.status_code
+    data = {"token": token_of(location)}
+    if acknowledge:
+        data["acknowledge"] = "on"
+    return client.post(location.split("?")[0], data, follow=True)

@@ -1,5 +1,6 @@
-"""The admin's Adjust points flow: a dedicated view on a wallet's page, calling
-services.adjust with actor=request.user; only staff holding wallet.adjust_points."""
+"""The admin's Adjust points flow: a form, then a confirmation page showing the new
+balance (and whether a second person must approve), whose button calls services.adjust
+with actor=request.user; only staff holding wallet.adjust_points."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from wallet.models import Transaction, TransactionType, Wallet
+from wallet.models import ApprovalRequest, Transaction, TransactionType, Wallet
 from wallet.tests.admin_helpers import (
+    confirm_flow,
     logged_in,
     messages_of,
     staff_in_group,
     staff_with_permissions,
+    start_flow,
+    token_of,
 )
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot
 
@@ -38,12 +42,20 @@ def change_url(wallet: Wallet) -> str:
     return reverse("admin:wallet_wallet_change", args=[wallet.pk])
 
 
-def post_adjust(client, wallet, amount, reason="Goodwill for outage 2026-11", reference=None):
-    data = {"amount": amount, "reason": reason}
-    data["reference"] = (
-        reference or client.get(adjust_url(wallet)).context["form"]["reference"].value()
-    )
-    return client.post(adjust_url(wallet), data, follow=True)
+def confirm_url(wallet: Wallet) -> str:
+    return reverse("admin:wallet_wallet_adjust_confirm", args=[wallet.pk])
+
+
+def step_one(client, wallet, amount, reason="Goodwill for outage 2026-11"):
+    return start_flow(client, adjust_url(wallet), {"amount": amount, "reason": reason})
+
+
+def post_adjust(client, wallet, amount, reason="Goodwill for outage 2026-11"):
+    """Form, then confirmation; a form error is returned as the form page."""
+    started = step_one(client, wallet, amount, reason)
+    if started.status_code != 302:
+        return started
+    return confirm_flow(client, started["Location"])
 
 
 def test_wallet_page_shows_adjust_button_to_finance_only(finance, wallet):
@@ -94,10 +106,12 @@ def test_negative_result_is_refused_with_the_contracts_message(finance, wallet):
     response = post_adjust(logged_in(finance), wallet, "-101")
 
     assert response.status_code == 200
-    assert response.context["form"].errors["amount"] == [
+    html = response.content.decode()
+    assert "This would take the balance below zero" in html
+    assert (
         "Not enough points. The wallet holds 100 points; this would take 101. "
         "(insufficient_balance)"
-    ]
+    ) in html
     after = ledger_snapshot()
     # No money moved. The contract audits refused attempts that matter (insufficient
     # balance), so exactly one rejection event is the only difference.
@@ -106,6 +120,57 @@ def test_negative_result_is_refused_with_the_contracts_message(finance, wallet):
     rejected = AuditEvent.objects.get(action="wallet.adjustment.rejected")
     assert (rejected.actor, rejected.metadata["code"]) == (finance, "insufficient_balance")
     assert_ledger_consistent()
+
+
+def test_confirmation_shows_the_new_balance_before_anything_is_booked(finance, wallet):
+    client = logged_in(finance)
+    before = ledger_snapshot()
+
+    started = step_one(client, wallet, "1500")
+    page = client.get(started["Location"]).content.decode()
+
+    assert 'id="confirm-amount" class="figure">+1,500 points' in page
+    assert 'id="confirm-balance" class="figure">100 → 1,600 points' in page
+    assert 'value="Confirm: adjust by +1,500 points"' in page
+    assert ledger_snapshot() == before
+
+
+def test_a_large_adjustment_becomes_an_approval_request(finance, wallet, user):
+    client = logged_in(finance)
+    started = step_one(client, wallet, "500000")
+    page = client.get(started["Location"]).content.decode()
+
+    response = confirm_flow(client, started["Location"])
+
+    assert "This amount needs a second person" in page
+    assert 'value="Request approval of +500,000 points"' in page
+    approval = ApprovalRequest.objects.get()
+    assert (approval.amount, approval.requested_by, approval.status) == (
+        500_000,
+        finance,
+        "pending",
+    )
+    assert response.redirect_chain[-1][0] == reverse(
+        "admin:wallet_approvalrequest_change", args=[approval.pk]
+    )
+    html = response.content.decode()
+    assert f"Approval request #{approval.pk} for +500,000 points created" in html
+    assert "you cannot decide it yourself" in html
+    assert "approve-link" not in html  # never on one's own request
+    assert Wallet.objects.get(pk=wallet.pk).balance == 100
+    assert not Transaction.objects.filter(type=TransactionType.ADJUSTMENT).exists()
+
+
+def test_a_balance_change_since_the_form_makes_the_confirmation_stale(finance, wallet, fund, user):
+    client = logged_in(finance)
+    started = step_one(client, wallet, "-50")
+    fund(user, 7)
+    before = ledger_snapshot()
+
+    response = client.post(confirm_url(wallet), {"token": token_of(started["Location"])})
+
+    assert "changed from 100 to 107 points. Nothing was booked." in response.content.decode()
+    assert ledger_snapshot() == before
 
 
 @pytest.mark.parametrize(
@@ -141,10 +206,17 @@ def test_support_cannot_adjust(wallet):
     before = ledger_snapshot()
 
     get = client.get(adjust_url(wallet))
-    post = client.post(adjust_url(wallet), {"amount": "50", "reason": "x", "reference": "admin-1"})
+    post = client.post(adjust_url(wallet), {"amount": "50", "reason": "x"})
+    confirm = client.post(confirm_url(wallet), {"token": "x"})
 
-    assert (get.status_code, post.status_code) == (403, 403)
-    assert ledger_snapshot() == before
+    assert (get.status_code, post.status_code, confirm.status_code) == (403, 403, 403)
+    assert "wallet.adjust_points" in get.content.decode()
+    after = ledger_snapshot()
+    assert {**after, "audit": 0} == {**before, "audit": 0}
+    # Each refusal is audited, naming the permission.
+    denied = AuditEvent.objects.filter(action="admin.permission_denied")
+    assert after["audit"] - before["audit"] == denied.count() == 3
+    assert {event.metadata["permission"] for event in denied} == {"wallet.adjust_points"}
 
 
 def test_adjust_permission_alone_is_enough(wallet):
@@ -156,13 +228,15 @@ def test_adjust_permission_alone_is_enough(wallet):
     assert Wallet.objects.get(pk=wallet.pk).balance == 107
 
 
-def test_double_submitted_adjustment_moves_points_once(finance, wallet):
+def test_resubmitted_confirmation_moves_points_once(finance, wallet):
     client = logged_in(finance)
-    reference = client.get(adjust_url(wallet)).context["form"]["reference"].value()
+    started = step_one(client, wallet, "30")
+    confirm_flow(client, started["Location"])
 
-    post_adjust(client, wallet, "30", reference=reference)
-    again = post_adjust(client, wallet, "30", reference=reference)
+    back = client.get(started["Location"])
+    again = client.post(confirm_url(wallet), {"token": token_of(started["Location"])})
 
     assert Transaction.objects.filter(type=TransactionType.ADJUSTMENT).count() == 1
     assert Wallet.objects.get(pk=wallet.pk).balance == 130
-    assert messages_of(again)[0].startswith("This adjustment was already recorded.")
+    for response in (back, again):
+        assert "This confirmation was already used" in response.content.decode()

@@ -29,6 +29,7 @@ FINANCE_RIGHTS = SUPPORT_RIGHTS | {
     "wallet.adjust_points",
     "wallet.deposit_points",
     "jobs.change_jobtype",
+    "wallet.approve_adjustment",
     "wallet.view_report",
 }
 LEDGER_MODELS = [
@@ -241,7 +242,14 @@ def test_ledger_rows_cannot_be_added_changed_or_deleted_even_by_a_superuser(
 
     assert (add.status_code, change.status_code, delete.status_code) == (403, 403, 403)
     assert bulk.status_code in (200, 302)
-    assert ledger_snapshot() == before
+    after = ledger_snapshot()
+    assert {**after, "audit": 0} == {**before, "audit": 0}
+    # The three refusals are audited (admin.permission_denied), nothing else was written.
+    denied = AuditEvent.objects.filter(action="admin.permission_denied")
+    assert after["audit"] - before["audit"] == denied.count() == 3
+    assert sorted(event.metadata["permission"] for event in denied) == sorted(
+        f"{app_label}.{verb}_{model_name}" for verb in ("add", "change", "delete")
+    )
     assert list(Transaction.objects.order_by("id").values_list("amount", "status")) == (
         before_amounts
     )

@@ -126,15 +126,28 @@ def test_deposit_refuses_every_bad_amount_and_changes_nothing(user, as_finance, 
     assert ledger_snapshot() == before
 
 
-@pytest.mark.parametrize("user_id", ['"1"', "0", "-3", "1.0", "true", "null", "987654321", "1e30"])
-def test_deposit_refuses_bad_or_unknown_users(as_finance, user_id):
+@pytest.mark.parametrize(
+    "user_id, code",
+    [
+        ('"1"', "validation_error"),
+        ("0", "validation_error"),
+        ("-3", "validation_error"),
+        ("1.0", "validation_error"),
+        ("true", "validation_error"),
+        ("null", "validation_error"),
+        ("1e30", "validation_error"),
+        # A well-formed id of nobody: the same business refusal as a transfer's.
+        ("987654321", "unknown_recipient"),
+    ],
+)
+def test_deposit_refuses_bad_or_unknown_users(as_finance, user_id, code):
     before = ledger_snapshot()
 
     response = post_raw(
         as_finance, DEPOSIT, body_with({"amount": 5, "reference_id": "p"}, user_id=user_id)
     )
 
-    assert error_of(response) == (400, "validation_error")
+    assert error_of(response) == (400, code)
     assert ledger_snapshot() == before
 
 

@@ -35,6 +35,10 @@ CONTRACT_STATUS = {
     "job_not_cancellable": 409,
     "idempotency_key_reused": 422,
     "velocity_limit_exceeded": 429,
+    "self_approval_forbidden": 403,
+    "approval_not_pending": 409,
+    # Admin confirmation pages only; the API never passes what a page showed.
+    "stale_confirmation": 409,
 }
 
 

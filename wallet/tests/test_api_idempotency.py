@@ -8,7 +8,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
@@ -16,6 +15,7 @@ from wallet.models import Transaction, Wallet
 from wallet.tests.api_helpers import error_of, staff_in, staff_with
 from wallet.tests.factories import UserFactory
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot, run_concurrently
+from wallet.tokens import issue_token
 
 SPEND = "/api/v1/wallet/spend"
 TRANSFER = "/api/v1/wallet/transfer"
@@ -187,7 +187,7 @@ def test_ten_racing_requests_with_one_key_make_exactly_one_effect(live_server, f
     sender, recipient = UserFactory(), UserFactory()
     fund(sender, 1000)
     caller = staff_with("wallet.deposit_points", "psp") if operation == "deposit" else sender
-    token = Token.objects.create(user=caller).key
+    _row, token = issue_token(caller)
     path, body, txn_type, owner, expected = {
         "spend": (SPEND, {"job_type": "fortune"}, "spend", sender, 950),
         "transfer": (

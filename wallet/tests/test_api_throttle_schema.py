@@ -27,8 +27,14 @@ CONTRACT_ENDPOINTS = {
     ("put", "/api/v1/admin/users/{id}/points"),
     ("get", "/api/v1/admin/wallets"),
     ("post", "/api/v1/admin/transactions/{id}/refund"),
+    ("get", "/api/v1/admin/approvals"),
+    ("get", "/api/v1/admin/approvals/{id}"),
+    ("post", "/api/v1/admin/approvals/{id}/approve"),
+    ("post", "/api/v1/admin/approvals/{id}/reject"),
     ("get", "/api/v1/admin/reports/daily"),
 }
+# Decisions are not idempotent writes: deciding twice is 409 approval_not_pending.
+DECISIONS = {"/api/v1/admin/approvals/{id}/approve", "/api/v1/admin/approvals/{id}/reject"}
 
 
 def test_a_user_beyond_the_rate_is_throttled_with_retry_after(user, client_for, settings, job_type):
@@ -95,8 +101,12 @@ def test_schema_lists_every_contract_endpoint_with_its_errors(api_client):
         assert responses["401"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/ErrorEnvelope"
         }
-        if method in {"post", "put"} and not path.endswith("/cancel"):
+        if method in {"post", "put"} and not path.endswith("/cancel") and path not in DECISIONS:
             assert {"200", "201", "400", "422"} <= set(responses), (method, path)
+        if path in DECISIONS:
+            assert {"400", "403", "404", "409"} <= set(responses), (method, path)
+    points = schema["paths"]["/api/v1/admin/users/{id}/points"]["put"]["responses"]
+    assert {"200", "201", "202", "402"} <= set(points)
     assert "tokenAuth" in schema["components"]["securitySchemes"]
 
 

@@ -7,7 +7,6 @@ Exit codes: 0 done (even when nothing was stale); 2 bad arguments; 3 database er
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -15,24 +14,16 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 from django.utils import timezone
 
+from divine_whispers import durations
 from wallet import services
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def parse_duration(text: str) -> timedelta:
     """'90s', '15m', '2h', '7d' → timedelta; anything else (or zero) is refused."""
-    match = _DURATION.match(text or "")
-    if match is None:
-        raise CommandError(
-            f"--older-than {text!r}: use a whole number and s, m, h or d (e.g. 15m)",
-            returncode=2,
-        )
-    amount = int(match.group(1))
-    if amount == 0:
-        raise CommandError("--older-than must be greater than zero", returncode=2)
-    return timedelta(**{_UNITS[match.group(2)]: amount})
+    try:
+        return durations.parse_duration(text)
+    except ValueError as exc:
+        raise CommandError(f"--older-than {exc}", returncode=2) from exc
 
 
 class Command(BaseCommand):

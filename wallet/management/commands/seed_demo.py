@@ -53,9 +53,24 @@ class Command(BaseCommand):
             reference_id="demo-transfer-alice-bob-1",
             description="Happy birthday, Bob!",
         )
+        # A large adjustment waiting for a second person: `payments` asked, so `finance`
+        # (or `admin`) finds it in Approval requests → "Waiting for my decision".
+        services.adjust(
+            user=users["bob"],
+            amount=25_000,
+            reason="Demo: goodwill credit after the November outage",
+            actor=users["payments"],
+            reference_id="demo-approval-bob-1",
+        )
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(
             f"Users alice, bob, support, finance, payments and admin, password {DEMO_PASSWORD!r}."
+        )
+        # Keys are shown once and stored hashed, so the seed prints how to get one rather
+        # than issuing keys nobody would see again.
+        self.stdout.write(
+            "API keys: `manage.py issue_token alice` (prints a key once; "
+            "`--expires-in 30d`, `--name LABEL`); `manage.py revoke_tokens alice` revokes."
         )
 
     def _user(self, username: str, staff: bool, group: str | None):

@@ -79,6 +79,7 @@ def _bodies(world: dict, role: str, name: str) -> dict:
         },
         "admin-user-points": {"amount": 5, "reason": "matrix"},
         "admin-transaction-refund": {"amount": 1, "reason": "matrix"},
+        "admin-approval-reject": {"reason": "matrix"},
     }.get(name, {})
 
 
@@ -107,6 +108,22 @@ ROUTES: dict[str, Route] = {
     "admin-transaction-refund": Route(
         lambda w: f"{API}/admin/transactions/{w['fresh_spend']().pk}/refund",
         {"post": staff(201, *REFUNDERS)},
+    ),
+    # Four eyes: reading needs adjust or approve rights, deciding needs approve rights;
+    # every request here was asked for by a third staff member (never the caller).
+    "admin-approval-list": Route(
+        lambda w: f"{API}/admin/approvals", {"get": staff(200, *ADJUSTERS)}
+    ),
+    "admin-approval-detail": Route(
+        lambda w: f"{API}/admin/approvals/{w['approval'].pk}", {"get": staff(200, *ADJUSTERS)}
+    ),
+    "admin-approval-approve": Route(
+        lambda w: f"{API}/admin/approvals/{w['fresh_approval']().pk}/approve",
+        {"post": staff(201, *ADJUSTERS)},
+    ),
+    "admin-approval-reject": Route(
+        lambda w: f"{API}/admin/approvals/{w['fresh_approval']().pk}/reject",
+        {"post": staff(200, *ADJUSTERS)},
     ),
     "admin-report-daily": Route(
         lambda w: f"{API}/admin/reports/daily?from=2026-01-01&to=2026-01-31",
@@ -194,6 +211,11 @@ def world(settings, client_for, api_client):
     def fresh_job():
         return services.spend(user=owner, job_type="fortune").job
 
+    requester = staff_in("finance", "matrix-requester")
+
+    def fresh_approval():
+        return services.adjust(user=owner, amount=20_000, reason="matrix", actor=requester).approval
+
     clients = {role: client_for(person) for role, person in people.items()}
     clients["anonymous"] = api_client
     return {
@@ -202,6 +224,8 @@ def world(settings, client_for, api_client):
         "job": job,
         "fresh_spend": fresh_spend,
         "fresh_job": fresh_job,
+        "approval": fresh_approval(),
+        "fresh_approval": fresh_approval,
         "clients": clients,
         "counter": itertools.count(),
     }
