@@ -18,7 +18,8 @@ import tempfile
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # One process per core, four threads each (gthread worker): measured against 2 × cores
 # sync workers in interleaved rounds (README "Performance", bench/results/
-# http_worker_ab.json), it served more spends and balances in every round. Threads keep
+# http_worker_ab.json and latest.json), it served more spends in every round (balance
+# reads: mixed; GUNICORN_THREADS=1 GUNICORN_WORKERS=4 is the old model). Threads keep
 # HTTP connections alive (a sync worker closes each one) and overlap the database and
 # cache round trips of one request with another's Python; each thread keeps its own
 # persistent database connection (CONN_MAX_AGE), so a server holds workers × threads.
