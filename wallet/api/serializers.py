@@ -240,7 +240,7 @@ class ApprovalDecisionResponseSerializer(serializers.Serializer):
     transaction = TransactionSerializer(help_text="The adjustment booked by the approval.")
 
 
-class ApprovalFilterSerializer(serializers.Serializer):
+class ApprovalFilterSerializer(QueryFilterSerializer):
     status = serializers.ChoiceField(choices=ApprovalStatus.choices, required=False)
     user_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
 
@@ -250,4 +250,6 @@ class ApproveInputSerializer(StrictInputSerializer):
 
 
 class RejectInputSerializer(StrictInputSerializer):
-    reason = StrictTextField(max_length=REASON_MAX_LENGTH, help_text="Why it is rejected.")
+    reason = StrictTextField(
+        max_length=REASON_MAX_LENGTH, blank=False, help_text="Why it is rejected."
+    )
