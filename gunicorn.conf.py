@@ -16,8 +16,15 @@ import shutil
 import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS", 2 * multiprocessing.cpu_count()))
-threads = int(os.environ.get("GUNICORN_THREADS", 1))
+# One process per core, four threads each (gthread worker): measured against 2 × cores
+# sync workers in interleaved rounds (README "Performance", bench/results/
+# http_worker_ab.json and latest.json), it served more spends in every round (balance
+# reads: mixed; GUNICORN_THREADS=1 GUNICORN_WORKERS=4 is the old model). Threads keep
+# HTTP connections alive (a sync worker closes each one) and overlap the database and
+# cache round trips of one request with another's Python; each thread keeps its own
+# persistent database connection (CONN_MAX_AGE), so a server holds workers × threads.
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count()))
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 graceful_timeout = 30
 # The application logs one line per request itself (request id, user, route, status,

@@ -140,6 +140,20 @@ FROM generate_series(1, %(n)s) g;
 """
 
 
+# The peer endpoint (bench/peer) authenticates with DRF's own plaintext token table, which
+# the product no longer has (it stores digests only, seeded above): created here, with
+# the same keys (token_for).
+TOKENS_SQL = """
+CREATE TABLE IF NOT EXISTS authtoken_token (
+    key varchar(40) PRIMARY KEY,
+    created timestamptz NOT NULL,
+    user_id integer NOT NULL UNIQUE REFERENCES auth_user (id) DEFERRABLE INITIALLY DEFERRED
+);
+INSERT INTO authtoken_token (key, user_id, created)
+SELECT md5('bench-token-' || g), g, now() FROM generate_series(1, %(n)s) g;
+"""
+
+
 def token_for(user_id: int) -> str:
     """The API token the seed gives user `user_id` (md5 of a fixed text, like the SQL)."""
     import hashlib
@@ -164,6 +178,7 @@ def seed_template(server: Server, template: str, wallets: int) -> None:
             SEED_SQL,
             {"n": wallets, "code": JOB_TYPE_CODE, "price": PRICE, "balance": SEED_BALANCE},
         )
+        psycopg.ClientCursor(conn).execute(TOKENS_SQL, {"n": wallets})
     subprocess.run(
         [sys.executable, "-m", "bench.seed", "--wallets", str(wallets)],
         check=True,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.systems import CLIENTS, MODES, SYSTEM_LABELS
+from bench.systems import CLIENTS, EXTRA_LABELS, MODES, SYSTEM_LABELS
+
+OPEN_LOOP_MODES = ("25%", "50%", "75%")
 
 
 def _cell(cells: list[dict], system: str, mode: str, clients: int) -> dict | None:
@@ -56,6 +58,37 @@ def compute_ratios(cells: list[dict], extra: dict) -> dict:
                 "< 300" if run["rows"] >= 10**6 else None,
                 run["peak_mb"] < 300 if run["rows"] >= 10**6 else None,
             )
+    # Issue 14: the HTTP API and transfers, each ratio from cells measured seconds apart.
+    http16 = t("http", "spread", 16)
+    at_least(
+        "http_spend16_vs_services_spend8.spread", _ratio(http16, t("ours_ref", "spread", 8)), 0.5
+    )
+    open_half = _cell(cells, "http_open", "50%", 32)
+    p99_half = open_half["p99_ms"] if open_half else None
+    add(
+        "http_open_loop.50%.p99_ms",
+        p99_half,
+        "<= 25",
+        None if p99_half is None else p99_half <= 25,
+    )
+    at_least("http_balance_vs_spend.16", _ratio(t("http_balance", "spread", 16), http16), 2.0)
+    at_least("http_spend_vs_peer.16", _ratio(http16, t("http_peer", "spread", 16)), 1.5)
+    at_least(
+        "transfer_vs_spend.spread.16",
+        _ratio(t("transfer", "spread", 16), t("ours", "spread", 16)),
+        0.7,
+    )
+    at_least(
+        "transfer_vs_spend.hot.16", _ratio(t("transfer", "hot", 16), t("ours", "hot", 16)), 0.5
+    )
+    add("transfer_vs_spend.spread.8", _ratio(t("transfer", "spread", 8), t("ours", "spread", 8)))
+    add("transfer_vs_spend.hot.8", _ratio(t("transfer", "hot", 8), t("ours", "hot", 8)))
+    for share in OPEN_LOOP_MODES:
+        cell = _cell(cells, "http_open", share, 32)
+        if cell:
+            add(f"http_open_loop.{share}.p50_ms", cell["p50_ms"])
+            if share != "50%":
+                add(f"http_open_loop.{share}.p99_ms", cell["p99_ms"])
     # Context (no target): how each system relates to the ceiling and to each other.
     for n in CLIENTS:
         for mode in MODES:
@@ -82,127 +115,264 @@ def _fmt(value, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _label(system: str) -> str:
+    return SYSTEM_LABELS.get(system) or EXTRA_LABELS.get(system, system)
+
+
+# Rows of the main table, in order; a row shows the columns it was measured in.
+TABLE_SYSTEMS = (
+    *SYSTEM_LABELS,
+    "http_balance",
+    "http_peer",
+    "ours_ref",
+    "transfer",
+    "pgbench_min",
+    "floor_min",
+    "ours_noaudit",
+)
+HTTP_CLIENTS = (1, 4, 8, 16, 32)
+
+
+def _columns(cells: list[dict]) -> list[tuple[str, int]]:
+    counts = sorted({c["clients"] for c in cells if c["mode"] in MODES} | set(CLIENTS))
+    return [(mode, n) for mode in MODES for n in counts]
+
+
+def _rows(cells: list[dict]) -> list[tuple[str, list[dict | None]]]:
+    columns = _columns(cells)
+    rows = []
+    for system in TABLE_SYSTEMS:
+        row = [_cell(cells, system, mode, n) for mode, n in columns]
+        if any(row):
+            rows.append((system, row))
+    return rows
+
+
+def _used_columns(cells: list[dict]) -> list[int]:
+    rows = _rows(cells)
+    return [i for i in range(len(_columns(cells))) if any(row[i] for _, row in rows)]
+
+
+def _ratio_rows(results: dict, *, all_context: bool) -> list[tuple[str, dict]]:
+    out = []
+    for name, r in results["ratios"].items():
+        if r["value"] is None and r["target"] is None:
+            continue
+        if not all_context and r["target"] is None and "_vs_pgbench." in name:
+            continue
+        out.append((name, r))
+    return out
+
+
 def print_table(results: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
     cells = results["cells"]
-    console = Console(width=160)
-    systems = [s for s in (*SYSTEM_LABELS, "pgbench_min", "floor_min", "ours_noaudit", "transfer")]
-    table = Table(title="Spends per second (p99 ms)", show_lines=False)
+    console = Console(width=200)
+    columns, used = _columns(cells), _used_columns(cells)
+    table = Table(title="Operations per second (p99 ms)", show_lines=False)
     table.add_column("system")
-    for mode in (*MODES, "pair"):
-        for n in CLIENTS:
-            if mode == "pair" and n != 16:
-                continue
-            table.add_column(f"{mode} {n}", justify="right")
-    for system in systems:
-        row = [SYSTEM_LABELS.get(system, system)]
-        present = False
-        for mode in (*MODES, "pair"):
-            for n in CLIENTS:
-                if mode == "pair" and n != 16:
-                    continue
-                cell = _cell(cells, system, mode, n)
-                present |= cell is not None
-                row.append(f"{_fmt(cell['tps'])} ({_fmt(cell['p99_ms'], 1)})" if cell else "")
-        if present:
-            table.add_row(*row)
+    for i in used:
+        table.add_column(f"{columns[i][0]} {columns[i][1]}", justify="right")
+    for system, row in _rows(cells):
+        table.add_row(
+            _label(system),
+            *[
+                f"{_fmt(row[i]['tps'])} ({_fmt(row[i]['p99_ms'], 1)})" if row[i] else ""
+                for i in used
+            ],
+        )
     console.print(table)
+    open_loop = [c for c in cells if c["system"] == "http_open"]
+    if open_loop:
+        loop = Table(title="HTTP spend, open loop (Poisson arrivals, 32 connections)")
+        for column in ("share of saturation", "offered /s", "served /s", "p50", "p99", "late"):
+            loop.add_column(column, justify="right")
+        for c in open_loop:
+            loop.add_row(
+                c["mode"],
+                _fmt(c["offered_rps"], 1),
+                _fmt(c["tps"], 1),
+                _fmt(c["p50_ms"], 1),
+                _fmt(c["p99_ms"], 1),
+                str(c["late"]),
+            )
+        console.print(loop)
     ratios = Table(title="Ratios (this run)")
     for column in ("ratio", "value", "target", "met"):
         ratios.add_column(column)
-    for name, r in results["ratios"].items():
-        if r["value"] is None and r["target"] is None:
-            continue
+    for name, r in _ratio_rows(results, all_context=True):
         met = {True: "yes", False: "NO", None: ""}[r["met"]]
         ratios.add_row(name, _fmt(r["value"], 2), r["target"] or "", met)
     console.print(ratios)
 
 
-def plot(results: dict, folder: Path) -> None:
-    """throughput.png and latency.png: one panel per mode, one line per system."""
+def plot(results: dict, folder: Path, prefix: str = "") -> None:
+    """throughput.png and latency.png (per mode, one line per system, vs clients) and
+    open_loop.png (HTTP spend latency percentiles vs offered load)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cells = results["cells"]
-    systems = [s for s in SYSTEM_LABELS if any(c["system"] == s for c in cells)]
+    systems = [s for s in TABLE_SYSTEMS if any(c["system"] == s for c in cells)]
+    colors = {s: plt.cm.tab20(i % 20) for i, s in enumerate(TABLE_SYSTEMS)}
     quick = " (quick run)" if results["meta"]["quick"] else ""
+    title = f"{results['meta']['when']}, {results['meta']['cores']} cores{quick}"
     for name, metrics in (
-        ("throughput", [("tps", "spends per second")]),
+        ("throughput", [("tps", "operations per second")]),
         ("latency", [("p50_ms", "p50 latency (ms)"), ("p99_ms", "p99 latency (ms)")]),
     ):
         rows = len(metrics)
-        fig, axes = plt.subplots(rows, 2, figsize=(12, 4.2 * rows), squeeze=False)
+        fig, axes = plt.subplots(rows, 2, figsize=(13, 4.6 * rows), squeeze=False)
         for r, (key, label) in enumerate(metrics):
             for c, mode in enumerate(MODES):
                 ax = axes[r][c]
                 for system in systems:
-                    points = [
-                        (n, cell[key])
-                        for n in CLIENTS
-                        if (cell := _cell(cells, system, mode, n)) and cell[key] is not None
-                    ]
+                    points = sorted(
+                        (cell["clients"], cell[key])
+                        for cell in cells
+                        if cell["system"] == system
+                        and cell["mode"] == mode
+                        and cell[key] is not None
+                    )
                     if points:
                         xs, ys = zip(*points, strict=True)
-                        ax.plot(xs, ys, marker="o", label=SYSTEM_LABELS[system])
+                        ax.plot(xs, ys, marker="o", label=_label(system), color=colors[system])
                 ax.set_title(
                     f"{label} — {mode}{' (one wallet)' if mode == 'hot' else ' (10,000 wallets)'}"
                 )
-                ax.set_xlabel("clients")
-                ax.set_xticks(CLIENTS)
+                ax.set_xlabel("clients (threads or HTTP connections)")
+                ax.set_xscale("log", base=2)
+                ax.set_xticks(HTTP_CLIENTS, [str(n) for n in HTTP_CLIENTS])
                 ax.set_ylabel(label)
-                if key != "tps":
-                    ax.set_yscale("log")
+                ax.set_yscale("log")
                 ax.grid(True, alpha=0.3)
-        axes[0][0].legend(fontsize=8)
-        fig.suptitle(
-            f"Divine Whispers spend benchmark — {results['meta']['when']}, "
-            f"{results['meta']['cores']} cores{quick}"
-        )
+                if ax.get_legend_handles_labels()[0]:
+                    ax.legend(fontsize=7)
+        fig.suptitle(f"Divine Whispers wallet benchmark — {title}")
         fig.tight_layout()
-        fig.savefig(folder / f"{name}.png", dpi=110)
+        fig.savefig(folder / f"{prefix}{name}.png", dpi=100)
+        plt.close(fig)
+    open_loop = sorted(
+        (c for c in cells if c["system"] == "http_open"), key=lambda c: c["offered_rps"]
+    )
+    if open_loop:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        xs = [c["offered_rps"] for c in open_loop]
+        for key, label in (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99")):
+            ax.plot(xs, [c[key] for c in open_loop], marker="o", label=label)
+        ax.axhline(25, color="grey", linestyle="--", linewidth=1, label="p99 target at 50 %")
+        for c in open_loop:
+            ax.annotate(c["mode"], (c["offered_rps"], c["p99_ms"]), fontsize=8)
+        ax.set_xlabel("offered load (spends per second, Poisson arrivals)")
+        ax.set_ylabel("latency (ms)")
+        ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title(f"HTTP POST /wallet/spend, open loop — {title}")
+        fig.tight_layout()
+        fig.savefig(folder / f"{prefix}open_loop.png", dpi=100)
         plt.close(fig)
 
 
-def markdown(results: dict) -> str:
-    """The README's tables, from a results file (python -m bench.report FILE)."""
+def results_tables(results: dict) -> str:
+    """Every system's cells, then the HTTP open loop and the configurations (markdown)."""
     cells = results["cells"]
+    columns, used = _columns(cells), _used_columns(cells)
     lines = [
-        "| system | " + " | ".join(f"{m} {n}" for m in MODES for n in CLIENTS) + " |",
-        "|---|" + "---:|" * (len(MODES) * len(CLIENTS)),
+        "| system | " + " | ".join(f"{columns[i][0]} {columns[i][1]}" for i in used) + " |",
+        "|---|" + "---:|" * len(used),
     ]
-    systems = [*SYSTEM_LABELS, "pgbench_min", "floor_min", "ours_noaudit", "transfer"]
-    for system in systems:
-        row, present = [], False
-        for mode in MODES:
-            for n in CLIENTS:
-                cell = _cell(cells, system, mode, n) or (
-                    _cell(cells, system, "pair", n) if mode == "spread" else None
-                )
-                present |= cell is not None
-                row.append(
-                    f"{_fmt(cell['tps'])} / {_fmt(cell['p50_ms'], 1)} / {_fmt(cell['p99_ms'], 1)}"
-                    if cell
-                    else ""
-                )
-        if present:
-            lines.append(f"| {SYSTEM_LABELS.get(system, system)} | " + " | ".join(row) + " |")
-    lines += ["", "| ratio | value | target | met |", "|---|---:|---|---|"]
-    for name, r in results["ratios"].items():
-        if r["target"] is None and not name.startswith(("ours_vs", "audit", "floor_vs_pgbench")):
-            continue
-        if r["value"] is None and r["target"] is None:
-            continue
+    for system, row in _rows(cells):
+        values = [
+            f"{_fmt(row[i]['tps'])} / {_fmt(row[i]['p50_ms'], 1)} / {_fmt(row[i]['p99_ms'], 1)}"
+            if row[i]
+            else ""
+            for i in used
+        ]
+        lines.append(f"| {_label(system)} | " + " | ".join(values) + " |")
+    open_loop = [c for c in cells if c["system"] == "http_open"]
+    if open_loop:
+        lines += [
+            "",
+            "HTTP `POST /api/v1/wallet/spend`, open loop (Poisson arrivals over 32 connections;"
+            " `late` = arrivals that found no idle connection and were sent late):",
+            "",
+            "| share of saturation | offered /s | served /s | p50 ms | p95 ms | p99 ms | late |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for c in open_loop:
+            lines.append(
+                f"| {c['mode']} | {_fmt(c['offered_rps'], 1)} | {_fmt(c['tps'], 1)} | "
+                f"{_fmt(c['p50_ms'], 1)} | {_fmt(c['p95_ms'], 1)} | {_fmt(c['p99_ms'], 1)} | "
+                f"{c['late']} |"
+            )
+    configs = results.get("http_configs") or {}
+    if configs:
+        lines += [
+            "",
+            "Worker model and connection handling (HTTP, 16 connections, documented knobs"
+            " only; median of the rounds by spend throughput):",
+            "",
+            "| configuration | spend /s | spend p99 ms | balance /s | balance p99 ms |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for label, r in configs.items():
+            lines.append(
+                f"| {label} | {_fmt(r['spend']['tps'])} | {_fmt(r['spend']['p99_ms'], 1)} | "
+                f"{_fmt(r['balance']['tps'])} | {_fmt(r['balance']['p99_ms'], 1)} |"
+            )
+    return "\n".join(lines)
+
+
+def ratio_table(results: dict) -> str:
+    lines = ["| ratio | value | target | met |", "|---|---:|---|---|"]
+    for name, r in _ratio_rows(results, all_context=False):
         met = {True: "yes", False: "**no**", None: ""}[r["met"]]
         lines.append(f"| `{name}` | {_fmt(r['value'], 2)} | {r['target'] or ''} | {met} |")
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    import json
-    import sys
+def markdown(results: dict) -> str:
+    """The results as Markdown, generated from a results file so they cannot go stale
+    (docs/performance.md renders the same tables at build time, through docs/hooks.py)."""
+    meta = results["meta"]
+    return "\n".join(
+        [
+            f"Run of {meta['when']} ({'quick' if meta['quick'] else 'full'}, "
+            f"{meta['duration_per_cell_s']:g} s per cell, {meta['wall_time_s'] / 60:.1f} min): "
+            f"{meta['cores']} cores, PostgreSQL {meta['postgres'].split()[0]}, "
+            f"Python {meta['python']}, {meta['wallets']:,} wallets; load average at the end "
+            f"{', '.join(str(x) for x in meta['loadavg_at_end'])}. Operations per second / "
+            "p50 ms / p99 ms:",
+            "",
+            results_tables(results),
+            "",
+            ratio_table(results),
+        ]
+    )
 
-    sys.stdout.write(markdown(json.loads(Path(sys.argv[1]).read_text())) + "\n")
+
+def main() -> None:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Tables and plots from a results file.")
+    parser.add_argument(
+        "results", nargs="?", default=str(Path(__file__).parent / "results/latest.json")
+    )
+    parser.add_argument("--plots", action="store_true", help="redraw the PNG plots next to it")
+    args = parser.parse_args()
+    path = Path(args.results)
+    results = json.loads(path.read_text())
+    results["ratios"] = compute_ratios(results["cells"], results)  # today's definitions
+    if args.plots:
+        plot(results, path.parent, prefix="" if path.stem == "latest" else f"{path.stem}-")
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

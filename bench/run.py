@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from bench import db
 from bench.sql import pgbench_script
-from bench.systems import CLIENTS, MODES, SYSTEM_LABELS
+from bench.systems import CLIENTS, EXTRA_LABELS, MODES, SYSTEM_LABELS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TEMPLATE = os.environ.get("BENCH_TEMPLATE_DB", "dw_bench_tpl")
@@ -68,6 +69,28 @@ class Cell:
         }
 
 
+@dataclass
+class SummaryCell:
+    """A cell measured elsewhere (wrk) whose summary is already computed."""
+
+    data: dict
+
+    @property
+    def system(self) -> str:
+        return self.data["system"]
+
+    @property
+    def errors(self) -> dict:
+        return self.data["error_kinds"]
+
+    @property
+    def note(self) -> str:
+        return ""
+
+    def summary(self) -> dict:
+        return self.data
+
+
 def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
@@ -88,6 +111,8 @@ class Bench:
         self.started = time.time()
         self.workdir = Path(tempfile.mkdtemp(prefix="dw-bench-"))
         self.cleanups: list[Callable[[], None]] = []  # servers to stop even on failure
+        self.run_dbs: set[str] = set()
+        self.current_db = f"{RUN_DB}_misc"
 
     # --- output --------------------------------------------------------------------------
 
@@ -101,9 +126,9 @@ class Bench:
 
     # --- databases -----------------------------------------------------------------------
 
-    def fresh_run_db(self) -> str:
-        self.server.clone(TEMPLATE, RUN_DB)
-        return self.server.url_for(RUN_DB)
+    def fresh_run_db(self, system: str = "http") -> str:
+        self.server.clone(TEMPLATE, self.db_for(system))
+        return self.server.url_for(self.db_for(system))
 
     # --- runners -------------------------------------------------------------------------
 
@@ -119,7 +144,8 @@ class Bench:
     ) -> Cell:
         """`clients` threads split over `processes` worker processes, one shared window."""
         cell = Cell(system, mode, clients, self.duration)
-        worker_system = "ours" if system == "ours_2proc" else system
+        worker_system = "ours" if system in ("ours_2proc", "ours_ref") else system
+        url = url or self.server.url_for(self.current_db)
         per_process = [clients // processes + (i < clients % processes) for i in range(processes)]
         procs = []
         for index, threads in enumerate(per_process):
@@ -195,7 +221,7 @@ class Bench:
         ]
         cell.duration = float(max(1, round(self.duration)))
         done = subprocess.run(
-            command, env=self.server.libpq_env(RUN_DB), capture_output=True, text=True
+            command, env=self.server.libpq_env(self.current_db), capture_output=True, text=True
         )
         if done.returncode != 0:
             cell.errors[f"pgbench exit {done.returncode}"] = 1
@@ -214,7 +240,17 @@ class Bench:
 
     # --- plan ----------------------------------------------------------------------------
 
-    def record(self, cell: Cell) -> None:
+    def record_summary(self, summary: dict) -> None:
+        self.record(SummaryCell(summary))
+
+    def tps_of(self, system: str, mode: str, clients: int) -> float | None:
+        for cell in self.cells:
+            s = cell.summary()
+            if (s["system"], s["mode"], s["clients"]) == (system, mode, clients):
+                return s["tps"]
+        return None
+
+    def record(self, cell: Cell | SummaryCell) -> None:
         self.cells.append(cell)
         s = cell.summary()
         errors = f", {s['errors']} errors" if s["errors"] else ""
@@ -226,66 +262,71 @@ class Bench:
             for kind, count in list(cell.errors.items())[:3]:
                 self.log(f"      {count} × {kind}")
 
+    def db_for(self, system: str) -> str:
+        """The system's own scratch database (cloned once, before the first cell)."""
+        name = f"{RUN_DB}_{system}"
+        self.run_dbs.add(name)
+        return name
+
     def plan(self) -> list[tuple[str, Callable[[], None]]]:
+        """Cells in column order: for each mode and client count, every system in turn.
+
+        The machine is shared and its speed drifts over minutes; systems compared in a
+        ratio therefore run seconds apart (same column), not minutes apart (same row).
+        Each system keeps its own copy of the seeded database for the whole run.
+        """
         steps: list[tuple[str, Callable[[], None]]] = []
         only = set(self.args.only.split(",")) if self.args.only else None
 
         def want(name: str) -> bool:
             return only is None or name in only
 
-        def grid(system: str, runner: Callable[[str, int], Cell], clients=CLIENTS) -> None:
-            def fresh() -> None:
-                self.url = self.fresh_run_db()
-
-            wanted_clients = [n for n in clients if n in self.args.clients]
-            wanted_modes = [m for m in MODES if m in self.args.modes]
-            if not wanted_clients or not wanted_modes:
-                return
-            steps.append((f"fresh database for {system}", fresh))
-            for mode in wanted_modes:
-                for n in wanted_clients:
-
-                    def go(mode=mode, n=n) -> None:
-                        self.record(runner(mode, n))
-
-                    steps.append((f"{SYSTEM_LABELS.get(system, system)} · {mode} · {n}", go))
-
+        # system -> (runner, client counts)
+        grid: dict[str, tuple[Callable[[str, int], Cell], tuple[int, ...]]] = {}
         if want("pgbench"):
-            grid("pgbench", lambda m, n: self.run_pgbench(m, n))
-            grid("pgbench_min", lambda m, n: self.run_pgbench(m, n, full=False), clients=(8,))
+            grid["pgbench"] = (lambda m, n: self.run_pgbench(m, n), CLIENTS)
+            grid["pgbench_min"] = (lambda m, n: self.run_pgbench(m, n, full=False), (8,))
         for system in ("floor", "orm", "djwallet", "ours"):
             if want(system):
-                grid(system, lambda m, n, s=system: self.run_workers(s, m, n, url=self.url))
+                grid[system] = (lambda m, n, s=system: self.run_workers(s, m, n), CLIENTS)
         if want("floor"):
-            grid("floor_min", lambda m, n: self.run_workers("floor_min", m, n, url=self.url), (8,))
+            grid["floor_min"] = (lambda m, n: self.run_workers("floor_min", m, n), (8,))
         if want("ours_2proc"):
-            grid(
-                "ours_2proc",
-                lambda m, n: self.run_workers("ours_2proc", m, n, processes=2, url=self.url),
-                clients=(8, 16),
+            grid["ours_2proc"] = (
+                lambda m, n: self.run_workers("ours_2proc", m, n, processes=2),
+                (8, 16),
             )
         if want("audit"):
-            grid(
-                "ours_noaudit",
-                lambda m, n: self.run_workers("ours_noaudit", m, n, url=self.url),
-                clients=(8,),
-            )
+            grid["ours_noaudit"] = (lambda m, n: self.run_workers("ours_noaudit", m, n), (8,))
         if want("transfer"):
+            grid["transfer"] = (lambda m, n: self.run_workers("transfer", m, n), (8, 16))
+        if grid:
 
             def fresh() -> None:
-                self.url = self.fresh_run_db()
+                for system in grid:
+                    self.server.clone(TEMPLATE, self.db_for(system))
 
-            steps.append(("fresh database for transfers", fresh))
-            steps.append(
-                (
-                    "transfers A↔B · 16",
-                    lambda: self.record(self.run_workers("transfer", "pair", 16, url=self.url)),
-                )
-            )
+            steps.append((f"fresh databases for {len(grid)} systems", fresh))
+        for mode in [m for m in MODES if m in self.args.modes]:
+            for n in [n for n in CLIENTS if n in self.args.clients]:
+                for system, (runner, counts) in grid.items():
+                    if n not in counts:
+                        continue
+
+                    def go(system=system, runner=runner, mode=mode, n=n) -> None:
+                        self.current_db = self.db_for(system)
+                        self.record(runner(mode, n))
+
+                    label = SYSTEM_LABELS.get(system) or EXTRA_LABELS.get(system, system)
+                    steps.append((f"{label} · {mode} · {n}", go))
         if want("http"):
             from bench import http_bench
 
             steps += http_bench.steps(self)
+        if want("http_configs") and (only is not None or not self.args.quick):
+            from bench import http_bench
+
+            steps += http_bench.config_steps(self)
         if want("history"):
             from bench import history
 
@@ -313,7 +354,7 @@ class Bench:
             for cleanup in self.cleanups:
                 cleanup()
             if not self.args.keep:
-                for name in (RUN_DB, TEMPLATE, *self.extra.pop("_dbs", [])):
+                for name in (*self.run_dbs, TEMPLATE, *self.extra.pop("_dbs", [])):
                     self.server.drop(name)
             shutil.rmtree(self.workdir, ignore_errors=True)
         return self.results()
@@ -353,22 +394,45 @@ def main() -> None:
     )
     parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES))
     parser.add_argument(
+        "--http-clients",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1, 4, 8, 16, 32],
+        help="closed-loop HTTP connection counts (16 is the reference row)",
+    )
+    parser.add_argument(
         "--verify-rows",
         help="ledger sizes for verify_ledger (default 200000,1000000; quick: 20000)",
     )
-    parser.add_argument("--output", default=str(RESULTS / "latest.json"))
+    parser.add_argument(
+        "--configs", help="http_configs: only configurations whose label contains one of these"
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="interleaved rounds of the HTTP ratio cells (quick 1, else 3)"
+    )
+    parser.add_argument(
+        "--output",
+        help="results file (default: bench/results/latest.json for a full run, which the "
+        "documentation's Performance page renders; quick.json for a quick or partial run)",
+    )
     args = parser.parse_args()
 
+    # Production refuses development secrets: the seed (audit chain) and gunicorn share
+    # these random ones.
+    for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
+        os.environ.setdefault(name, secrets.token_urlsafe(48))
     bench = Bench(args)
     results = bench.run()
-    output = Path(args.output)
+    full = not args.quick and not args.only
+    output = Path(args.output or RESULTS / ("latest.json" if full else "quick.json"))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=1) + "\n")
     from bench.report import plot, print_table
 
     print_table(results)
-    plot(results, output.parent)
+    plot(results, output.parent, prefix="" if output.stem == "latest" else f"{output.stem}-")
     bench.log(f"wrote {output} and plots in {output.parent}")
+    if output.resolve() == (RESULTS / "latest.json").resolve():
+        bench.log("docs/performance.md renders its tables from it (make docs)")
 
 
 if __name__ == "__main__":

@@ -18,3 +18,13 @@ SYSTEM_LABELS = {
     "ours_2proc": "ours: services.spend, 2 processes",
     "http": "ours: HTTP POST /wallet/spend",
 }
+# Rows beside the grid (HTTP block, transfers).
+EXTRA_LABELS = {
+    "http_balance": "ours: HTTP GET /wallet/balance",
+    "http_peer": "peer: DRF + token auth + dj-wallet withdraw over HTTP",
+    "ours_ref": "ours: services.spend, threads (HTTP block's reference)",
+    "transfer": "ours: services.transfer (spread: random pairs; hot: A↔B)",
+    "pgbench_min": "pgbench_min",
+    "floor_min": "floor_min",
+    "ours_noaudit": "ours_noaudit",
+}

@@ -116,14 +116,20 @@ def _ours_op(users: dict) -> Op:
     return op
 
 
-def _transfer_op(users: dict) -> Op:
-    """Transfers between users 1 and 2, both directions (alternating per call)."""
+def _transfer_op(users: dict, wallets: int, hot: bool) -> Op:
+    """Hot: users 1 and 2, both directions (alternating per call). Spread: the loop's
+    random user sends 1 point to another random user."""
     from wallet import services
 
     flip = iter(range(10**12))
+    rng = random.Random()
 
-    def op(_user_id: int) -> None:
-        a, b = (users[1], users[2]) if next(flip) % 2 else (users[2], users[1])
+    def op(user_id: int) -> None:
+        if hot:
+            a, b = (users[1], users[2]) if next(flip) % 2 else (users[2], users[1])
+        else:
+            other = rng.randint(1, wallets - 1)
+            a, b = users[user_id], users[other + (other >= user_id)]
         services.transfer(sender=a, recipient=b, amount=1)
 
     return op
@@ -136,7 +142,7 @@ def _no_audit() -> None:
     disable_spend_audit()
 
 
-def make_op_factory(system: str) -> Callable[[], Op]:
+def make_op_factory(system: str, args: argparse.Namespace) -> Callable[[], Op]:
     """A factory called once per thread (each thread gets its own connection)."""
     if system in ("floor", "floor_min"):
         return _floor_op(full=system == "floor")
@@ -151,13 +157,13 @@ def make_op_factory(system: str) -> Callable[[], Op]:
     if system in ("ours", "ours_noaudit"):
         return lambda: _ours_op(users)
     if system == "transfer":
-        return lambda: _transfer_op(users)
+        return lambda: _transfer_op(users, args.wallets, args.hot)
     raise SystemExit(f"unknown system {system}")
 
 
 def run(args: argparse.Namespace) -> dict:
     """Build every thread's connection, say READY, read the window start from stdin, run."""
-    factory = make_op_factory(args.system)
+    factory = make_op_factory(args.system, args)
     uses_django = not args.system.startswith("floor")
     latencies: list[list[float]] = [[] for _ in range(args.threads)]
     errors: Counter[str] = Counter()

@@ -101,14 +101,40 @@ def _database_from_env() -> dict:
     """
     if env.str("DATABASE_URL", default=""):
         database = env.db("DATABASE_URL")
-        database.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
-        database["CONN_HEALTH_CHECKS"] = True
+        _connection_reuse(database)
         return database
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": env.str("SQLITE_PATH", default=str(BASE_DIR / "db.sqlite3")),
         "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
     }
+
+
+# --- Database connections (issue 14: API speed) -----------------------------------------
+# Persistent connections are the production default: with CONN_MAX_AGE=0 every request
+# opened a new PostgreSQL connection (fork of a backend, authentication) and the HTTP spend
+# ran at 0.09 × the service's speed. CONN_HEALTH_CHECKS pings a reused connection once
+# per request before its first query, so a connection the server dropped (restart,
+# failover, idle timeout) is replaced instead of failing the request. Django 5.2's psycopg
+# pool (DATABASE_POOL_SIZE > 0, connections per process) was measured against this and
+# is slower with gunicorn's one-thread sync workers (docs/performance.md), so it stays
+# opt-in for threaded workers.
+DATABASE_CONN_MAX_AGE = env.int("CONN_MAX_AGE", default=600)
+DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=0)
+
+
+def _connection_reuse(database: dict) -> None:
+    """Persistent connections with health checks, or a psycopg pool when asked for."""
+    if DATABASE_POOL_SIZE > 0:
+        database["CONN_MAX_AGE"] = 0  # Django refuses a pool with persistent connections
+        database.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": DATABASE_POOL_SIZE,
+            "timeout": 10,
+        }
+        return
+    database.setdefault("CONN_MAX_AGE", DATABASE_CONN_MAX_AGE)
+    database["CONN_HEALTH_CHECKS"] = True
 
 
 DATABASES = {"default": _database_from_env()}

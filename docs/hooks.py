@@ -17,7 +17,7 @@ from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-PLOTS = ("throughput.png", "latency.png")
+PLOTS = ("throughput.png", "latency.png", "open_loop.png")
 
 
 def _results() -> dict:
@@ -56,10 +56,9 @@ def _report_markdown(results: dict) -> tuple[str, str]:
     """(spend table, ratio table) exactly as `python -m bench.report` prints them."""
     if str(ROOT) not in sys.path:  # MkDocs loads hooks from a file, not from the repository
         sys.path.insert(0, str(ROOT))
-    from bench.report import markdown
+    from bench.report import ratio_table, results_tables
 
-    table, _, ratios = markdown(results).partition("\n\n")
-    return table, ratios or "No ratios in this run."
+    return results_tables(results), ratio_table(results)
 
 
 def _spend_table(results: dict) -> str:

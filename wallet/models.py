@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from knox.models import AbstractAuthToken
 from knox.settings import CONSTANTS as KNOX
 
+from divine_whispers.compiled import CompiledQuery
 from divine_whispers.faults import row_locks_disabled
 
 
@@ -111,11 +112,79 @@ class WalletManager(models.Manager):
         Returns the new balance, or None when the guard refused (the caller then takes
         the general path, which replays, refuses or audits as the contract says).
         """
+        guard = _Guard(wallet, amount, velocity_since, velocity_limit, reference_id)
+        tail = [amount, wallet.audit_head, now, wallet.pk, amount]
+        sql_key = (TransactionType.SPEND.value if reference_id is not None else None, False)
+        row = self._book_guarded(guard, rows, tail, sql_key)
+        return None if row is None else row[0]
+
+    # --- the transfer fast path (wallet.services.transfer): two statements too ---------
+
+    def lock_for_transfer(self, sender_id: int, recipient_id: int) -> TransferLock | None:
+        """Lock both wallets in ascending wallet id order and reserve the ids of the two
+        ledger rows: one round trip. None when a wallet does not exist yet, or on
+        SQLite; the caller then takes the general path."""
+        if connections[self.db].vendor != "postgresql":
+            return None
+        sql = _lock_for_transfer_sql()
+        if row_locks_disabled():  # test-only switch (wallet/faults.py), as in _select_locked
+            sql = sql.replace(" FOR UPDATE", "")
+        with _prepared_cursor(connections[self.db]) as cursor:
+            cursor.execute(sql, [sender_id, recipient_id])
+            rows = cursor.fetchall()
+        if len(rows) != 2:
+            return None
+        wallets = {
+            row[1]: Wallet.from_db(self.db, ["id", "user_id", "balance", "audit_head"], row[0:4])
+            for row in rows
+        }
+        debit_id, credit_id = sorted(row[4] for row in rows)
+        return TransferLock(
+            wallets[sender_id], wallets[recipient_id], debit_id=debit_id, credit_id=credit_id
+        )
+
+    def book_transfer(
+        self,
+        source: Wallet,
+        target: Wallet,
+        *,
+        amount: int,
+        rows: Sequence[models.Model],
+        velocity_since: datetime,
+        velocity_limit: int,
+        reference_id: str | None,
+        now: datetime,
+    ) -> tuple[int, int] | None:
+        """Write a transfer locked by `lock_for_transfer` in one statement, or nothing.
+
+        The same guard as `book_spend` on the source wallet (balance, velocity, the
+        reference among its transfer_out rows); then the rows (both ledger rows, both
+        audit events) are inserted, the source debited and the target credited, each
+        wallet with its new chain head. `source` and `target` carry the heads after the
+        events were built. Returns (source balance, target balance), or None when the
+        guard refused.
+        """
+        guard = _Guard(source, amount, velocity_since, velocity_limit, reference_id)
+        tail = [amount, source.audit_head, now, source.pk, amount]
+        tail += [amount, target.audit_head, now, target.pk]
+        sql_key = (
+            TransactionType.TRANSFER_OUT.value if reference_id is not None else None,
+            True,
+        )
+        row = self._book_guarded(guard, rows, tail, sql_key)
+        return None if row is None else (row[0], row[1])
+
+    def _book_guarded(
+        self, guard: _Guard, rows: Sequence[models.Model], tail: list, sql_key: tuple
+    ) -> tuple | None:
+        """Run the guarded statement of `_book_sql` with its parameters in order."""
         connection = connections[self.db]
-        params: list[Any] = [wallet.pk, velocity_since, velocity_limit, velocity_limit]
-        if reference_id is not None:
-            params += [wallet.pk, reference_id]
-        params += [wallet.pk, amount]
+        wallet_id = guard.wallet.pk
+        params: list[Any] = [wallet_id, guard.velocity_since, guard.velocity_limit]
+        params.append(guard.velocity_limit)
+        if guard.reference_id is not None:
+            params += [wallet_id, guard.reference_id]
+        params += [wallet_id, guard.amount]
         shapes = []
         for row in rows:
             columns, placeholders, getters = _insert_shape(
@@ -123,16 +192,17 @@ class WalletManager(models.Manager):
             )
             shapes.append((row._meta.db_table, columns, placeholders))
             params += [get(row, connection) for get in getters]
-        params += [amount, wallet.audit_head, now, wallet.pk, amount]
-        sql = _book_spend_sql(tuple(shapes), reference_id is not None)
+        params += tail
+        sql = _book_sql(tuple(shapes), *sql_key)
         with _prepared_cursor(connection) as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone()
-        return None if row is None else row[0]
+            return cursor.fetchone()
 
     def for_user(self, user_id: int) -> Wallet:
-        """The user's wallet, created with 0 points on first use (not locked)."""
-        wallet = self.filter(user_id=user_id).first()
+        """The user's wallet, created with 0 points on first use (not locked).
+
+        Every balance request reads it: the query is compiled once per process."""
+        wallet = _WALLET_OF_USER.first(using=self.db, user_id=user_id)
         if wallet is None:
             self.ensure_for_users([user_id])
             wallet = self.get(user_id=user_id)
@@ -192,11 +262,30 @@ def _lock_for_spend_sql() -> str:
     )
 
 
+@lru_cache(maxsize=1)
+def _lock_for_transfer_sql() -> str:
+    """Both locks first, then the ids. A row's ids must be drawn while every wallet it
+    touches is locked: an id drawn before waiting for a lock would be smaller than the
+    ids of the operation that held it, and a wallet's rows would then not be in ledger
+    order (verify_ledger checks `balance_after` along ascending ids). `held` aggregates
+    every locked row, so no `nextval` runs before the last lock is taken."""
+    return _numbered(
+        "WITH locked AS MATERIALIZED (SELECT id, user_id, balance, audit_head"
+        f" FROM {Wallet._meta.db_table} WHERE user_id IN (%s, %s) ORDER BY id FOR UPDATE),"
+        " held AS (SELECT count(*) FROM locked)"
+        " SELECT locked.id, user_id, balance, audit_head,"
+        f" nextval(pg_get_serial_sequence('{Transaction._meta.db_table}', 'id'))"
+        " FROM held, locked ORDER BY locked.id"
+    )
+
+
 @lru_cache(maxsize=16)
-def _book_spend_sql(shapes: tuple[tuple[str, str, str], ...], with_reference: bool) -> str:
-    """The guarded statement of `book_spend`. Parameters, in order: wallet, window
-    start, limit, limit, [wallet, reference], wallet, amount, each row's values,
-    amount, audit head, now, wallet, amount."""
+def _book_sql(
+    shapes: tuple[tuple[str, str, str], ...], reference_type: str | None, credit: bool
+) -> str:
+    """The guarded statement of `book_spend` / `book_transfer`. Parameters, in order:
+    wallet, window start, limit, limit, [wallet, reference], wallet, amount, each row's
+    values, amount, audit head, now, wallet, amount, [amount, audit head, now, target]."""
     txn_table, wallet_table = Transaction._meta.db_table, Wallet._meta.db_table
     # Types and status are written into the text (constants of this module), so a
     # prepared plan can still prove that the partial index txn_velocity applies.
@@ -206,10 +295,10 @@ def _book_spend_sql(shapes: tuple[tuple[str, str, str], ...], with_reference: bo
         f" AND status = '{TransactionStatus.SUCCESS.value}' AND created_at >= %s"
         " LIMIT %s) recent) < %s"
     ]
-    if with_reference:
+    if reference_type is not None:
         guard.append(
             f"NOT EXISTS (SELECT 1 FROM {txn_table} WHERE wallet_id = %s"
-            f" AND type = '{TransactionType.SPEND.value}' AND reference_id = %s)"
+            f" AND type = '{TransactionType(reference_type).value}' AND reference_id = %s)"
         )
     guard.append(f"EXISTS (SELECT 1 FROM {wallet_table} WHERE id = %s AND balance >= %s)")
     ctes = [f"guard AS (SELECT 1 WHERE {' AND '.join(guard)})"]
@@ -223,7 +312,17 @@ def _book_spend_sql(shapes: tuple[tuple[str, str, str], ...], with_reference: bo
         " WHERE id = %s AND balance >= %s AND EXISTS (SELECT 1 FROM guard)"
         " RETURNING balance)"
     )
-    return _numbered(f"WITH {', '.join(ctes)} SELECT balance FROM debit")
+    if not credit:
+        return _numbered(f"WITH {', '.join(ctes)} SELECT balance FROM debit")
+    ctes.append(
+        f"credit AS (UPDATE {wallet_table}"
+        " SET balance = balance + %s, audit_head = %s, updated_at = %s"
+        " WHERE id = %s AND EXISTS (SELECT 1 FROM debit)"
+        " RETURNING balance)"
+    )
+    return _numbered(
+        f"WITH {', '.join(ctes)} SELECT debit.balance, credit.balance FROM debit, credit"
+    )
 
 
 # Field classes whose database value is the attribute itself (ints, strings, booleans,
@@ -271,6 +370,38 @@ class SpendLock:
         self.job_type = job_type
         self.transaction_id = transaction_id
         self.job_id = job_id
+
+
+class TransferLock:
+    """What `lock_for_transfer` read under the locks."""
+
+    __slots__ = ("credit_id", "debit_id", "source", "target")
+
+    def __init__(self, source: Wallet, target: Wallet, *, debit_id: int, credit_id: int):
+        self.source = source
+        self.target = target
+        self.debit_id = debit_id
+        self.credit_id = credit_id
+
+
+class _Guard:
+    """What the guarded statement checks on the debited wallet before writing."""
+
+    __slots__ = ("amount", "reference_id", "velocity_limit", "velocity_since", "wallet")
+
+    def __init__(
+        self,
+        wallet: Wallet,
+        amount: int,
+        velocity_since: datetime,
+        velocity_limit: int,
+        reference_id: str | None,
+    ):
+        self.wallet = wallet
+        self.amount = amount
+        self.velocity_since = velocity_since
+        self.velocity_limit = velocity_limit
+        self.reference_id = reference_id
 
 
 class Wallet(models.Model):
@@ -605,3 +736,9 @@ class FinanceReport(Transaction):
         verbose_name_plural = "finance report"
         default_permissions = ()
         permissions = [("view_report", "Can view the daily finance report")]
+
+
+# A sentinel id no user has: where the compiled query's parameter goes.
+_WALLET_OF_USER = CompiledQuery(
+    lambda user_id: Wallet.objects.filter(user_id=user_id), user_id=-(2**62) - 1
+)

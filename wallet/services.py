@@ -530,6 +530,104 @@ def _recipient_id(recipient: Any) -> int:
     return recipient_id
 
 
+def _without_jobs(*rows: Transaction) -> tuple[Transaction, ...]:
+    """New transfer rows have no job: say so, so reading `row.job` costs no query."""
+    for row in rows:
+        Transaction.job.related.set_cached_value(row, None)
+    return rows
+
+
+def _transfer_rows(
+    source: Wallet,
+    target: Wallet,
+    amount: int,
+    *,
+    now: datetime,
+    actor: Any,
+    reference_id: str | None,
+    fingerprint: str,
+    description: str,
+) -> tuple[Transaction, Transaction]:
+    """The pair of ledger rows, the same on the fast and the general path."""
+    common = {
+        "now": now,
+        "actor": actor,
+        "description": description,
+        "transfer_id": new_transfer_id(),
+    }
+    debit = _book(
+        source,
+        txn_type=TransactionType.TRANSFER_OUT,
+        amount=-amount,
+        reference_id=reference_id,
+        fingerprint=fingerprint,
+        **common,
+    )
+    credit = _book(target, txn_type=TransactionType.TRANSFER_IN, amount=amount, **common)
+    return debit, credit
+
+
+def _transfer_fast(
+    sender: Any,
+    sender_id: int,
+    recipient_id: int,
+    amount: int,
+    *,
+    reference_id: str | None,
+    fingerprint: str,
+    description: str,
+) -> TransferResult | None:
+    """The common transfer in two statements (inside the operation's transaction).
+
+    1. `lock_for_transfer`: lock both wallets in ascending id order, reserve row ids;
+    2. `book_transfer`: insert both ledger rows and both audit events, debit and credit,
+       guarded by the balance, the velocity rule and the reference's uniqueness.
+    Returns None whenever the transfer is not the plain successful case (a wallet does
+    not exist yet, not enough points, a large amount to flag, a replay, the velocity
+    limit): the general path then handles it under the same locks, exactly as before.
+    """
+    locked = Wallet.objects.lock_for_transfer(sender_id, recipient_id)
+    if locked is None:
+        return None
+    crash_point("transfer.locked")
+    source, target = locked.source, locked.target
+    if source.balance < amount or amount >= settings.WALLET_LARGE_AMOUNT_THRESHOLD:
+        return None
+    now = timezone.now()
+    actor = sender if isinstance(sender, User) else User(pk=sender_id)
+    debit, credit = _transfer_rows(
+        source,
+        target,
+        amount,
+        now=now,
+        actor=actor,
+        reference_id=reference_id,
+        fingerprint=fingerprint,
+        description=description,
+    )
+    debit.pk, credit.pk = locked.debit_id, locked.credit_id
+    events = _audit_events_for([debit, credit], actor)
+    balances = Wallet.objects.book_transfer(
+        source,
+        target,
+        amount=amount,
+        rows=[debit, credit, *events],
+        velocity_since=now - timedelta(seconds=settings.WALLET_VELOCITY_WINDOW_SECONDS),
+        velocity_limit=settings.WALLET_VELOCITY_LIMIT,
+        reference_id=reference_id,
+        now=now,
+    )
+    if balances is None:
+        return None
+    if balances != (source.balance, target.balance):  # impossible under the locks
+        raise AssertionError(f"transfer {debit.transfer_id}: balances {balances}")
+    crash_point("transfer.before_commit")
+    for row in (debit, credit):
+        row._state.adding = False
+        row._state.db = Wallet.objects.db
+    return TransferResult(*_without_jobs(debit, credit))
+
+
 @observed("transfer")
 def transfer(
     *,
@@ -555,6 +653,17 @@ def transfer(
     )
 
     def operation() -> TransferResult | Rejection:
+        fast = _transfer_fast(
+            sender,
+            sender_id,
+            recipient_id,
+            amount,
+            reference_id=reference_id,
+            fingerprint=fingerprint,
+            description=description,
+        )
+        if fast is not None:
+            return fast
         wallets = Wallet.objects.lock_for_users([sender_id, recipient_id])
         source, target = wallets[sender_id], wallets[recipient_id]
         crash_point("transfer.locked")
@@ -571,25 +680,19 @@ def transfer(
             return rejection
         if source.balance < amount:
             return _insufficient_rejection(source, amount, action="wallet.transfer", actor=actor)
-        transfer_id = new_transfer_id()
-        common = {
-            "now": now,
-            "actor": actor,
-            "description": description,
-            "transfer_id": transfer_id,
-        }
-        debit = _book(
+        debit, credit = _transfer_rows(
             source,
-            txn_type=TransactionType.TRANSFER_OUT,
-            amount=-amount,
+            target,
+            amount,
+            now=now,
+            actor=actor,
             reference_id=reference_id,
             fingerprint=fingerprint,
-            **common,
+            description=description,
         )
-        credit = _book(target, txn_type=TransactionType.TRANSFER_IN, amount=amount, **common)
         _commit_rows([debit, credit], actor, now, crash_at="transfer.after_rows")
         crash_point("transfer.before_commit")
-        return TransferResult(debit, credit)
+        return TransferResult(*_without_jobs(debit, credit))
 
     return run_atomically(operation)
 

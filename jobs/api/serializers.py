@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from divine_whispers.api.serializers import QueryFilterSerializer
+from divine_whispers.api.serializers import FieldsOnceMixin, QueryFilterSerializer
 from jobs.models import Job, JobStatus, JobType
 
 
-class JobTypeSerializer(serializers.ModelSerializer):
+class JobTypeSerializer(FieldsOnceMixin, serializers.ModelSerializer):
     class Meta:
         model = JobType
         fields = ["code", "name", "description", "price"]
         read_only_fields = fields
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(FieldsOnceMixin, serializers.ModelSerializer):
     job_type = serializers.CharField(source="job_type.code", read_only=True)
     transaction_id = serializers.IntegerField(read_only=True)
     user_id = serializers.IntegerField(read_only=True)

@@ -17,7 +17,11 @@ from divine_whispers.api.fields import (
     UsernameFilterField,
     max_transfer_amount,
 )
-from divine_whispers.api.serializers import QueryFilterSerializer, StrictInputSerializer
+from divine_whispers.api.serializers import (
+    FieldsOnceMixin,
+    QueryFilterSerializer,
+    StrictInputSerializer,
+)
 from jobs.api.serializers import JobSerializer
 from wallet.errors import UnknownRecipient
 from wallet.models import (
@@ -36,7 +40,7 @@ JOB_TYPE_MAX_LENGTH = 64
 # --- Output ---------------------------------------------------------------------------
 
 
-class TransactionSerializer(serializers.ModelSerializer):
+class TransactionSerializer(FieldsOnceMixin, serializers.ModelSerializer):
     """The contract's transaction: `amount` is signed."""
 
     user_id = serializers.IntegerField(read_only=True)
@@ -86,7 +90,7 @@ class TransferCreditSerializer(TransactionSerializer):
         return None
 
 
-class BalanceSerializer(serializers.ModelSerializer):
+class BalanceSerializer(FieldsOnceMixin, serializers.ModelSerializer):
     user_id = serializers.IntegerField(read_only=True)
 
     class Meta:

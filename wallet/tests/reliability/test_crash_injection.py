@@ -164,8 +164,8 @@ def crash_and_recover(operation: str, point: str, world: dict, path: str = "fast
     assert_all_invariants()
 
 
-# (operation, crash point, spend path). A spend takes the two-statement fast path when
-# it is the plain successful case, else the general path: both are killed mid-way.
+# (operation, crash point, path). A spend or a transfer takes the two-statement fast path
+# when it is the plain successful case, else the general path: both are killed mid-way.
 ALL_POINTS = [
     ("spend", "spend.locked", "fast"),
     ("spend", "spend.before_commit", "fast"),
@@ -174,10 +174,12 @@ ALL_POINTS = [
     ("spend", "spend.after_ledger_row", "general"),
     ("spend", "spend.after_job", "general"),
     ("spend", "spend.before_commit", "general"),
-    ("transfer", "transfer.locked", "-"),
-    ("transfer", "transfer.after_rows", "-"),
-    ("transfer", "transfer.before_commit", "-"),
-    ("transfer", "committed", "-"),
+    ("transfer", "transfer.locked", "fast"),
+    ("transfer", "transfer.before_commit", "fast"),
+    ("transfer", "committed", "fast"),
+    ("transfer", "transfer.locked", "general"),
+    ("transfer", "transfer.after_rows", "general"),
+    ("transfer", "transfer.before_commit", "general"),
     ("refund", "refund.locked", "-"),
     ("refund", "refund.after_rows", "-"),
     ("refund", "refund.before_commit", "-"),

@@ -104,7 +104,9 @@ def _request(world: dict, operation: str):
         ("spend", "spend.locked"),  # the two-statement fast path, between its statements
         ("spend", "spend.before_commit"),
         ("spend", "spend.after_job"),  # the general path (see below)
-        ("transfer", "transfer.after_rows"),
+        ("transfer", "transfer.locked"),  # the transfer fast path, between its statements
+        ("transfer", "transfer.before_commit"),
+        ("transfer", "transfer.after_rows"),  # the general path (see below)
         ("refund", "refund.after_rows"),
         ("refund", "refund.before_commit"),
     ],
@@ -112,9 +114,9 @@ def _request(world: dict, operation: str):
 def test_connection_killed_mid_request_is_a_clean_503_and_the_retry_works(
     world, armed, settings, operation, point
 ):
-    if point == "spend.after_job":
-        # Only the general spend path has this point: make every amount "large", which
-        # the fast path declines.
+    if point in ("spend.after_job", "transfer.after_rows"):
+        # Only the general paths have these points: make every amount "large", which
+        # the fast paths decline.
         settings.WALLET_LARGE_AMOUNT_THRESHOLD = 1
     before = ledger_snapshot()
     armed(point)
