@@ -50,3 +50,27 @@ def run_on_seeded_sqlite(tmp_path, script: str) -> str:
 
 def test_sqlite_default_runs_seed_spend_and_transfer(tmp_path):
     assert "sqlite-flow-ok" in run_on_seeded_sqlite(tmp_path, FLOW)
+
+
+HTTP_FLOW = """
+from django.test import Client
+from wallet.tokens import issue_token
+from django.contrib.auth.models import User
+_, key = issue_token(User.objects.get(username="alice"))
+client = Client(HTTP_AUTHORIZATION=f"Token {key}")
+balance = client.get("/api/v1/wallet/balance")
+assert balance.status_code == 200, balance.content
+spent = client.post(
+    "/api/v1/wallet/spend", {"job_type": "tarot"}, content_type="application/json",
+    HTTP_IDEMPOTENCY_KEY="sqlite-http-spend",
+)
+assert spent.status_code == 201, spent.content
+assert client.get("/api/v1/wallet/balance").json()["balance"] == balance.json()["balance"] - 120
+print("sqlite-http-ok")
+"""
+
+
+def test_sqlite_default_serves_the_api_with_an_issued_key(tmp_path):
+    """`make run`'s database answers API calls authenticated with a key from issue_token
+    (a compiled lookup once raised a 500 there while the PostgreSQL suite stayed green)."""
+    assert "sqlite-http-ok" in run_on_seeded_sqlite(tmp_path, HTTP_FLOW)
