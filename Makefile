@@ -17,16 +17,16 @@ lint:
 format:
 	.venv/bin/ruff check --fix . && .venv/bin/ruff format .
 
-bench:          ## spend benchmarks (README "Performance"): make bench [QUICK=1] [ARGS="--only ours"]
+bench:          ## spend benchmarks (docs/performance.md): make bench [QUICK=1] [ARGS="--only ours"]
 	scripts/bench.sh $(if $(QUICK),--quick) $(ARGS)
 
 docs:           ## documentation site (MkDocs, strict) into site/: open site/index.html
 	scripts/bootstrap.sh requirements-docs.txt
 	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
 
-dr-drill:       ## backup + point-in-time restore drill on a throwaway cluster (README "Operations")
+dr-drill:       ## backup + point-in-time restore drill on a throwaway cluster (docs/operations/backups.md)
 	scripts/dr-drill.sh $(ARGS)
-cluster:        ## HAProxy, 2 app servers, PgBouncer, primary + synchronous standby, 2 workers (README "Running as a cluster")
+cluster:        ## HAProxy, 2 app servers, PgBouncer, primary + synchronous standby, 2 workers (docs/operations/cluster.md)
 	deploy/cluster.sh start
 
 cluster-stop:   ## stops everything `make cluster` started and removes .cluster/

@@ -1,1 +1,1 @@
-"""Benchmarks of the spend path (issue 7): `make bench`, see README "Performance"."""
+"""Benchmarks of the spend path (issue 7): `make bench`, see docs/performance.md."""

@@ -32,7 +32,7 @@ STAGES = [
     ("authentication", "rest_framework/views.py", "perform_authentication"),
     ("throttling", "rest_framework/views.py", "check_throttles"),
     ("input serializer", "wallet/api/views.py", "_validated"),
-    ("services.spend", "wallet/services.py", "spend"),
+    ("services.spend", "wallet/services/spending.py", "spend"),
     ("balance read", "wallet/selectors.py", "wallet_for_user"),
     ("output serializers", "rest_framework/serializers.py", "data"),
     ("response rendering", "rest_framework/response.py", "rendered_content"),

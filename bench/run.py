@@ -411,8 +411,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--output",
-        help="results file (default: bench/results/latest.json for a full run, which also "
-        "regenerates README.md's results block; quick.json for a quick or partial run)",
+        help="results file (default: bench/results/latest.json for a full run, which the "
+        "documentation's Performance page renders; quick.json for a quick or partial run)",
     )
     args = parser.parse_args()
 
@@ -426,14 +426,13 @@ def main() -> None:
     output = Path(args.output or RESULTS / ("latest.json" if full else "quick.json"))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=1) + "\n")
-    from bench.report import plot, print_table, update_readme
+    from bench.report import plot, print_table
 
     print_table(results)
     plot(results, output.parent, prefix="" if output.stem == "latest" else f"{output.stem}-")
     bench.log(f"wrote {output} and plots in {output.parent}")
     if output.resolve() == (RESULTS / "latest.json").resolve():
-        update_readme(results, db.ROOT / "README.md")
-        bench.log("README.md's results block regenerated from it")
+        bench.log("docs/performance.md renders its tables from it (make docs)")
 
 
 if __name__ == "__main__":

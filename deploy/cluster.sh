@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A whole production-shaped cluster on this machine, on loopback ports (README "Running as
-# a cluster"):
+# A whole production-shaped cluster on this machine, on loopback ports (docs/operations/
+# cluster.md):
 #
 #   clients → HAProxy (health checks on /healthz) → 2 gunicorn app servers
 #           → PgBouncer (transaction pooling) → PostgreSQL primary ⇄ synchronous standby
@@ -13,7 +13,7 @@
 #   app servers on BASE+11/12, PgBouncer on BASE+20, PostgreSQL on BASE+31 (primary) and
 #   BASE+32 (standby), Redis on BASE+40. Everything lives under .cluster/ (gitignored);
 #   `stop` kills what `start` started (by the pids it recorded) and removes the folder.
-# The app runs exactly as the README's production section says (gunicorn -c
+# The app runs exactly as docs/operations/production.md says (gunicorn -c
 # gunicorn.conf.py, DEBUG off), with random secrets generated here and kept in
 # .cluster/env for the drill and the operator commands (`deploy/cluster.sh env`).
 set -euo pipefail
@@ -194,7 +194,7 @@ spawn() { # spawn NAME COMMAND...: in the background, own session, pid and log r
 }
 
 start_app() { # start_app N (1 or 2)
-  # As the README's production section says; only the bind address is the cluster's.
+  # As docs/operations/production.md says; only the bind address is the cluster's.
   # Its own control socket too: gunicorn's default path is one per user, shared by every
   # gunicorn on the host.
   GUNICORN_BIND="127.0.0.1:${APP_PORTS[$1 - 1]}" \

@@ -20,7 +20,7 @@ effects; no ledger row of a drill user is unexplained; every spend has its job, 
 transfer both legs; `verify_ledger` is clean and passes the pre-crash checkpoint; the
 time from the kill to the first acknowledged write is measured.
 
-The clients behave like the README asks clients to: every write carries an
+The clients behave like the API guide (docs/api.md) asks clients to: every write carries an
 Idempotency-Key, and a write whose outcome is unknown (connection error, 502/503/504,
 409 request_in_progress) is retried with the same key until it gets an answer.
 

@@ -62,5 +62,5 @@ def refuse_insecure_production(environ: Mapping[str, str]) -> None:
     if problems:
         raise ImproperlyConfigured(
             f"Refusing to start with DEBUG off: {'; '.join(problems)}. Set them in the "
-            "environment (README, 'Production'), or DEBUG=1 for development."
+            "environment (docs/operations/production.md), or DEBUG=1 for development."
         )

@@ -28,9 +28,11 @@ DEBUG = env.bool("DEBUG", default=False)
 # With DEBUG off the service refuses to start (any manage.py command, gunicorn, the
 # worker) when SECRET_KEY, AUDIT_HMAC_KEY or DATABASE_URL is unset or a development value
 # from the source: see divine_whispers/production.py. With DEBUG on, these development
-# values fill the gaps (`make run`); they all start with "insecure-dev-".
-DEV_SECRET_KEY = "insecure-dev-only-secret-key-change-me-in-production"
-DEV_AUDIT_HMAC_KEY = "insecure-dev-only-audit-key-change-me"
+# values fill the gaps (`make run`); they all start with "insecure-dev-". They equal the
+# values scripts/run.sh exports, so a `DEBUG=1 manage.py …` command run beside `make run`
+# (e.g. issue_token, which writes an audit event) signs with the same audit key.
+DEV_SECRET_KEY = "insecure-dev-make-run-secret-key-for-this-laptop-only-0000"
+DEV_AUDIT_HMAC_KEY = "insecure-dev-make-run-audit-key"
 if not DEBUG:
     refuse_insecure_production(os.environ)
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
@@ -115,7 +117,7 @@ def _database_from_env() -> dict:
 # per request before its first query, so a connection the server dropped (restart,
 # failover, idle timeout) is replaced instead of failing the request. Django 5.2's psycopg
 # pool (DATABASE_POOL_SIZE > 0, connections per process) was measured against this and
-# is slower with gunicorn's one-thread sync workers (README "Performance"), so it stays
+# is slower with gunicorn's one-thread sync workers (docs/performance.md), so it stays
 # opt-in for threaded workers.
 DATABASE_CONN_MAX_AGE = env.int("CONN_MAX_AGE", default=600)
 DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=0)
@@ -137,7 +139,7 @@ def _connection_reuse(database: dict) -> None:
 
 DATABASES = {"default": _database_from_env()}
 
-# --- Cluster: transaction pooling and read replicas (README "Running as a cluster") ---
+# --- Cluster: transaction pooling and read replicas (docs/operations/cluster.md) ----------
 # Behind PgBouncer in transaction mode consecutive transactions of one Django connection
 # may run on different server connections, so nothing may outlive a transaction on the
 # server: no named prepared statements (psycopg's prepare_threshold=None, and the spend
@@ -309,7 +311,7 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# --- Observability: logs and metrics (README "Operations") -----------------------------
+# --- Observability: logs and metrics (docs/operations/monitoring.md) ---------------
 # LOG_FORMAT=json: one JSON object per line on stdout (the default when DEBUG is off);
 # text: readable lines for development. Credentials are redacted from every line.
 LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make dr-drill`: point-in-time recovery drill on a throwaway PostgreSQL cluster (see
-# scripts/dr_drill.py and README "Operations"). Needs PostgreSQL's server binaries (initdb,
+# scripts/dr_drill.py and docs/operations/backups.md). Needs PostgreSQL's server binaries (initdb,
 # pg_ctl, pg_basebackup); installs Debian's postgresql package when run as root without them.
 # Extra arguments go to the drill (e.g. --ops 1000, --keep).
 set -euo pipefail

@@ -92,7 +92,7 @@ class QueryFilterSerializer(serializers.Serializer):
 
 
 class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable machine-readable code (see README).")
+    code = serializers.CharField(help_text="Stable machine-readable code (docs/behaviour.md).")
     message = serializers.CharField(help_text="Human-readable explanation.")
     details = serializers.DictField(
         help_text='Context; validation errors list field problems under "fields".'

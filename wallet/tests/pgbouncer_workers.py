@@ -7,7 +7,7 @@ from typing import Any
 
 def init(db_name: str, port: int, pooling: bool) -> None:
     """Django on the parent's test database, reached through PgBouncer on `port`."""
-    from wallet.simulation import configure_child_process
+    from wallet.management.simulation import configure_child_process
 
     configure_child_process(
         db_name, {"WALLET_VELOCITY_LIMIT": 10**9, "DATABASE_TRANSACTION_POOLING": pooling}

@@ -204,7 +204,7 @@ def test_a_failing_job_insert_rolls_back_the_debit(user, fund, job_type, monkeyp
     before = ledger_snapshot()
     # Job.objects.create is only called by the general path (the fast path writes the
     # job inside one statement: see test_spend_fast_path.py for its failure test).
-    monkeypatch.setattr(services, "_spend_fast", lambda *args, **kwargs: None)
+    monkeypatch.setattr(services.spending, "_spend_fast", lambda *args, **kwargs: None)
 
     def broken_create(*args, **kwargs):
         raise IntegrityError("simulated job insert failure")

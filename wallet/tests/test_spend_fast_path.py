@@ -76,7 +76,7 @@ def test_fast_path_writes_the_same_rows_as_the_general_path(
     fund(user, 500)
     fund(other_user, 500)
     fast = _spend_and_collect(user, reference_id="same-ref", job_input={"q": "love?"})
-    monkeypatch.setattr(services, "_spend_fast", lambda *args, **kwargs: None)
+    monkeypatch.setattr(services.spending, "_spend_fast", lambda *args, **kwargs: None)
     general = _spend_and_collect(other_user, reference_id="same-ref", job_input={"q": "love?"})
 
     returned, job, txn_f, job_f, event_f = fast

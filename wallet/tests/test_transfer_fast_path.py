@@ -18,7 +18,7 @@ from audit.hashing import compute_event_hash
 from audit.models import AuditEvent
 from wallet import services
 from wallet.errors import IdempotencyKeyReused, InsufficientBalance, VelocityLimitExceeded
-from wallet.models import Transaction, Wallet
+from wallet.models import Transaction, Wallet, new_transfer_id
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot, run_concurrently
 from wallet.tests.test_spend_fast_path import _row_values
@@ -38,7 +38,7 @@ def test_fast_path_writes_the_same_rows_as_the_general_path(user, other_user, fu
     for target in (user, other_user, third, fourth):
         fund(target, 500)
     fast = _transfer_and_collect(user, other_user, reference_id="same", description="gift")
-    monkeypatch.setattr(services, "_transfer_fast", lambda *args, **kwargs: None)
+    monkeypatch.setattr(services.transfers, "_transfer_fast", lambda *args, **kwargs: None)
     general = _transfer_and_collect(third, fourth, reference_id="same", description="gift")
 
     (returned, rows_f, events_f), (_, rows_g, events_g) = fast, general
@@ -199,7 +199,7 @@ def test_book_transfer_writes_everything_or_nothing(
     services.transfer(sender=user, recipient=other_user, amount=1, reference_id=earlier_reference)
     lock = Wallet.objects.lock_for_transfer(user.pk, other_user.pk)
     now = timezone.now()
-    common = {"created_at": now, "transfer_id": services.new_transfer_id(), "reference_id": None}
+    common = {"created_at": now, "transfer_id": new_transfer_id(), "reference_id": None}
     rows = [
         Transaction(
             pk=lock.debit_id,

@@ -1,5 +1,6 @@
 """`manage.py simulate --seed S --ops N --workers W`: a reproducible random workload
-from W processes against this database, then every invariant. See wallet/simulation.py."""
+from W processes against this database, then every invariant. See
+wallet/management/simulation.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 from tqdm import tqdm
 
-from wallet.simulation import run_simulation
+from wallet.management.simulation import run_simulation
 
 
 def _logging_acks(

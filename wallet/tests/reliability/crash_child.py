@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from wallet.simulation import configure_child_process
+from wallet.management.simulation import configure_child_process
 
 
 def run(spec: dict) -> dict:

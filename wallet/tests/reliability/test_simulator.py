@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from divine_whispers import faults
-from wallet.simulation import ALLOWED_CODES, build_plan, plan_digest
+from wallet.management.simulation import ALLOWED_CODES, build_plan, plan_digest
 
 
 def test_the_same_seed_gives_the_same_operation_sequence():

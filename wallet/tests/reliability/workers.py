@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from wallet.simulation import configure_child_process
+from wallet.management.simulation import configure_child_process
 
 
 def init(db_name: str) -> None:

@@ -1,0 +1,73 @@
+"""Deposits: points credited after a payment, keyed by the payment's reference.
+
+Part of the wallet.services package (see its __init__): the only code that writes money.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from divine_whispers.db import run_atomically
+from wallet.instrumentation import observed
+from wallet.models import (
+    TransactionType,
+    Wallet,
+)
+from wallet.services._common import (
+    OperationResult,
+    _book,
+    _commit_rows,
+    _find_replay,
+    _fingerprint,
+    _user_id,
+)
+from wallet.validators import (
+    DESCRIPTION_MAX_LENGTH,
+    validate_positive_amount,
+    validate_reference,
+    validate_text,
+)
+
+
+@observed("deposit")
+def deposit(
+    *,
+    user: Any,
+    amount: Any,
+    reference_id: Any,
+    actor: AbstractBaseUser | None = None,
+    description: Any = "",
+) -> OperationResult:
+    """Credit points after a real payment; `reference_id` is the payment's id."""
+    amount = validate_positive_amount(amount, maximum=settings.WALLET_MAX_TRANSACTION_AMOUNT)
+    reference_id = validate_reference(reference_id, required=True)
+    description = validate_text(
+        description, field="description", required=False, max_length=DESCRIPTION_MAX_LENGTH
+    )
+    user_id = _user_id(user)
+    fingerprint = _fingerprint(op="deposit", amount=amount, description=description)
+
+    def operation() -> OperationResult:
+        wallet = Wallet.objects.lock_for_user(user_id)
+        earlier = _find_replay(wallet, TransactionType.DEPOSIT, reference_id, fingerprint)
+        if earlier is not None:
+            return OperationResult(earlier, replayed=True)
+        now = timezone.now()
+        row = _book(
+            wallet,
+            txn_type=TransactionType.DEPOSIT,
+            amount=amount,
+            now=now,
+            actor=actor,
+            reference_id=reference_id,
+            fingerprint=fingerprint,
+            description=description,
+        )
+        _commit_rows([row], actor, now)
+        return OperationResult(row)
+
+    return run_atomically(operation)

@@ -1,0 +1,222 @@
+"""Refunds of a spend (staff) and of a job (failure or cancel, at most once per job).
+
+Part of the wallet.services package (see its __init__): the only code that writes money.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Sum
+from django.utils import timezone
+
+from divine_whispers.db import run_atomically
+from divine_whispers.faults import crash_point
+from jobs.models import Job, JobStatus
+from wallet.errors import (
+    JobNotCancellable,
+    NotFound,
+    NotRefundable,
+    RefundExceedsOriginal,
+    ValidationFailed,
+)
+from wallet.instrumentation import observed
+from wallet.models import (
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+    Wallet,
+)
+from wallet.services._common import (
+    JobRefundResult,
+    OperationResult,
+    _book,
+    _check_expected,
+    _commit_rows,
+    _find_replay,
+    _fingerprint,
+)
+from wallet.validators import (
+    REASON_MAX_LENGTH,
+    validate_positive_amount,
+    validate_reference,
+    validate_text,
+)
+
+
+def _validated_refund_amount(amount: Any) -> int | None:
+    if amount is None:
+        return None
+    return validate_positive_amount(amount, maximum=settings.WALLET_MAX_TRANSACTION_AMOUNT)
+
+
+def refundable_remaining(spend_txn: Transaction) -> int:
+    """Points of a spend not yet refunded (read-only; authoritative only under the lock)."""
+    refunded = (
+        Transaction.objects.successful()
+        .filter(related_transaction=spend_txn, type=TransactionType.REFUND)
+        .aggregate(total=Sum("amount"))["total"]
+        or 0
+    )
+    return -spend_txn.amount - refunded
+
+
+def _mark_job_after_refund(original: Transaction, status: str, now: datetime) -> Job | None:
+    job = Job.objects.select_for_update(of=("self",)).filter(transaction=original).first()
+    if job is not None and job.status != status:
+        job.status = status
+        job.finished_at = job.finished_at or now
+        job.save(update_fields=["status", "finished_at", "updated_at"])
+    return job
+
+
+def _book_refund(
+    wallet: Wallet,
+    original: Transaction,
+    *,
+    amount: int | None,
+    reason: str,
+    actor: Any,
+    reference_id: str | None,
+    fingerprint: str,
+    now: datetime,
+    expected_remaining: int | None = None,
+) -> Transaction:
+    """Validate a refund of `original` against what remains refundable (wallet locked)."""
+    if original.type != TransactionType.SPEND or original.status != TransactionStatus.SUCCESS:
+        raise NotRefundable(transaction_id=original.pk, type=original.type)
+    remaining = refundable_remaining(original)
+    _check_expected("refundable remaining", expected_remaining, lambda: remaining)
+    wanted = remaining if amount is None else amount
+    if wanted <= 0 or wanted > remaining:
+        raise RefundExceedsOriginal(
+            transaction_id=original.pk, refundable=remaining, requested=wanted
+        )
+    return _book(
+        wallet,
+        txn_type=TransactionType.REFUND,
+        amount=wanted,
+        now=now,
+        actor=actor,
+        reference_id=reference_id,
+        fingerprint=fingerprint,
+        description=reason,
+        related_transaction=original,
+    )
+
+
+def _spend_id(spend_txn: Any) -> int:
+    if isinstance(spend_txn, Transaction):
+        return spend_txn.pk
+    if isinstance(spend_txn, int) and not isinstance(spend_txn, bool):
+        return spend_txn
+    raise ValidationFailed("transaction must be a transaction id.", field="transaction")
+
+
+@observed("refund")
+def refund(
+    *,
+    spend_txn: Any,
+    amount: Any = None,
+    reason: Any,
+    actor: AbstractBaseUser | None,
+    reference_id: Any = None,
+    expected_remaining: int | None = None,
+) -> OperationResult:
+    """Give back all (amount omitted) or part of a spend; never more than was spent.
+
+    `expected_remaining` (the admin's confirmation step): what the staff member saw as
+    refundable when they confirmed. Checked under the wallet lock, after the replay
+    check, so a Back + resubmit of an old confirmation is either a replay of its own
+    refund or refused as stale (`StaleConfirmation`), never a second refund.
+    """
+    amount = _validated_refund_amount(amount)
+    reason = validate_text(reason, field="reason", required=True, max_length=REASON_MAX_LENGTH)
+    reference_id = validate_reference(reference_id)
+    spend_id = _spend_id(spend_txn)
+    fingerprint = _fingerprint(op="refund", spend=spend_id, amount=amount, reason=reason)
+
+    def operation() -> OperationResult:
+        owner_id = Transaction.objects.filter(pk=spend_id).values_list("user_id", flat=True).first()
+        if owner_id is None:
+            raise NotFound(transaction_id=spend_id)
+        wallet = Wallet.objects.lock_for_user(owner_id)
+        crash_point("refund.locked")
+        earlier = _find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
+        if earlier is not None:
+            return OperationResult(earlier, replayed=True)
+        original = Transaction.objects.get(pk=spend_id)
+        now = timezone.now()
+        row = _book_refund(
+            wallet,
+            original,
+            amount=amount,
+            reason=reason,
+            actor=actor,
+            reference_id=reference_id,
+            fingerprint=fingerprint,
+            now=now,
+            expected_remaining=expected_remaining,
+        )
+        _commit_rows([row], actor, now, {"reason": reason}, crash_at="refund.after_rows")
+        _mark_job_after_refund(original, JobStatus.REFUNDED, now)
+        crash_point("refund.before_commit")
+        return OperationResult(row)
+
+    return run_atomically(operation)
+
+
+@observed("job_refund")
+def refund_job(
+    *,
+    job_id: int,
+    reason: str,
+    actor: AbstractBaseUser | None = None,
+    final_status: str = JobStatus.REFUNDED,
+    allowed_statuses: tuple[str, ...] = (JobStatus.FAILED,),
+) -> JobRefundResult:
+    """Refund what remains of a job's spend, exactly once per job.
+
+    Used for failed jobs (worker, reaper) and for a pending job cancelled by its
+    owner. The refund's reference is derived from the job, so a retry, a second
+    worker or a cancel racing a failure can never refund twice. Locks the wallet
+    before the job, the same order every path uses.
+    """
+    reference_id = f"job:{job_id}"
+    fingerprint = _fingerprint(op="job_refund", job=job_id)
+
+    def operation() -> JobRefundResult:
+        owner_id = Job.objects.filter(pk=job_id).values_list("user_id", flat=True).first()
+        if owner_id is None:
+            raise NotFound(job_id=job_id)
+        wallet = Wallet.objects.lock_for_user(owner_id)
+        job = Job.objects.lock(job_id)
+        earlier = _find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
+        if earlier is not None:
+            return JobRefundResult(job, earlier, replayed=True)
+        if job.status not in allowed_statuses:
+            raise JobNotCancellable(job_id=job_id, status=job.status)
+        now = timezone.now()
+        original = job.transaction
+        row = None
+        if refundable_remaining(original) > 0:
+            row = _book_refund(
+                wallet,
+                original,
+                amount=None,
+                reason=reason,
+                actor=actor,
+                reference_id=reference_id,
+                fingerprint=fingerprint,
+                now=now,
+            )
+            _commit_rows([row], actor, now, {"reason": reason, "job_id": job_id})
+        job.status = final_status
+        job.finished_at = job.finished_at or now
+        job.save(update_fields=["status", "finished_at", "updated_at"])
+        return JobRefundResult(job, row)
+
+    return run_atomically(operation)

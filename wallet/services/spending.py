@@ -1,0 +1,229 @@
+"""Spends: the price of a job type debited and its job created, on a two-statement fast
+path or the general path.
+
+Part of the wallet.services package (see its __init__): the only code that writes money.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from audit.services import save_events
+from divine_whispers.db import Rejection, run_atomically
+from divine_whispers.faults import crash_point
+from jobs.models import Job, JobType
+from wallet.errors import (
+    InactiveJobType,
+    PriceMismatch,
+    ValidationFailed,
+)
+from wallet.instrumentation import observed
+from wallet.models import (
+    Transaction,
+    TransactionType,
+    Wallet,
+)
+from wallet.services._common import (
+    JOB_INPUT_MAX_BYTES,
+    SpendResult,
+    User,
+    _audit_events_for,
+    _book,
+    _find_replay,
+    _fingerprint,
+    _insufficient_rejection,
+    _persist_wallets,
+    _user_id,
+    _velocity_rejection,
+)
+from wallet.validators import (
+    validate_positive_amount,
+    validate_reference,
+)
+
+
+def _job_type_code(job_type: Any) -> str:
+    if isinstance(job_type, JobType):
+        return job_type.code
+    if isinstance(job_type, str) and job_type:
+        return job_type
+    raise ValidationFailed("job_type must be a job type code.", field="job_type")
+
+
+def _checked_job_type(found: JobType | None, code: str, expected_price: Any) -> JobType:
+    """The job type a spend may buy, at the price the client expected (if it sent one)."""
+    if found is None:
+        raise ValidationFailed(f"Unknown job type {code!r}.", field="job_type")
+    if not found.active:
+        raise InactiveJobType(job_type=code)
+    if expected_price is not None:
+        validate_positive_amount(expected_price, maximum=settings.WALLET_MAX_TRANSACTION_AMOUNT)
+        if expected_price != found.price:
+            raise PriceMismatch(job_type=code, price=found.price, amount=expected_price)
+    return found
+
+
+def _validate_job_input(job_input: Any) -> dict:
+    if job_input is None:
+        return {}
+    if not isinstance(job_input, dict):
+        raise ValidationFailed("input must be a JSON object.", field="input")
+    if len(json.dumps(job_input, default=str)) > JOB_INPUT_MAX_BYTES:
+        raise ValidationFailed(f"input must be at most {JOB_INPUT_MAX_BYTES} bytes.", field="input")
+    return job_input
+
+
+def _spend_row(
+    wallet: Wallet,
+    chosen: JobType,
+    *,
+    now: datetime,
+    actor: Any,
+    reference_id: str | None,
+    fingerprint: str,
+) -> Transaction:
+    """The spend's ledger row, the same on the fast and the general path."""
+    return _book(
+        wallet,
+        txn_type=TransactionType.SPEND,
+        amount=-chosen.price,
+        now=now,
+        actor=actor,
+        reference_id=reference_id,
+        fingerprint=fingerprint,
+        description=chosen.name,
+    )
+
+
+def _spend_fast(
+    user: Any,
+    user_id: int,
+    code: str,
+    *,
+    expected_price: Any,
+    reference_id: str | None,
+    fingerprint: str,
+    job_input: dict,
+) -> SpendResult | None:
+    """The common spend in two statements (the wallet lock must be ours: inside atomic).
+
+    1. `lock_for_spend`: lock the wallet, read the job type, reserve the row ids;
+    2. `book_spend`: insert ledger row, job and audit event and debit the balance,
+       guarded by the velocity rule and the reference's uniqueness.
+    Returns None whenever the spend is not the plain successful case (no wallet yet,
+    not enough points, a large amount to flag, a replay, the velocity limit): the
+    general path below then handles it under the same lock, exactly as before.
+    """
+    locked = Wallet.objects.lock_for_spend(user_id, code)
+    if locked is None:
+        return None
+    crash_point("spend.locked")
+    chosen = _checked_job_type(locked.job_type, code, expected_price)
+    wallet, price = locked.wallet, chosen.price
+    if wallet.balance < price or price >= settings.WALLET_LARGE_AMOUNT_THRESHOLD:
+        return None
+    now = timezone.now()
+    actor = user if isinstance(user, User) else User(pk=user_id)
+    row = _spend_row(
+        wallet, chosen, now=now, actor=actor, reference_id=reference_id, fingerprint=fingerprint
+    )
+    row.pk = locked.transaction_id
+    job = Job(
+        pk=locked.job_id,
+        user_id=user_id,
+        job_type=chosen,
+        transaction=row,
+        points_used=price,
+        input=job_input,
+        created_at=now,
+        updated_at=now,
+    )
+    events = _audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code})
+    balance = Wallet.objects.book_spend(
+        wallet,
+        amount=price,
+        rows=[row, job, *events],
+        velocity_since=now - timedelta(seconds=settings.WALLET_VELOCITY_WINDOW_SECONDS),
+        velocity_limit=settings.WALLET_VELOCITY_LIMIT,
+        reference_id=reference_id,
+        now=now,
+    )
+    if balance is None:
+        return None
+    if balance != wallet.balance:  # impossible under the lock; never commit if it happens
+        raise AssertionError(f"wallet {wallet.pk}: balance {balance} != {wallet.balance}")
+    crash_point("spend.before_commit")
+    for instance in (row, job):
+        instance._state.adding = False
+        instance._state.db = Wallet.objects.db
+    return SpendResult(row, job)
+
+
+@observed("spend")
+def spend(
+    *,
+    user: Any,
+    job_type: Any,
+    reference_id: Any = None,
+    expected_price: Any = None,
+    job_input: Any = None,
+) -> SpendResult:
+    """Buy one job at its server-side price; the Job is created in the same transaction."""
+    reference_id = validate_reference(reference_id)
+    job_input = _validate_job_input(job_input)
+    code = _job_type_code(job_type)
+    user_id = _user_id(user)
+    fingerprint = _fingerprint(op="spend", job_type=code, amount=expected_price, input=job_input)
+
+    def operation() -> SpendResult | Rejection:
+        fast = _spend_fast(
+            user,
+            user_id,
+            code,
+            expected_price=expected_price,
+            reference_id=reference_id,
+            fingerprint=fingerprint,
+            job_input=job_input,
+        )
+        if fast is not None:
+            return fast
+        chosen = _checked_job_type(JobType.objects.filter(code=code).first(), code, expected_price)
+        wallet = Wallet.objects.lock_for_user(user_id)
+        crash_point("spend.locked")
+        earlier = _find_replay(wallet, TransactionType.SPEND, reference_id, fingerprint)
+        if earlier is not None:
+            # job_type too: the response must not query it after the COMMIT.
+            job = Job.objects.select_related("job_type").get(transaction=earlier)
+            return SpendResult(earlier, job, replayed=True)
+        now = timezone.now()
+        actor = wallet.user
+        rejection = _velocity_rejection(wallet, actor, now)
+        if rejection is not None:
+            return rejection
+        price = chosen.price
+        if wallet.balance < price:
+            return _insufficient_rejection(wallet, price, action="wallet.spend", actor=actor)
+        row = _spend_row(
+            wallet, chosen, now=now, actor=actor, reference_id=reference_id, fingerprint=fingerprint
+        )
+        Transaction.objects.bulk_create([row])
+        crash_point("spend.after_ledger_row")
+        job = Job.objects.create(
+            user_id=user_id,
+            job_type=chosen,
+            transaction=row,
+            points_used=price,
+            input=job_input,
+        )
+        crash_point("spend.after_job")
+        save_events(_audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code}))
+        _persist_wallets([wallet], now)
+        crash_point("spend.before_commit")
+        return SpendResult(row, job)
+
+    return run_atomically(operation)
