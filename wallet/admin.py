@@ -17,7 +17,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -192,19 +192,11 @@ class WalletAdmin(
         url = changelist_url(AuditEvent, wallet__id__exact=wallet.pk)
         return format_html('<a href="{}">Audit events of this wallet</a>', url)
 
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict[str, Any],
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: Wallet | None = None,
-    ) -> HttpResponse:
-        if obj is not None:
-            context.update(self._recent_activity(request, obj))
-            context["can_adjust"] = request.user.has_perm(ADJUST_PERMISSION)
-        return super().render_change_form(request, context, add, change, form_url, obj)
+    def extra_change_context(self, request: HttpRequest, wallet: Wallet) -> dict[str, Any]:
+        return {
+            **self._recent_activity(request, wallet),
+            "can_adjust": request.user.has_perm(ADJUST_PERMISSION),
+        }
 
     def _recent_activity(self, request: HttpRequest, wallet: Wallet) -> dict[str, Any]:
         """The newest ledger rows and jobs, read-only and bounded, for the wallet page."""
@@ -406,22 +398,12 @@ class TransactionAdmin(
         url = changelist_url(AuditEvent, transaction__id__exact=txn.pk)
         return format_html('<a href="{}">Audit events of this transaction</a>', url)
 
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict[str, Any],
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: Transaction | None = None,
-    ) -> HttpResponse:
-        context["can_refund"] = (
-            obj is not None
-            and request.user.has_perm(REFUND_PERMISSION)
-            and is_refundable_spend(obj)
-            and services.refundable_remaining(obj) > 0
-        )
-        return super().render_change_form(request, context, add, change, form_url, obj)
+    def extra_change_context(self, request: HttpRequest, txn: Transaction) -> dict[str, Any]:
+        return {
+            "can_refund": request.user.has_perm(REFUND_PERMISSION)
+            and is_refundable_spend(txn)
+            and services.refundable_remaining(txn) > 0
+        }
 
     def get_urls(self) -> list:
         return [*self.refund_urls(), *super().get_urls()]
