@@ -97,6 +97,14 @@ def _find_replay(
     return earlier
 
 
+def _mark_saved(*instances: Any) -> None:
+    """Rows a fast path inserted with raw SQL: tell Django they now exist in the database,
+    so a later save() updates them instead of inserting a duplicate."""
+    for instance in instances:
+        instance._state.adding = False
+        instance._state.db = Wallet.objects.db
+
+
 def _persist_wallets(wallets: list[Wallet], now: datetime) -> None:
     for wallet in wallets:
         Wallet.objects.filter(pk=wallet.pk).update(

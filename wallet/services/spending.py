@@ -37,6 +37,7 @@ from wallet.services._common import (
     _find_replay,
     _fingerprint,
     _insufficient_rejection,
+    _mark_saved,
     _persist_wallets,
     _user_id,
     _velocity_rejection,
@@ -158,9 +159,7 @@ def _spend_fast(
     if balance != wallet.balance:  # impossible under the lock; never commit if it happens
         raise AssertionError(f"wallet {wallet.pk}: balance {balance} != {wallet.balance}")
     crash_point("spend.before_commit")
-    for instance in (row, job):
-        instance._state.adding = False
-        instance._state.db = Wallet.objects.db
+    _mark_saved(row, job)
     return SpendResult(row, job)
 
 

@@ -35,6 +35,7 @@ from wallet.services._common import (
     _find_replay,
     _fingerprint,
     _insufficient_rejection,
+    _mark_saved,
     _user_id,
     _velocity_rejection,
 )
@@ -150,9 +151,7 @@ def _transfer_fast(
     if balances != (source.balance, target.balance):  # impossible under the locks
         raise AssertionError(f"transfer {debit.transfer_id}: balances {balances}")
     crash_point("transfer.before_commit")
-    for row in (debit, credit):
-        row._state.adding = False
-        row._state.db = Wallet.objects.db
+    _mark_saved(debit, credit)
     return TransferResult(*_without_jobs(debit, credit))
 
 
