@@ -7,4 +7,8 @@ class AuditConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the `auth.lockout` audit receiver to django-axes' lockout signal.
-        from divine_whispers import lockout  # noqa: F401
+        from audit import lockout  # noqa: F401
+        from audit.metrics import ledger_verified_gauges
+        from divine_whispers.observability.metrics import register_scrape_gauges
+
+        register_scrape_gauges(ledger_verified_gauges)

@@ -15,10 +15,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from audit.context import current_request_context
 from audit.hashing import compute_event_hash
 from audit.models import SYSTEM_CHAIN, AuditChainHead, AuditEvent, wallet_chain
-from divine_whispers.db import run_atomically
+from divine_whispers.db.transactions import run_atomically
+from divine_whispers.request_context import current_request_context
 
 
 def _actor_id(actor: AbstractBaseUser | None) -> int | None:

@@ -50,7 +50,7 @@ _lock = threading.Lock()
 
 def note_cache_error(exc: BaseException) -> None:
     """Record one failed cache call: count it, maybe log it, open the breaker."""
-    from divine_whispers import metrics  # not at import: settings import this module
+    from divine_whispers.observability import metrics  # not at import: settings import this module
 
     metrics.record_cache_error()
     now = time.monotonic()

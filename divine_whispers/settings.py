@@ -12,9 +12,9 @@ from pathlib import Path
 import environ
 
 from divine_whispers.cache_guard import cache_options
-from divine_whispers.db_settings import apply_transaction_pooling, replica_database
+from divine_whispers.db.config import apply_transaction_pooling, replica_database
 from divine_whispers.durations import parse_duration
-from divine_whispers.logs import logging_config
+from divine_whispers.observability.logs import logging_config
 from divine_whispers.production import refuse_insecure_production
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -58,9 +58,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "audit.middleware.RequestContextMiddleware",
-    "divine_whispers.middleware.ObservabilityMiddleware",
-    "divine_whispers.db_routing.ReadRoutingMiddleware",
+    "divine_whispers.request_context.RequestContextMiddleware",
+    "divine_whispers.observability.requests.ObservabilityMiddleware",
+    "divine_whispers.db.routing.ReadRoutingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -70,7 +70,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
-    "divine_whispers.security.ApiNoStoreMiddleware",
+    "divine_whispers.http_headers.ApiNoStoreMiddleware",
 ]
 
 ROOT_URLCONF = "divine_whispers.urls"
@@ -164,7 +164,7 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
             like=DATABASES["default"],
             pooling=DATABASE_TRANSACTION_POOLING,
         )
-DATABASE_ROUTERS = ["divine_whispers.db_routing.ReplicaRouter"]
+DATABASE_ROUTERS = ["divine_whispers.db.routing.ReplicaRouter"]
 
 # --- Cache (hardening): an optimisation, never a single point of failure -------------
 # Rate limits live here (Redis in production, local memory when CACHE_URL is unset). A
@@ -268,7 +268,7 @@ API_ANON_THROTTLE_RATE = env.str("API_ANON_THROTTLE_RATE", default="120/minute")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "divine_whispers.api.authentication.ExpiringTokenAuthentication",
+        "wallet.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -347,7 +347,7 @@ AXES_RESET_ON_SUCCESS = True
 # Attempts during a lockout neither extend it nor count again: refused until the window ends.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_CLIENT_IP_CALLABLE = "divine_whispers.client_ip.axes_client_ip"
-AXES_LOCKOUT_CALLABLE = "divine_whispers.lockout.lockout_response"
+AXES_LOCKOUT_CALLABLE = "audit.lockout.lockout_response"
 AXES_VERBOSE = False
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -356,7 +356,7 @@ AUTHENTICATION_BACKENDS = [
 MIDDLEWARE.append("axes.middleware.AxesMiddleware")
 # Right inside the request-id middleware: every error under /api/ becomes the JSON body.
 MIDDLEWARE.insert(
-    MIDDLEWARE.index("audit.middleware.RequestContextMiddleware") + 1,
+    MIDDLEWARE.index("divine_whispers.request_context.RequestContextMiddleware") + 1,
     "divine_whispers.api.middleware.ApiJsonErrorsMiddleware",
 )
 

@@ -1,4 +1,6 @@
-"""Top-level routes: admin, the versioned REST API, its schema, and a health check."""
+"""Top-level routes: admin, the versioned REST API, its schema, and a health check.
+
+The apps' routes are included by name (strings), so the foundation imports no app."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -7,14 +9,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from divine_whispers.api.exceptions import api_not_found
 from divine_whispers.health import healthz
 from divine_whispers.home import home
-from divine_whispers.metrics import metrics_view
+from divine_whispers.observability.metrics import metrics_view
 
 urlpatterns = [
     path("", home, name="home"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
-    path("api/v1/", include("divine_whispers.api.urls")),
+    path("api/v1/", include("wallet.api.urls")),
+    path("api/v1/", include("jobs.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     # Session login/logout for the browsable API.
@@ -25,5 +28,5 @@ urlpatterns = [
 ]
 
 handler500 = "divine_whispers.api.exceptions.server_error"
-# The back-office's 403 page names the missing permission and is audited (issue 13).
+# The back-office's 403 page names the missing permission and is audited.
 handler403 = "wallet.admin_errors.permission_denied"

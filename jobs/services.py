@@ -51,16 +51,16 @@ from django.db.models.functions import Now
 
 from audit.models import AuditEvent
 from audit.services import record_system_event
+from divine_whispers.errors import DomainError
+from divine_whispers.money import validate_positive_amount
 from jobs.handlers import JobContext, get_handler
 from jobs.models import Job, JobStatus, JobType
 from wallet import services as wallet_services
-from wallet.errors import DomainError
-from wallet.validators import validate_positive_amount
 
 logger = logging.getLogger("jobs.worker")
 
 ERROR_MAX_LENGTH = 2000
-REFUND_REASON_MAX_LENGTH = 500  # wallet.validators.REASON_MAX_LENGTH
+REFUND_REASON_MAX_LENGTH = 500  # divine_whispers.money.REASON_MAX_LENGTH
 RESULT_MAX_BYTES = 64 * 1024
 RECORD_ATTEMPTS = 3  # tries to record an outcome when the database connection drops
 

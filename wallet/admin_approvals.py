@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from divine_whispers.errors import DomainError
 from wallet import services
 from wallet.admin import (
     ReadOnlyAdminMixin,
@@ -30,7 +31,6 @@ from wallet.admin import (
 )
 from wallet.admin_flows import CONFIRM_TEMPLATE, ConfirmedFlowMixin
 from wallet.admin_polish import AuditTrailButtonMixin
-from wallet.errors import DomainError
 from wallet.formatting import points, signed_points
 from wallet.forms import RejectApprovalForm, domain_error_message
 from wallet.models import ApprovalRequest, ApprovalStatus, Wallet

@@ -32,9 +32,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from divine_whispers.errors import DomainError, StaleConfirmation
 from jobs.models import Job
 from wallet import confirmations, services
-from wallet.errors import DomainError, StaleConfirmation
 from wallet.formatting import points, signed_points
 from wallet.forms import (
     REFUND_ALL,

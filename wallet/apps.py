@@ -8,6 +8,6 @@ class WalletConfig(AppConfig):
     def ready(self) -> None:
         from django.core.signals import request_started
 
-        from divine_whispers.db import reset_commit_sent
+        from divine_whispers.db.transactions import reset_commit_sent
 
         request_started.connect(reset_commit_sent, dispatch_uid="wallet-reset-commit-sent")

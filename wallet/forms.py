@@ -14,9 +14,9 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from wallet.errors import DomainError
+from divine_whispers.errors import DomainError
+from divine_whispers.money import REASON_MAX_LENGTH
 from wallet.formatting import points
-from wallet.validators import REASON_MAX_LENGTH
 
 # Optional sign, then digits only: no decimal point, exponent, thousands separator
 # or unicode digits. Django's IntegerField would accept "10.0" (and localised

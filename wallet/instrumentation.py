@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 from django.db import DatabaseError
 
-from divine_whispers import metrics
-from wallet.errors import DomainError
+from divine_whispers.errors import DomainError
+from divine_whispers.observability import metrics
 
 logger = logging.getLogger("divine_whispers.money")
 

@@ -20,8 +20,8 @@ from django.db.models import F, Q
 from knox.models import AbstractAuthToken
 from knox.settings import CONSTANTS as KNOX
 
-from divine_whispers.compiled import CompiledQuery
-from divine_whispers.faults import row_locks_disabled
+from divine_whispers.db.compiled import CompiledQuery
+from divine_whispers.db.faults import row_locks_disabled
 
 
 class WalletManager(models.Manager):

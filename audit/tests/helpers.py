@@ -15,9 +15,9 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 
 from audit.services import build_wallet_event, record_system_event, save_events
+from divine_whispers.errors import InsufficientBalance
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
-from wallet.errors import InsufficientBalance
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 from wallet.tests.factories import StaffFactory, UserFactory
 

@@ -9,10 +9,14 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.test import override_settings
 
-from audit.context import RequestContext, reset_request_context, set_request_context
 from audit.models import AuditChainHead, AuditEvent
 from audit.tests.helpers import populate_ledger, sql, triggers_disabled, verify
 from audit.verification import verify_ledger
+from divine_whispers.request_context import (
+    RequestContext,
+    reset_request_context,
+    set_request_context,
+)
 from wallet import services
 from wallet.models import Wallet
 from wallet.tests.helpers import ledger_snapshot

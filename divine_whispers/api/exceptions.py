@@ -1,7 +1,7 @@
 """The one place that turns every error into the contract's JSON error body and status.
 
 Every error leaves the API as `{"error": {"code", "message", "details"}}`. Domain errors
-(wallet/errors.py) carry their code; this module decides their HTTP status in one table,
+(the catalogue, divine_whispers/errors.py) carry their code and HTTP status on the class,
 so a status can never drift between endpoints. DRF and Django errors are mapped to the
 same shape. Anything else is logged with the request id and answered with a JSON 500 —
 which the test suite makes sure never happens.
@@ -25,34 +25,11 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from audit.context import current_request_context
-from divine_whispers.db import commit_sent
-from wallet import errors
+from divine_whispers import errors
+from divine_whispers.db.transactions import commit_sent
+from divine_whispers.request_context import current_request_context
 
 logger = logging.getLogger("divine_whispers.api")
-
-# HTTP status of every domain error class (contract, section "Errors").
-DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
-    errors.ValidationFailed: 400,
-    errors.AmountTooLarge: 400,
-    errors.SelfTransfer: 400,
-    errors.UnknownRecipient: 400,
-    errors.PriceMismatch: 400,
-    errors.NotRefundable: 400,
-    errors.RefundExceedsOriginal: 400,
-    errors.InactiveJobType: 400,
-    errors.InsufficientBalance: 402,
-    errors.NotFound: 404,
-    errors.RequestInProgress: 409,
-    errors.JobNotCancellable: 409,
-    errors.IdempotencyKeyReused: 422,
-    errors.VelocityLimitExceeded: 429,
-    # Four-eyes approvals (contract: Approvals).
-    errors.SelfApprovalForbidden: 403,
-    errors.ApprovalNotPending: 409,
-    # Admin confirmations only (never raised through the API, mapped so it cannot 500).
-    errors.StaleConfirmation: 409,
-}
 
 # Field-level error codes that are themselves contract codes: when every field error of a
 # validation failure carries one of these, it becomes the response's code.
@@ -123,8 +100,8 @@ def _validation_response(exc: drf.ValidationError) -> tuple[int, dict, dict]:
 
 
 def _domain_response(exc: errors.DomainError) -> tuple[int, dict, dict]:
-    status = _lookup(DOMAIN_STATUS, exc)
-    if status is None:  # a new DomainError class nobody mapped: a bug, not a client error
+    status = exc.status
+    if status is None:  # a DomainError class without a status: a bug, not a client error
         return _unexpected(exc)
     details = dict(exc.details)
     field = details.pop("field", None)

@@ -1,6 +1,6 @@
 """Strict input fields. DRF's own fields coerce (`"10"` → 10, `1.0` → 1, `10` → `"10"`);
 money must never be coerced, so these accept exactly one JSON type each and reuse the
-core's validators (wallet/validators.py) so the API and the services agree on the rules.
+foundation's points rules (divine_whispers/money.py) so the API and the services agree on the rules.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from wallet.errors import AmountTooLarge, ValidationFailed
-from wallet.validators import (
+from divine_whispers.errors import AmountTooLarge, ValidationFailed
+from divine_whispers.money import (
     BIGINT_MAX,
     REFERENCE_MAX_LENGTH,
     REFERENCE_PATTERN,
@@ -207,33 +207,3 @@ class UsernameFilterField(serializers.CharField):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_length=150, trim_whitespace=False, **kwargs)
-
-
-class JobTypeCodeField(StrictTextField):
-    """A job type code: a string naming a row of `JobType` (staff edit them in the admin)."""
-
-
-class JobTypeCodeFieldSchema(OpenApiSerializerFieldExtension):
-    """The codes that exist when the schema is generated, as an enum.
-
-    An unknown code is refused (400 `validation_error`), so the schema lists the codes the
-    server knows; an inactive one is listed too (400 `inactive_job_type`, a state that can
-    change). The schema is generated per request, so it follows the admin's edits. Without
-    a reachable database (a system check run offline) the field is a plain string.
-    """
-
-    target_class = JobTypeCodeField
-
-    def map_serializer_field(self, auto_schema, direction):
-        from django.db import DatabaseError
-
-        from jobs.models import JobType
-
-        schema: dict[str, Any] = {"type": "string", "maxLength": self.target.max_length}
-        try:
-            codes = sorted(JobType.objects.values_list("code", flat=True))
-        except DatabaseError:  # generated without a database (e.g. `check --deploy` offline)
-            codes = []
-        if codes and direction == "request":
-            schema["enum"] = codes
-        return schema

@@ -15,8 +15,8 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from wallet.errors import ValidationFailed
-from wallet.validators import (
+from divine_whispers.errors import ValidationFailed
+from divine_whispers.money import (
     IDEMPOTENCY_KEY_PATTERN,
     REFERENCE_MAX_LENGTH,
     is_valid_idempotency_key,

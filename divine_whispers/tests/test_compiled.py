@@ -8,7 +8,7 @@ import pytest
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
-from divine_whispers.compiled import CompiledQuery
+from divine_whispers.db.compiled import CompiledQuery
 from jobs.models import Job
 from wallet import services
 from wallet.models import Transaction, Wallet

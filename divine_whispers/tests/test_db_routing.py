@@ -16,8 +16,9 @@ from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import resolve
 
-from divine_whispers import cache_guard, db_routing
-from divine_whispers.db_routing import PRIMARY, REPLICA, ReplicaRouter, RequestRouting
+from divine_whispers import cache_guard
+from divine_whispers.db import routing as db_routing
+from divine_whispers.db.routing import PRIMARY, REPLICA, ReplicaRouter, RequestRouting
 from jobs.models import Job
 from jobs.tests.factories import JobTypeFactory
 from wallet.models import Transaction

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from divine_whispers.logs import (
+from divine_whispers.observability.logs import (
     RedactingJsonFormatter,
     RedactingTextFormatter,
     RequestIdFilter,

@@ -13,11 +13,11 @@ from django.test import override_settings
 from django.utils import timezone
 
 from audit.tests.helpers import verify
-from divine_whispers import metrics
+from divine_whispers.errors import InsufficientBalance, ValidationFailed
+from divine_whispers.observability import metrics
 from divine_whispers.tests.metrics_helpers import samples, total, value
 from jobs.models import Job, JobStatus
 from wallet import services
-from wallet.errors import InsufficientBalance, ValidationFailed
 
 pytestmark = pytest.mark.django_db
 

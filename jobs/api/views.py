@@ -16,11 +16,11 @@ from rest_framework.response import Response
 from divine_whispers.api.idempotency import REPLAYED_HEADER
 from divine_whispers.api.pagination import NewestFirstCursorPagination
 from divine_whispers.api.schema import error_responses
+from divine_whispers.errors import JobNotCancellable
 from jobs.api.serializers import JobFilterSerializer, JobSerializer, JobTypeSerializer
 from jobs.models import Job, JobStatus, JobType
 from wallet import services
 from wallet.api.serializers import TransactionSerializer
-from wallet.errors import JobNotCancellable
 
 CANCEL_REASON = "Cancelled by its owner"
 

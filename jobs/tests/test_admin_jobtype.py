@@ -152,7 +152,7 @@ def test_price_and_audit_event_commit_together(finance, job_type, monkeypatch):
 
 @pytest.mark.parametrize("price", [0, -1, 1.5, "10", True, None])
 def test_service_refuses_a_price_that_is_not_a_positive_whole_number(finance, job_type, price):
-    from wallet.errors import ValidationFailed
+    from divine_whispers.errors import ValidationFailed
 
     job_type.price = price
 

@@ -8,7 +8,6 @@ from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import serializers
 
 from divine_whispers.api.fields import (
-    JobTypeCodeField,
     JSONObjectField,
     ReferenceField,
     StrictAmountField,
@@ -22,8 +21,10 @@ from divine_whispers.api.serializers import (
     QueryFilterSerializer,
     StrictInputSerializer,
 )
-from jobs.api.serializers import JobSerializer
-from wallet.errors import UnknownRecipient
+from divine_whispers.errors import UnknownRecipient
+from divine_whispers.money import DESCRIPTION_MAX_LENGTH, REASON_MAX_LENGTH
+from jobs.models import Job
+from wallet.api.fields import JobTypeCodeField
 from wallet.models import (
     ApprovalRequest,
     ApprovalStatus,
@@ -32,12 +33,35 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.validators import DESCRIPTION_MAX_LENGTH, REASON_MAX_LENGTH
 
 JOB_TYPE_MAX_LENGTH = 64
 
 
 # --- Output ---------------------------------------------------------------------------
+
+
+class JobSerializer(FieldsOnceMixin, serializers.ModelSerializer):
+    job_type = serializers.CharField(source="job_type.code", read_only=True)
+    transaction_id = serializers.IntegerField(read_only=True)
+    user_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "user_id",
+            "job_type",
+            "status",
+            "points_used",
+            "input",
+            "result",
+            "error",
+            "transaction_id",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
 
 
 class TransactionSerializer(FieldsOnceMixin, serializers.ModelSerializer):

@@ -24,10 +24,10 @@ from divine_whispers.api.idempotency import (
     reference_for,
 )
 from divine_whispers.api.pagination import AdminPagePagination, NewestFirstCursorPagination
-from divine_whispers.api.permissions import AuditPermissionDeniedMixin, has_perm
+from divine_whispers.api.permissions import has_perm
 from divine_whispers.api.schema import error_responses
-from jobs.api.serializers import JobSerializer
 from wallet import selectors, services
+from wallet.api.permissions import AuditPermissionDeniedMixin
 from wallet.api.serializers import (
     AdjustInputSerializer,
     AdminWalletFilterSerializer,
@@ -39,6 +39,7 @@ from wallet.api.serializers import (
     ApproveInputSerializer,
     BalanceSerializer,
     DepositInputSerializer,
+    JobSerializer,
     RefundInputSerializer,
     RejectInputSerializer,
     SpendInputSerializer,

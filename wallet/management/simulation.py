@@ -406,7 +406,7 @@ def execute(op: dict, ctx: RunContext) -> dict:
     """One operation → its outcome; never raises (a crash is an outcome, and a violation)."""
     from django.db import connection
 
-    from wallet.errors import DomainError
+    from divine_whispers.errors import DomainError
 
     outcome = {"i": op["i"], "kind": op["kind"], "pid": os.getpid()}
     try:

@@ -19,10 +19,9 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import build_wallet_event, save_events
-from divine_whispers.db import Rejection
-from divine_whispers.faults import crash_point
-from jobs.models import Job
-from wallet.errors import (
+from divine_whispers.db.faults import crash_point
+from divine_whispers.db.transactions import Rejection
+from divine_whispers.errors import (
     IdempotencyKeyReused,
     InsufficientBalance,
     NotFound,
@@ -30,6 +29,7 @@ from wallet.errors import (
     ValidationFailed,
     VelocityLimitExceeded,
 )
+from jobs.models import Job
 from wallet.models import (
     VELOCITY_TYPES,
     Transaction,

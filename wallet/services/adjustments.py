@@ -17,15 +17,21 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import build_wallet_event, save_events
-from divine_whispers.db import Rejection, run_atomically
-from divine_whispers.faults import row_locks_disabled
-from wallet.errors import (
+from divine_whispers.db.faults import row_locks_disabled
+from divine_whispers.db.transactions import Rejection, run_atomically
+from divine_whispers.errors import (
     ApprovalNotPending,
     IdempotencyKeyReused,
     InsufficientBalance,
     NotFound,
     SelfApprovalForbidden,
     ValidationFailed,
+)
+from divine_whispers.money import (
+    REASON_MAX_LENGTH,
+    validate_reference,
+    validate_signed_amount,
+    validate_text,
 )
 from wallet.instrumentation import observed
 from wallet.models import (
@@ -46,12 +52,6 @@ from wallet.services._common import (
     _persist_wallets,
     _reject,
     _user_id,
-)
-from wallet.validators import (
-    REASON_MAX_LENGTH,
-    validate_reference,
-    validate_signed_amount,
-    validate_text,
 )
 
 

@@ -11,7 +11,13 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
-from divine_whispers.db import run_atomically
+from divine_whispers.db.transactions import run_atomically
+from divine_whispers.money import (
+    DESCRIPTION_MAX_LENGTH,
+    validate_positive_amount,
+    validate_reference,
+    validate_text,
+)
 from wallet.instrumentation import observed
 from wallet.models import (
     TransactionType,
@@ -24,12 +30,6 @@ from wallet.services._common import (
     _find_replay,
     _fingerprint,
     _user_id,
-)
-from wallet.validators import (
-    DESCRIPTION_MAX_LENGTH,
-    validate_positive_amount,
-    validate_reference,
-    validate_text,
 )
 
 

@@ -13,16 +13,22 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Sum
 from django.utils import timezone
 
-from divine_whispers.db import run_atomically
-from divine_whispers.faults import crash_point
-from jobs.models import Job, JobStatus
-from wallet.errors import (
+from divine_whispers.db.faults import crash_point
+from divine_whispers.db.transactions import run_atomically
+from divine_whispers.errors import (
     JobNotCancellable,
     NotFound,
     NotRefundable,
     RefundExceedsOriginal,
     ValidationFailed,
 )
+from divine_whispers.money import (
+    REASON_MAX_LENGTH,
+    validate_positive_amount,
+    validate_reference,
+    validate_text,
+)
+from jobs.models import Job, JobStatus
 from wallet.instrumentation import observed
 from wallet.models import (
     Transaction,
@@ -38,12 +44,6 @@ from wallet.services._common import (
     _commit_rows,
     _find_replay,
     _fingerprint,
-)
-from wallet.validators import (
-    REASON_MAX_LENGTH,
-    validate_positive_amount,
-    validate_reference,
-    validate_text,
 )
 
 

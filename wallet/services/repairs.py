@@ -14,8 +14,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from audit.services import build_wallet_event, save_events
-from divine_whispers.db import run_atomically
-from wallet.errors import (
+from divine_whispers.db.transactions import run_atomically
+from divine_whispers.errors import (
     NotFound,
 )
 from wallet.models import (

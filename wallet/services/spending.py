@@ -14,14 +14,18 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit.services import save_events
-from divine_whispers.db import Rejection, run_atomically
-from divine_whispers.faults import crash_point
-from jobs.models import Job, JobType
-from wallet.errors import (
+from divine_whispers.db.faults import crash_point
+from divine_whispers.db.transactions import Rejection, run_atomically
+from divine_whispers.errors import (
     InactiveJobType,
     PriceMismatch,
     ValidationFailed,
 )
+from divine_whispers.money import (
+    validate_positive_amount,
+    validate_reference,
+)
+from jobs.models import Job, JobType
 from wallet.instrumentation import observed
 from wallet.models import (
     Transaction,
@@ -41,10 +45,6 @@ from wallet.services._common import (
     _persist_wallets,
     _user_id,
     _velocity_rejection,
-)
-from wallet.validators import (
-    validate_positive_amount,
-    validate_reference,
 )
 
 

@@ -12,12 +12,18 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from divine_whispers.db import Rejection, run_atomically
-from divine_whispers.faults import crash_point
-from wallet.errors import (
+from divine_whispers.db.faults import crash_point
+from divine_whispers.db.transactions import Rejection, run_atomically
+from divine_whispers.errors import (
     SelfTransfer,
     UnknownRecipient,
     ValidationFailed,
+)
+from divine_whispers.money import (
+    DESCRIPTION_MAX_LENGTH,
+    validate_positive_amount,
+    validate_reference,
+    validate_text,
 )
 from wallet.instrumentation import observed
 from wallet.models import (
@@ -38,12 +44,6 @@ from wallet.services._common import (
     _mark_saved,
     _user_id,
     _velocity_rejection,
-)
-from wallet.validators import (
-    DESCRIPTION_MAX_LENGTH,
-    validate_positive_amount,
-    validate_reference,
-    validate_text,
 )
 
 

@@ -15,7 +15,7 @@ def init(db_name: str, port: int, pooling: bool) -> None:
     from django.conf import settings
     from django.db import connections
 
-    from divine_whispers.db_settings import POOLED_ENGINE, apply_transaction_pooling
+    from divine_whispers.db.config import POOLED_ENGINE, apply_transaction_pooling
 
     for database in (settings.DATABASES["default"], connections.settings["default"]):
         database.update(HOST="127.0.0.1", PORT=str(port), CONN_MAX_AGE=600)
@@ -35,8 +35,8 @@ def spend_and_read(args: tuple[int, str, int]) -> dict[str, Any]:
 
     from django.db import connections, transaction
 
+    from divine_whispers.errors import DomainError
     from wallet import services
-    from wallet.errors import DomainError
     from wallet.models import Transaction
 
     user_id, job_type, count = args

@@ -17,9 +17,9 @@ from typing import Any
 
 from django.utils import timezone
 
+from divine_whispers.errors import DomainError
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
-from wallet.errors import DomainError
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 from wallet.selectors import REPORT_AMOUNTS
 from wallet.tests.factories import StaffFactory, UserFactory

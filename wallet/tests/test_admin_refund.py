@@ -240,7 +240,7 @@ def test_a_confirmation_whose_state_moved_on_is_refused_as_stale(support, spend,
 
 def test_the_service_refuses_a_stale_confirmation_under_the_lock(support, spend):
     """The page's check and the booking are separate moments; the service closes the gap."""
-    from wallet.errors import StaleConfirmation
+    from divine_whispers.errors import StaleConfirmation
 
     services.refund(spend_txn=spend, amount=5, reason="meanwhile", actor=support)
     before = ledger_snapshot()

@@ -15,8 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from wallet import services
-from wallet.errors import (
+from divine_whispers.errors import (
     ApprovalNotPending,
     IdempotencyKeyReused,
     InsufficientBalance,
@@ -24,6 +23,7 @@ from wallet.errors import (
     SelfApprovalForbidden,
     ValidationFailed,
 )
+from wallet import services
 from wallet.models import ApprovalRequest, Transaction, TransactionType, Wallet
 from wallet.tests.api_helpers import error_of, staff_in
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError
 
+from divine_whispers.errors import ApprovalNotPending
 from wallet import services
-from wallet.errors import ApprovalNotPending
 from wallet.models import ApprovalRequest, Transaction, TransactionType, Wallet
 from wallet.tests.admin_helpers import staff_in_group
 from wallet.tests.factories import StaffFactory, UserFactory
@@ -78,7 +78,7 @@ def test_without_any_row_lock_the_database_still_books_once(request_and_approver
     switch of divine_whispers/faults.py), racing approvers all read `pending`; the decided-once
     trigger of migration 0005 refuses every decision after the first, which rolls back
     that approver's booking with it."""
-    from divine_whispers import faults
+    from divine_whispers.db import faults
 
     owner, approval, approvers = request_and_approvers
     monkeypatch.setattr(faults, "_row_locks_disabled", True)

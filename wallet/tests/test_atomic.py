@@ -10,7 +10,7 @@ import pytest
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.test import override_settings
 
-from divine_whispers.db import run_atomically
+from divine_whispers.db.transactions import run_atomically
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

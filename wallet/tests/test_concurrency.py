@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from divine_whispers.errors import DomainError, InsufficientBalance, RefundExceedsOriginal
 from jobs.models import Job
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
-from wallet.errors import DomainError, InsufficientBalance, RefundExceedsOriginal
 from wallet.models import Transaction, TransactionType, Wallet
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.helpers import assert_ledger_consistent, run_concurrently

@@ -8,10 +8,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 
 from audit.models import AuditEvent
-from jobs.models import Job, JobStatus
-from jobs.tests.factories import JobTypeFactory
-from wallet import services
-from wallet.errors import (
+from divine_whispers.errors import (
     AmountTooLarge,
     IdempotencyKeyReused,
     InactiveJobType,
@@ -24,6 +21,9 @@ from wallet.errors import (
     ValidationFailed,
     VelocityLimitExceeded,
 )
+from jobs.models import Job, JobStatus
+from jobs.tests.factories import JobTypeFactory
+from wallet import services
 from wallet.models import Transaction, TransactionType, Wallet
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot
 
@@ -355,7 +355,7 @@ def test_ledger_rows_cannot_be_edited_through_the_orm(user, fund):
 
 
 def test_operations_on_an_unknown_user_id_are_not_found(staff):
-    from wallet.errors import NotFound
+    from divine_whispers.errors import NotFound
 
     before = ledger_snapshot()
     with pytest.raises(NotFound):

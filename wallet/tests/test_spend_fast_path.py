@@ -16,10 +16,7 @@ from django.utils import timezone
 
 from audit.hashing import compute_event_hash
 from audit.models import AuditEvent
-from jobs.models import Job
-from jobs.tests.factories import JobTypeFactory
-from wallet import services
-from wallet.errors import (
+from divine_whispers.errors import (
     IdempotencyKeyReused,
     InactiveJobType,
     InsufficientBalance,
@@ -27,6 +24,9 @@ from wallet.errors import (
     ValidationFailed,
     VelocityLimitExceeded,
 )
+from jobs.models import Job
+from jobs.tests.factories import JobTypeFactory
+from wallet import services
 from wallet.models import Transaction, Wallet
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot, run_concurrently

@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from django.db.utils import load_backend
 
-from divine_whispers.db_settings import (
+from divine_whispers.db.config import (
     POOLED_ENGINE,
     apply_transaction_pooling,
     replica_database,

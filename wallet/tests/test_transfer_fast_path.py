@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from audit.hashing import compute_event_hash
 from audit.models import AuditEvent
+from divine_whispers.errors import IdempotencyKeyReused, InsufficientBalance, VelocityLimitExceeded
 from wallet import services
-from wallet.errors import IdempotencyKeyReused, InsufficientBalance, VelocityLimitExceeded
 from wallet.models import Transaction, Wallet, new_transfer_id
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot, run_concurrently

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from divine_whispers.metrics import serve_process_metrics
+from divine_whispers.observability.metrics import serve_process_metrics
 from jobs.worker import WorkerPool
 
 

@@ -15,8 +15,8 @@ import threading
 import pytest
 from django.db import connection, connections, transaction
 
+from divine_whispers.errors import InsufficientBalance
 from wallet import services
-from wallet.errors import InsufficientBalance
 from wallet.models import Wallet
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.reliability.invariants import assert_all_invariants

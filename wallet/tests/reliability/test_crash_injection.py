@@ -24,7 +24,7 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
-from divine_whispers import faults
+from divine_whispers.db import faults
 from jobs.models import Job, JobStatus
 from jobs.tests.factories import JobTypeFactory
 from wallet import services

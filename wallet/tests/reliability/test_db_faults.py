@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from divine_whispers import faults
+from divine_whispers.db import faults
 from jobs.models import Job, JobStatus
 from jobs.tests.factories import JobTypeFactory
 from wallet import services

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from divine_whispers import faults
+from divine_whispers.db import faults
 from wallet.tests.reliability.test_crash_injection import ALL_POINTS
 
 
@@ -53,7 +53,7 @@ def test_the_row_lock_switch_needs_a_test_database(db, monkeypatch):
     [("1", False), ("true", False), ("yes", False), (faults.NO_ROW_LOCKS_OPT_IN, True)],
 )
 def test_the_row_lock_switch_needs_the_exact_opt_in_phrase(value, expected):
-    code = "import divine_whispers.faults as f; print(f._row_locks_disabled)"
+    code = "import divine_whispers.db.faults as f; print(f._row_locks_disabled)"
     out = subprocess.run(
         [sys.executable, "-c", code],
         env={faults.NO_ROW_LOCKS_ENV: value, "PATH": "/usr/bin:/bin"},

@@ -27,7 +27,7 @@ from collections import Counter
 import pytest
 from django.db import OperationalError, connection, connections
 
-from divine_whispers import faults
+from divine_whispers.db import faults
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction

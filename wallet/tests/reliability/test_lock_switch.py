@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.conf import settings
 
-from divine_whispers import faults
+from divine_whispers.db import faults
 
 THREAD_TESTS = [
     "wallet/tests/test_concurrency.py::test_32_threads_spending_on_one_wallet_never_overdraw",

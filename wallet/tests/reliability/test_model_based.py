@@ -31,15 +31,15 @@ from hypothesis.stateful import (
 )
 
 from audit.models import AuditEvent
-from jobs.tests.factories import JobTypeFactory
-from wallet import services
-from wallet.errors import (
+from divine_whispers.errors import (
     AmountTooLarge,
     IdempotencyKeyReused,
     InsufficientBalance,
     RefundExceedsOriginal,
     ValidationFailed,
 )
+from jobs.tests.factories import JobTypeFactory
+from wallet import services
 from wallet.models import Transaction, TransactionType, Wallet
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.helpers import OPERATION_ACTIONS

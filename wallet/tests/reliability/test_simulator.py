@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from divine_whispers import faults
+from divine_whispers.db import faults
 from wallet.management.simulation import ALLOWED_CODES, build_plan, plan_digest
 
 

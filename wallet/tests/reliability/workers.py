@@ -20,8 +20,8 @@ def spend_many(args: tuple[int, str, int]) -> dict[str, int]:
     """`count` spends on one wallet; returns how each ended (never raises)."""
     from django.db import connections
 
+    from divine_whispers.errors import DomainError
     from wallet import services
-    from wallet.errors import DomainError
 
     user_id, job_type, count = args
     outcomes: Counter = Counter()

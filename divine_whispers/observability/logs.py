@@ -19,7 +19,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from audit.context import current_request_context
+from divine_whispers.request_context import current_request_context
 
 # Credentials as they appear in headers, query strings, JSON bodies (also JSON inside a
 # JSON string, where quotes arrive escaped) and repr()s.
@@ -96,10 +96,10 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "divine_whispers.logs.RequestIdFilter"}},
+        "filters": {"request_id": {"()": "divine_whispers.observability.logs.RequestIdFilter"}},
         "formatters": {
-            "json": {"()": "divine_whispers.logs.RedactingJsonFormatter"},
-            "text": {"()": "divine_whispers.logs.RedactingTextFormatter"},
+            "json": {"()": "divine_whispers.observability.logs.RedactingJsonFormatter"},
+            "text": {"()": "divine_whispers.observability.logs.RedactingTextFormatter"},
         },
         "handlers": {
             "console": {

@@ -1,4 +1,4 @@
-"""Strict validation of money inputs, shared by services, serializers and admin forms.
+"""The points and reference rules, shared by services, serializers and admin forms.
 
 Points are whole numbers: an int that is not a bool. Floats, decimals and numeric
 strings are refused rather than coerced, so `"10"`, `1.0` or `True` never move money.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wallet.errors import AmountTooLarge, ValidationFailed
+from divine_whispers.errors import AmountTooLarge, ValidationFailed
 
 # A reference (body field or Idempotency-Key header): 1–255 printable ASCII characters.
 REFERENCE_MAX_LENGTH = 255

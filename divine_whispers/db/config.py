@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-POOLED_ENGINE = "divine_whispers.pooled_postgresql"
+POOLED_ENGINE = "divine_whispers.db.pooled_postgresql"
 
 # A replica that does not answer quickly is skipped (reads fall back to the primary);
 # waiting the operating system's connect timeout would stall every read-only request.
@@ -19,7 +19,7 @@ def apply_transaction_pooling(database: dict[str, Any], enabled: bool) -> dict[s
 
     - `prepare_threshold=None`: psycopg never creates a named prepared statement (it
       would live on one server connection and be missing, or clash, on the next);
-    - the `divine_whispers.pooled_postgresql` engine: `.iterator()` outside a
+    - the `divine_whispers.db.pooled_postgresql` engine: `.iterator()` outside a
       transaction fetches client-side instead of declaring a `WITH HOLD` cursor that
       outlives its transaction (inside one it keeps its server-side cursor);
     - the spend fast path reads `settings.DATABASE_TRANSACTION_POOLING` and binds its

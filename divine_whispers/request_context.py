@@ -1,15 +1,48 @@
-"""Gives every request an id, returned as X-Request-ID and stored on audit events."""
+"""The request context (request id, client address) and the middleware that sets it.
+
+Audit events, log lines and error bodies all quote the same request id, so it is set once,
+as the request arrives, and read from here. A context variable rather than a global: each
+thread and each async task sees its own request, so nothing here assumes a single process
+or a single thread.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse
 
-from audit.context import RequestContext, reset_request_context, set_request_context
 from divine_whispers.client_ip import client_ip
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str = ""
+    ip: str | None = None
+
+
+_NO_REQUEST = RequestContext()
+_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "audit_request_context", default=None
+)
+
+
+def current_request_context() -> RequestContext:
+    """The running request's context; an empty one outside HTTP (commands, workers)."""
+    return _current.get() or _NO_REQUEST
+
+
+def set_request_context(context: RequestContext) -> contextvars.Token:
+    return _current.set(context)
+
+
+def reset_request_context(token: contextvars.Token) -> None:
+    _current.reset(token)
+
 
 # Contract (Input rules): a client's id is kept only when it is 1–64 of these characters;
 # anything else (spaces, quotes, newlines, very long) gets a fresh id, so logs stay clean.

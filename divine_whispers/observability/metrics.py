@@ -17,12 +17,10 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
@@ -94,44 +92,31 @@ def record_request(route: str, method: str, status: int, seconds: float) -> None
 # --- Scrape-time figures from the database -------------------------------------------
 
 
+ScrapeGauges = Callable[[], Iterable[GaugeMetricFamily]]
+_scrape_gauges: list[ScrapeGauges] = []
+
+
+def register_scrape_gauges(producer: ScrapeGauges) -> None:
+    """An app adds gauges read from the database at scrape time (from `AppConfig.ready`).
+
+    The foundation knows no app's tables: the jobs app reports its queue, the audit app
+    the last `verify_ledger` run. Registration happens once per process, at start-up.
+    """
+    if producer not in _scrape_gauges:
+        _scrape_gauges.append(producer)
+
+
+def gauge(name: str, documentation: str, **kwargs) -> GaugeMetricFamily:
+    """A scrape-time gauge under this service's metric prefix."""
+    return GaugeMetricFamily(f"{PREFIX}_{name}", documentation, **kwargs)
+
+
 class DatabaseCollector:
     """Gauges read from the database when scraped (never counted by a process)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from audit.models import LedgerVerification
-        from jobs.models import Job, JobStatus
-
-        jobs = GaugeMetricFamily(f"{PREFIX}_jobs", "Jobs by status.", labels=["status"])
-        # One GROUP BY over the (status, created_at) index; every status is reported,
-        # 0 included, so an alert never sees a series vanish.
-        counts = dict.fromkeys(JobStatus.values, 0)
-        for status, n in Job.objects.order_by().values_list("status").annotate(n=Count("id")):
-            counts[status] = n
-        for status, n in sorted(counts.items()):
-            jobs.add_metric([status], n)
-        yield jobs
-
-        oldest = (
-            Job.objects.filter(status=JobStatus.PENDING)
-            .order_by("created_at")
-            .values_list("created_at", flat=True)
-            .first()
-        )
-        age = max(0.0, time.time() - oldest.timestamp()) if oldest else 0.0
-        yield GaugeMetricFamily(
-            f"{PREFIX}_job_oldest_pending_seconds",
-            "Age of the oldest pending job (0 when none is pending).",
-            value=age,
-        )
-
-        verified = GaugeMetricFamily(
-            f"{PREFIX}_ledger_verified_timestamp_seconds",
-            "Unix time of the last verify_ledger run, by result (ok or findings).",
-            labels=["result"],
-        )
-        for result, finished_at in LedgerVerification.objects.last_runs():
-            verified.add_metric([result], finished_at.timestamp())
-        yield verified
+        for producer in _scrape_gauges:
+            yield from producer()
 
 
 def _database_up_family(up: bool) -> GaugeMetricFamily:

@@ -17,7 +17,7 @@ from knox.auth import TokenAuthentication
 from knox.crypto import hash_token
 from rest_framework.exceptions import AuthenticationFailed
 
-from divine_whispers.compiled import CompiledQuery
+from divine_whispers.db.compiled import CompiledQuery
 from wallet.models import ApiToken
 
 INVALID = "Invalid, expired or revoked API key."

@@ -22,7 +22,7 @@ from typing import TypeVar
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
-from divine_whispers.faults import crash_point
+from divine_whispers.db.faults import crash_point
 
 logger = logging.getLogger(__name__)
 

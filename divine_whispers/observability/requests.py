@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from divine_whispers import metrics
+from divine_whispers.observability import metrics
 
 logger = logging.getLogger("divine_whispers.request")
 
