@@ -13,11 +13,33 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from audit.backoffice.csv_export import CsvExportMixin
+from audit.backoffice.links import admin_link, user_label
+from audit.backoffice.pages import BackOfficeMedia, ReadOnlyAdminMixin, brand_site, points_column
 from audit.labels import ACTION_LABELS, action_label
 from audit.models import AuditEvent
-from wallet.admin import ReadOnlyAdminMixin, admin_link, user_label
-from wallet.admin_exports import AUDIT_EVENT_COLUMNS, CsvExportMixin
-from wallet.admin_polish import BackOfficeMedia, points_column
+
+# The whole back-office's name and chrome, set once (Django's autodiscovery imports this).
+brand_site(admin.site)
+
+# The CSV export's columns (header, field path).
+AUDIT_EVENT_COLUMNS = (
+    ("id", "id"),
+    ("created_at", "created_at"),
+    ("action", "action"),
+    ("actor_id", "actor_id"),
+    ("actor", "actor__username"),
+    ("wallet_id", "wallet_id"),
+    ("transaction_id", "transaction_id"),
+    ("amount", "amount"),
+    ("balance_before", "balance_before"),
+    ("balance_after", "balance_after"),
+    ("request_id", "request_id"),
+    ("ip", "ip"),
+    ("metadata", "metadata"),
+    ("chain", "chain"),
+    ("hash", "hash"),
+)
 
 
 class ActionFilter(admin.SimpleListFilter):

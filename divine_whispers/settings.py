@@ -86,6 +86,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # The one points-formatting library (`{% load points_format %}`).
+            "libraries": {"points_format": "divine_whispers.points_format"},
         },
     },
 ]

@@ -29,4 +29,4 @@ urlpatterns = [
 
 handler500 = "divine_whispers.api.exceptions.server_error"
 # The back-office's 403 page names the missing permission and is audited.
-handler403 = "wallet.admin_errors.permission_denied"
+handler403 = "audit.backoffice.forbidden.permission_denied"

@@ -13,11 +13,17 @@ from django.http import HttpRequest
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
+from audit.backoffice.fields import StrictIntegerField
+from audit.backoffice.links import admin_link, admin_links, admin_url, changelist_url, user_label
+from audit.backoffice.pages import (
+    AuditTrailButtonMixin,
+    BackOfficeMedia,
+    ReadOnlyAdminMixin,
+    points_column,
+)
+from audit.models import AuditEvent
 from jobs import services
 from jobs.models import Job, JobType
-from wallet.admin import ReadOnlyAdminMixin, admin_link, admin_url, changelist_url, user_label
-from wallet.admin_polish import AuditTrailButtonMixin, BackOfficeMedia, points_column
-from wallet.forms import StrictIntegerField
 from wallet.models import Wallet
 
 
@@ -57,8 +63,6 @@ class JobTypeAdmin(admin.ModelAdmin):
 
     @admin.display(description="price history")
     def price_history(self, job_type: JobType) -> SafeString | str:
-        from audit.models import AuditEvent
-
         if job_type.pk is None:
             return "—"
         events = (
@@ -151,8 +155,6 @@ class JobAdmin(AuditTrailButtonMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     points_used_points = points_column("points_used", "points used")
 
     def audit_trail_url(self, job: Job) -> str:
-        from audit.models import AuditEvent
-
         return changelist_url(AuditEvent, transaction__id__exact=job.transaction_id)
 
     @admin.display(description="user")
@@ -170,9 +172,4 @@ class JobAdmin(AuditTrailButtonMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="refunds")
     def refunds_list(self, job: Job) -> SafeString | str:
-        refunds = job.transaction.refunds.order_by("created_at", "id")
-        if not refunds:
-            return "none"
-        return format_html_join(
-            ", ", '<a href="{}">{}</a>', ((admin_url(row), str(row)) for row in refunds)
-        )
+        return admin_links(job.transaction.refunds.order_by("created_at", "id"))

@@ -10,8 +10,8 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditEvent
+from divine_whispers.points_format import points, signed_points
 from wallet import services
-from wallet.formatting import points, signed_points
 from wallet.models import Transaction, TransactionType
 from wallet.tests.admin_helpers import logged_in, staff_in_group
 from wallet.tests.factories import UserFactory

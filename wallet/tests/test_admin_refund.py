@@ -11,7 +11,8 @@ from django.urls import reverse
 
 from audit.models import AuditEvent
 from jobs.models import Job, JobStatus
-from wallet import confirmations, services
+from wallet import services
+from wallet.admin import confirmations
 from wallet.models import Transaction, TransactionType, Wallet
 from wallet.tests.admin_helpers import (
     confirm_flow,

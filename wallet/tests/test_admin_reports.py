@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from audit.backoffice.csv_export import csv_cell
 from audit.models import AuditEvent
 from wallet import services
-from wallet.admin_exports import csv_cell
 from wallet.models import Transaction
 from wallet.tests.admin_helpers import logged_in, staff_in_group, staff_with_permissions
 from wallet.tests.factories import JobTypeFactory, StaffFactory, UserFactory
@@ -260,7 +260,7 @@ def test_timeline_summary_adds_up_for_every_wallet_of_a_random_story():
 
 
 def test_timeline_is_paginated(story):
-    from wallet.admin_timeline import TIMELINE_PAGE_SIZE
+    from wallet.admin.timeline import TIMELINE_PAGE_SIZE
 
     staff = StaffFactory(username="cashier2")
     carol = UserFactory(username="carol")

@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 
-from wallet.forms import FORM_REFERENCE_PREFIX
+from wallet.admin.forms import FORM_REFERENCE_PREFIX
 
 SALT = "wallet.admin.confirmation.v1"
 

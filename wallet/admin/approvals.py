@@ -14,29 +14,25 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from divine_whispers.errors import DomainError
-from wallet import services
-from wallet.admin import (
-    ReadOnlyAdminMixin,
-    StaffOperationMixin,
+from audit.backoffice.links import (
     admin_link,
     admin_url,
     changelist_url,
+    object_view_paths,
     user_label,
 )
-from wallet.admin_flows import CONFIRM_TEMPLATE, ConfirmedFlowMixin
-from wallet.admin_polish import AuditTrailButtonMixin
-from wallet.formatting import points, signed_points
-from wallet.forms import RejectApprovalForm, domain_error_message
+from audit.backoffice.pages import AuditTrailButtonMixin, ReadOnlyAdminMixin
+from audit.models import AuditEvent
+from divine_whispers.errors import DomainError
+from divine_whispers.points_format import points, signed_points
+from wallet import permissions, services
+from wallet.admin.forms import RejectApprovalForm, domain_error_message
+from wallet.admin.staff_flow import CONFIRM_TEMPLATE, ConfirmedFlowMixin, StaffOperationMixin
 from wallet.models import ApprovalRequest, ApprovalStatus, Wallet
-
-APPROVE_PERMISSION = "wallet.approve_adjustment"
-ADJUST_PERMISSION = "wallet.adjust_points"
 
 
 def _when(moment) -> str:
@@ -44,7 +40,7 @@ def _when(moment) -> str:
 
 
 def can_read_approvals(user: Any) -> bool:
-    return user.has_perm(APPROVE_PERMISSION) or user.has_perm(ADJUST_PERMISSION)
+    return user.has_perm(permissions.APPROVE) or user.has_perm(permissions.ADJUST)
 
 
 class ApprovalStatusFilter(admin.SimpleListFilter):
@@ -70,7 +66,7 @@ class MineFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         choices = [("mine", "Requested by me")]
-        if request.user.has_perm(APPROVE_PERMISSION):
+        if request.user.has_perm(permissions.APPROVE):
             choices.insert(0, ("to_decide", "Waiting for my decision"))
         return choices
 
@@ -204,8 +200,6 @@ class ApprovalRequestAdmin(
     # --- the request page ---
 
     def audit_trail_url(self, approval: ApprovalRequest) -> str:
-        from audit.models import AuditEvent
-
         return changelist_url(AuditEvent, wallet__id__exact=approval.wallet_id)
 
     def extra_change_context(self, request: HttpRequest, approval: ApprovalRequest) -> dict:
@@ -219,7 +213,7 @@ class ApprovalRequestAdmin(
             "is_requester": is_requester,
             "can_decide": approval.is_pending
             and not is_requester
-            and request.user.has_perm(APPROVE_PERMISSION),
+            and request.user.has_perm(permissions.APPROVE),
             "current_balance": balance,
             "balance_after": balance + approval.amount,
             "hours_left": max(
@@ -229,15 +223,10 @@ class ApprovalRequestAdmin(
 
     def get_urls(self) -> list:
         return [
-            path(
-                "<path:object_id>/approve/",
-                self.admin_site.admin_view(self.approve_view),
-                name="wallet_approvalrequest_approve",
-            ),
-            path(
-                "<path:object_id>/reject/",
-                self.admin_site.admin_view(self.reject_view),
-                name="wallet_approvalrequest_reject",
+            *object_view_paths(
+                self,
+                ("approve/", "approve", self.approve_view),
+                ("reject/", "reject", self.reject_view),
             ),
             *super().get_urls(),
         ]
@@ -246,8 +235,10 @@ class ApprovalRequestAdmin(
 
     def approve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Confirm, then book the adjustment through `services.approve_adjustment`."""
-        approval = self._operation_object(request, object_id, APPROVE_PERMISSION)
-        page = self._page(approval, "Approve")
+        approval = self._operation_object(request, object_id, permissions.APPROVE)
+        page = self._confirm_page(
+            approval, f"Approve approval request #{approval.pk}", "Approve", admin_url(approval)
+        )
         error = ""
         if request.method == "POST":
             try:
@@ -295,7 +286,7 @@ class ApprovalRequestAdmin(
 
     def reject_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Reject with a written reason, through `services.reject_adjustment`."""
-        approval = self._operation_object(request, object_id, APPROVE_PERMISSION)
+        approval = self._operation_object(request, object_id, permissions.APPROVE)
         form = RejectApprovalForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             try:
@@ -327,15 +318,6 @@ class ApprovalRequestAdmin(
         self._log_action(request, approval, text)
         messages.success(request, text)
         return HttpResponseRedirect(admin_url(approval))
-
-    def _page(self, approval: ApprovalRequest, operation: str) -> dict[str, Any]:
-        return {
-            "title": f"{operation} approval request #{approval.pk}",
-            "original": approval,
-            "operation_name": operation,
-            "start_over_url": admin_url(approval),
-            "cancel_url": admin_url(approval),
-        }
 
     @staticmethod
     def _why_not(approval: ApprovalRequest, context: dict) -> str:

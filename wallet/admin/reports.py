@@ -21,10 +21,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from wallet import selectors
+from divine_whispers.points_format import points, signed_points
+from wallet import permissions, selectors
 from wallet.models import FinanceReport
 
-VIEW_REPORT_PERMISSION = "wallet.view_report"
 DEFAULT_DAYS = 30
 COLUMN_TITLES = {
     "deposited": "Deposited",
@@ -79,7 +79,7 @@ class FinanceReportAdmin(admin.ModelAdmin):
     report_template = "admin/wallet/financereport/report.html"
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(VIEW_REPORT_PERMISSION)
+        return request.user.has_perm(permissions.VIEW_REPORT)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)
@@ -166,7 +166,7 @@ def _row(figures: dict[str, Any]) -> dict[str, Any]:
     cells = []
     for name in selectors.REPORT_FIGURES:
         value = figures[name]
-        cells.append(f"{value:+,}" if name == "net" and value else f"{value:,}")
+        cells.append(signed_points(value) if name == "net" else points(value))
     return {"date": figures.get("date"), "cells": cells}
 
 

@@ -1,4 +1,5 @@
-"""Plain Django forms for the admin's staff flows (refund, adjust points, job type price).
+"""Plain Django forms for the wallet admin's staff flows (refund, adjust points, reject an
+approval request).
 
 They only shape input for the services: the services stay the authority on every
 rule (limits, what remains refundable, balance), and their DomainErrors are turned
@@ -7,79 +8,19 @@ into form errors by the admin views.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from audit.backoffice.fields import StrictIntegerField
 from divine_whispers.errors import DomainError
 from divine_whispers.money import REASON_MAX_LENGTH
-from wallet.formatting import points
+from divine_whispers.points_format import points
 
-# Optional sign, then digits only: no decimal point, exponent, thousands separator
-# or unicode digits. Django's IntegerField would accept "10.0" (and localised
-# "1,000"); money input must be refused rather than coerced.
-STRICT_INT_RE = re.compile(r"[+-]?[0-9]+")
+# The reference of a booking made through these flows (wallet/admin/confirmations.py).
 FORM_REFERENCE_PREFIX = "admin-"
-
-
-class StrictIntegerField(forms.Field):
-    """A whole number typed as digits with an optional sign; anything else is refused."""
-
-    default_error_messages = {
-        "invalid": "Enter a whole number of points (digits only, no decimals).",
-        "zero": "The amount must not be zero.",
-        "min_value": "The amount must be at least %(limit)s.",
-        "max_value": "The amount must be at most %(limit)s in magnitude.",
-    }
-
-    def __init__(
-        self,
-        *,
-        min_value: int | None = None,
-        max_magnitude: int | None = None,
-        allow_zero: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        self.min_value = min_value
-        self.max_magnitude = max_magnitude
-        self.allow_zero = allow_zero
-        super().__init__(**kwargs)
-
-    def widget_attrs(self, widget: forms.Widget) -> dict[str, Any]:
-        attrs = super().widget_attrs(widget)
-        # A hint for browsers and screen readers; the server-side check is the rule.
-        attrs.update({"inputmode": "numeric", "pattern": r"[+\-]?[0-9]+", "autocomplete": "off"})
-        return attrs
-
-    def to_python(self, value: Any) -> int | None:
-        if value in self.empty_values:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise ValidationError(self.error_messages["invalid"], code="invalid")
-        text = str(value).strip()
-        if not STRICT_INT_RE.fullmatch(text):
-            raise ValidationError(self.error_messages["invalid"], code="invalid")
-        return int(text)
-
-    def validate(self, value: int | None) -> None:
-        super().validate(value)
-        if value is None:
-            return
-        if value == 0 and not self.allow_zero:
-            raise ValidationError(self.error_messages["zero"], code="zero")
-        if self.min_value is not None and value < self.min_value:
-            raise ValidationError(
-                self.error_messages["min_value"], code="min_value", params={"limit": self.min_value}
-            )
-        if self.max_magnitude is not None and abs(value) > self.max_magnitude:
-            raise ValidationError(
-                self.error_messages["max_value"],
-                code="max_value",
-                params={"limit": self.max_magnitude},
-            )
 
 
 class StaffOperationForm(forms.Form):
@@ -183,14 +124,6 @@ class AdjustPointsForm(StaffOperationForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["amount"].max_magnitude = settings.WALLET_MAX_TRANSACTION_AMOUNT
-
-
-class ConfirmForm(forms.Form):
-    """Step two: the signed token, and — when the page shows a warning — the explicit
-    acknowledgement of it."""
-
-    token = forms.CharField(widget=forms.HiddenInput)
-    acknowledge = forms.BooleanField(required=False)
 
 
 class RejectApprovalForm(StaffOperationForm):

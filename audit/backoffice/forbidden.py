@@ -1,10 +1,10 @@
 """The back-office's 403 page: it names the permission that is missing, and the refusal is
 an audit event (`admin.permission_denied`, system chain) like a refused money endpoint.
 
-Django calls `permission_denied` (handler403) for any PermissionDenied outside the API
-(the API answers its own JSON 403). The staff flows raise `PermissionDenied("app.codename")`;
-for Django's own admin checks the permission is worked out from the URL (the model's
-view/change permission).
+Django calls `permission_denied` (settings' `handler403`, named in divine_whispers/urls.py)
+for any PermissionDenied outside the API (the API answers its own JSON 403). The staff
+flows raise `PermissionDenied("app.codename")`; for Django's own admin checks the
+permission is worked out from the URL (the model's view/change permission).
 """
 
 from __future__ import annotations
@@ -80,5 +80,7 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
     }
     if user is not None and user.is_authenticated and user.is_staff:
         context.update(admin.site.each_context(request))
-    response = TemplateResponse(request, "admin/wallet/permission_denied.html", context, status=403)
+    response = TemplateResponse(
+        request, "admin/backoffice/permission_denied.html", context, status=403
+    )
     return response.render()

@@ -1,14 +1,22 @@
 """How the back-office writes points: thousands separators, and amounts always signed.
 
-One place, so lists, detail pages, confirmation pages and messages agree ("+1,250",
-"-40", balances "12,000"). Plain ASCII signs: staff copy figures into tickets.
+One place, so lists, detail pages, confirmation pages, reports and messages agree
+("+1,250", "-40", balances "12,000"; a missing figure is "—"). Plain ASCII signs: staff
+copy figures into tickets. Python code calls `points` / `signed_points`; templates load
+this module as the `points_format` library (settings TEMPLATES "libraries") and write
+`n|points`, `n|signed_points`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import template
 
+register = template.Library()
+
+
+@register.filter
 def points(value: Any) -> str:
     """A balance or a count of points: `12,000`; anything not an int is shown as is."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -16,6 +24,7 @@ def points(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
+@register.filter
 def signed_points(value: Any) -> str:
     """A movement of points: `+1,250`, `-40` (zero has no sign)."""
     if isinstance(value, int) and not isinstance(value, bool):

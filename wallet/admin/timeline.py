@@ -15,17 +15,19 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path
 
-from wallet import selectors
+from audit.backoffice.links import object_view_paths
+from audit.models import AuditEvent
+from jobs.models import Job
+from wallet import permissions, selectors
 from wallet.models import Transaction, Wallet
 
 TIMELINE_PAGE_SIZE = 50
 # What each kind of entry needs, beyond the wallet itself.
 KIND_PERMISSIONS = {
-    "transaction": "wallet.view_transaction",
-    "job": "jobs.view_job",
-    "audit": "audit.view_auditevent",
+    "transaction": permissions.VIEW_TRANSACTION,
+    "job": permissions.VIEW_JOB,
+    "audit": permissions.VIEW_AUDIT_EVENT,
 }
 SUMMARY_TITLES = {
     "deposited": "Deposited",
@@ -45,11 +47,7 @@ class TimelineMixin:
 
     def get_urls(self) -> list:
         return [
-            path(
-                "<path:object_id>/timeline/",
-                self.admin_site.admin_view(self.timeline_view),
-                name="wallet_wallet_timeline",
-            ),
+            *object_view_paths(self, ("timeline/", "timeline", self.timeline_view)),
             *super().get_urls(),
         ]
 
@@ -102,9 +100,6 @@ def summary_lines(wallet: Wallet) -> dict[str, Any]:
 
 def timeline_entries(rows: list[tuple]) -> list[dict[str, Any]]:
     """The page's (at, rank, kind, id) rows as objects, fetched in one query per kind."""
-    from audit.models import AuditEvent
-    from jobs.models import Job
-
     ids: dict[str, list[int]] = {"transaction": [], "job": [], "audit": []}
     for _, _, kind, pk in rows:
         ids[kind].append(pk)

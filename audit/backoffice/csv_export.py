@@ -62,7 +62,7 @@ class CsvExportMixin:
     foreign keys (`user__username`).
     """
 
-    change_list_template = "admin/csv_export/change_list.html"
+    change_list_template = "admin/backoffice/csv_export_change_list.html"
     csv_columns: tuple[tuple[str, str], ...] = ()
 
     def get_urls(self) -> list:
@@ -126,39 +126,3 @@ def stream_csv(headers: list[str], rows: Any, chunk_size: int | None = None) -> 
                 piece = []
         if piece:
             yield "".join(piece)
-
-
-# Columns of the two exported lists.
-TRANSACTION_COLUMNS = (
-    ("id", "id"),
-    ("created_at", "created_at"),
-    ("user_id", "user_id"),
-    ("username", "user__username"),
-    ("wallet_id", "wallet_id"),
-    ("type", "type"),
-    ("amount", "amount"),
-    ("status", "status"),
-    ("balance_after", "balance_after"),
-    ("reference_id", "reference_id"),
-    ("description", "description"),
-    ("related_transaction_id", "related_transaction_id"),
-    ("transfer_id", "transfer_id"),
-    ("actor_id", "actor_id"),
-)
-AUDIT_EVENT_COLUMNS = (
-    ("id", "id"),
-    ("created_at", "created_at"),
-    ("action", "action"),
-    ("actor_id", "actor_id"),
-    ("actor", "actor__username"),
-    ("wallet_id", "wallet_id"),
-    ("transaction_id", "transaction_id"),
-    ("amount", "amount"),
-    ("balance_before", "balance_before"),
-    ("balance_after", "balance_after"),
-    ("request_id", "request_id"),
-    ("ip", "ip"),
-    ("metadata", "metadata"),
-    ("chain", "chain"),
-    ("hash", "hash"),
-)

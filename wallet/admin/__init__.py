@@ -1,0 +1,10 @@
+"""The wallet's back-office: one module per page or flow.
+
+Django's admin autodiscovery imports `wallet.admin`; importing the page modules here
+registers their ModelAdmins: wallets (with the timeline and the adjust flow),
+transactions (with the refund flow), four-eyes approvals, the finance report and API keys.
+The flows' shared parts are `staff_flow`, `confirmations` and `forms`; what the wallet,
+jobs and audit admins share is the kit in `audit.backoffice`.
+"""
+
+from wallet.admin import api_keys, approvals, reports, transactions, wallets  # noqa: F401

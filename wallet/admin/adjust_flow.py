@@ -1,0 +1,201 @@
+"""The admin's two-step adjustment of a wallet's points (on the wallet page).
+
+Step one is a form (a signed amount and a reason); it moves nothing and ends in a
+redirect to a confirmation page carrying a signed token (wallet/admin/confirmations.py)
+that binds the amount, the reason, a one-time reference and the balance the staff member
+saw. Step two shows the new balance and warnings, and calls `services.adjust`, which
+re-checks that balance under the wallet lock; an amount at or above the approval
+threshold becomes a four-eyes approval request instead of a booking (approvals.py).
+Back + resubmit replays (same reference) or is refused as stale, never books twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.utils import timezone
+
+from audit.backoffice.links import admin_url, object_view_paths
+from divine_whispers.errors import DomainError, StaleConfirmation
+from divine_whispers.points_format import points, signed_points
+from wallet import permissions, services
+from wallet.admin import confirmations
+from wallet.admin.forms import AdjustPointsForm, domain_error_message
+from wallet.admin.staff_flow import CONFIRM_TEMPLATE, ConfirmedFlowMixin, confirm_url
+from wallet.models import ApprovalRequest, Transaction, TransactionType, Wallet
+
+
+class AdjustFlowMixin(ConfirmedFlowMixin):
+    adjust_template = "admin/wallet/wallet/adjust_points.html"
+
+    def adjust_urls(self) -> list:
+        return object_view_paths(
+            self,
+            ("adjust/confirm/", "adjust_confirm", self.adjust_confirm_view),
+            ("adjust/", "adjust", self.adjust_points_view),
+        )
+
+    def adjust_points_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Step one: a signed amount and a reason. Moves nothing; leads to the confirmation."""
+        wallet = self._operation_object(request, object_id, permissions.ADJUST)
+        form = AdjustPointsForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            token = confirmations.issue(
+                "adjust",
+                object_id=wallet.pk,
+                staff_id=request.user.pk,
+                amount=form.cleaned_data["amount"],
+                reason=form.cleaned_data["reason"],
+                reference=confirmations.new_reference(),
+                balance=wallet.balance,
+            )
+            return HttpResponseRedirect(confirm_url(wallet, "adjust_confirm", token))
+        return self._render_form(
+            request,
+            self.adjust_template,
+            form,
+            title=f"Adjust points: {wallet.user}",
+            original=wallet,
+            wallet=wallet,
+            threshold=settings.WALLET_APPROVAL_THRESHOLD,
+        )
+
+    def adjust_confirm_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        wallet = self._operation_object(request, object_id, permissions.ADJUST)
+        page = self._confirm_page(
+            wallet,
+            f"Confirm the adjustment of {wallet.user}'s points",
+            "Adjust points",
+            admin_url(wallet, "adjust"),
+        )
+        token, plan = self._read_plan(request, "adjust", wallet)
+        if plan is None:
+            return self._render_page(request, CONFIRM_TEMPLATE, problem=token, **page)
+        done = self._adjust_already_done(request, wallet, plan, page)
+        if done is not None:
+            return done
+        if wallet.balance != plan["balance"]:
+            return self._adjust_stale(request, wallet, plan, page)
+        error = ""
+        needs_approval = services.approval_required(plan["amount"])
+        if request.method == "POST":
+            try:
+                result = services.adjust(
+                    user=wallet.user_id,
+                    amount=plan["amount"],
+                    reason=plan["reason"],
+                    actor=request.user,
+                    reference_id=plan["reference"],
+                    expected_balance=plan["balance"],
+                )
+            except StaleConfirmation:
+                wallet.refresh_from_db()
+                return self._adjust_stale(request, wallet, plan, page)
+            except DomainError as refusal:
+                error = domain_error_message(refusal)
+            else:
+                return self._adjust_done(request, wallet, result)
+        balance, amount = wallet.balance, plan["amount"]
+        summary = [
+            ("Customer", f"{wallet.user} ({wallet.user.email or 'no email'})", "confirm-user"),
+            ("Adjustment", f"{signed_points(amount)} points", "confirm-amount"),
+            (
+                "Wallet balance",
+                f"{points(balance)} → {points(balance + amount)} points"
+                + (" (once approved)" if needs_approval else ""),
+                "confirm-balance",
+            ),
+            ("Reason", plan["reason"], "confirm-reason"),
+        ]
+        warnings = []
+        if needs_approval:
+            warnings.append(
+                f"This amount needs a second person: adjustments of "
+                f"{points(settings.WALLET_APPROVAL_THRESHOLD)} points or more are not booked "
+                "when asked for. Confirming creates an approval request; another staff member "
+                "with the approve permission books it (or rejects it) within "
+                f"{settings.WALLET_APPROVAL_TTL_HOURS} hours."
+            )
+        if balance + amount < 0:
+            warnings.append("This would take the balance below zero: it will be refused.")
+        return self._render_page(
+            request,
+            CONFIRM_TEMPLATE,
+            token=token,
+            error=error,
+            summary=summary,
+            warnings=warnings,
+            confirm_label=(
+                f"Request approval of {signed_points(amount)} points"
+                if needs_approval
+                else f"Confirm: adjust by {signed_points(amount)} points"
+            ),
+            **page,
+        )
+
+    def _adjust_already_done(
+        self, request: HttpRequest, wallet: Wallet, plan: dict, page: dict
+    ) -> HttpResponse | None:
+        reference = plan["reference"]
+        approval = ApprovalRequest.objects.filter(wallet=wallet, reference_id=reference).first()
+        if approval is not None:
+            text = (
+                f"This confirmation was already used: it created approval request "
+                f"#{approval.pk} ({approval.effective_status}). Nothing more will happen."
+            )
+            return self._render_page(
+                request, CONFIRM_TEMPLATE, booked=text, booked_url=admin_url(approval), **page
+            )
+        booked = Transaction.objects.filter(
+            wallet=wallet, type=TransactionType.ADJUSTMENT, reference_id=reference
+        ).first()
+        if booked is None:
+            return None
+        text = (
+            f"This confirmation was already used: adjustment #{booked.pk} of "
+            f"{signed_points(booked.amount)} points was booked. Nothing more will happen."
+        )
+        return self._render_page(
+            request, CONFIRM_TEMPLATE, booked=text, booked_url=admin_url(booked), **page
+        )
+
+    def _adjust_stale(
+        self, request: HttpRequest, wallet: Wallet, plan: dict, page: dict
+    ) -> HttpResponse:
+        return self._render_page(
+            request,
+            CONFIRM_TEMPLATE,
+            stale=(
+                f"Since you filled in the form, the wallet balance changed from "
+                f"{points(plan['balance'])} to {points(wallet.balance)} points. Nothing was "
+                "booked. Start again to see the current figures."
+            ),
+            **page,
+        )
+
+    def _adjust_done(self, request: HttpRequest, wallet: Wallet, result: Any) -> HttpResponse:
+        if isinstance(result, services.ApprovalResult):
+            approval = result.approval
+            text = (
+                f"Approval request #{approval.pk} for {signed_points(approval.amount)} points "
+                f"created: nothing is booked until another staff member approves it "
+                f"(expires {timezone.localtime(approval.expires_at):%Y-%m-%d %H:%M:%S %Z})."
+            )
+            if not result.replayed:
+                self._log_action(request, approval, text)
+            messages.success(request, text)
+            return HttpResponseRedirect(admin_url(approval))
+        row = result.transaction
+        text = (
+            f"Adjusted the wallet of {wallet.user} by {signed_points(row.amount)} points "
+            f"(transaction #{row.pk}). New balance: {points(row.balance_after)} points."
+        )
+        if result.replayed:
+            text = f"This adjustment was already recorded. {text}"
+        else:
+            self._log_action(request, row, text)
+        messages.success(request, text)
+        return HttpResponseRedirect(admin_url(wallet))
