@@ -20,15 +20,8 @@ from django.db import DatabaseError, connection, connections
 
 from jobs.handlers import JobContext, get_handler
 from jobs.models import JobStatus
-from jobs.services.leases import (
-    Lease,
-    claim_next_job,
-    complete_job,
-    fail_job,
-    heartbeat,
-    heartbeat_interval,
-    require_no_transaction,
-)
+from jobs.services import leases
+from jobs.services.leases import Lease
 from jobs.services.sweeping import refund_failed_job
 
 logger = logging.getLogger("jobs.worker")
@@ -54,14 +47,14 @@ def run_claimed_job(lease: Lease) -> JobOutcome:
     A job type without a handler fails (and is refunded) like a handler that raised:
     the user paid for something this deployment cannot deliver.
     """
-    require_no_transaction("running a job handler")
+    leases.require_no_transaction("running a job handler")
     started = time.monotonic()
     result, error = _call_handler(lease)
     if error is None:
-        recorded = complete_job(lease, result)
+        recorded = leases.complete_job(lease, result)
         status = JobStatus.COMPLETED if recorded else "lost"
         return JobOutcome(lease.job_id, lease.job_type, status, time.monotonic() - started)
-    if not fail_job(lease, error):
+    if not leases.fail_job(lease, error):
         return JobOutcome(lease.job_id, lease.job_type, "lost", time.monotonic() - started, error)
     points = _refund_quietly(lease.job_id, error)
     status = JobStatus.REFUNDED if points is not None else JobStatus.FAILED
@@ -72,7 +65,7 @@ def run_claimed_job(lease: Lease) -> JobOutcome:
 
 def process_next_job() -> JobOutcome | None:
     """Claim and run one job; None when nothing is pending."""
-    lease = claim_next_job()
+    lease = leases.claim_next_job()
     return run_claimed_job(lease) if lease is not None else None
 
 
@@ -139,7 +132,7 @@ class _Heartbeat:
         self._thread.join()
 
     def _run(self) -> None:
-        interval = heartbeat_interval()
+        interval = leases.heartbeat_interval()
         give_up_at = time.monotonic() + float(settings.JOBS_MAX_RUN_SECONDS)
         try:
             while not self._stop.wait(interval):
@@ -152,7 +145,7 @@ class _Heartbeat:
                     )
                     return
                 try:
-                    if not heartbeat(self.lease):
+                    if not leases.heartbeat(self.lease):
                         logger.warning("job %s: lease lost while running", self.lease.job_id)
                         self.lost.set()
                         return

@@ -5,19 +5,7 @@ The contract and existing cron jobs name `cleanup_pending --older-than 15m`; it 
 notice on stderr.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
+from wallet.management.aliases import alias_of
 from wallet.management.commands import fail_stale_pending
 
-
-class Command(fail_stale_pending.Command):
-    help = (
-        "Old name of fail_stale_pending (same options, output and exit codes): "
-        + fail_stale_pending.Command.help
-    )
-
-    def handle(self, *args: Any, **options: Any) -> None:
-        self.stderr.write("cleanup_pending is the old name of fail_stale_pending; running that.")
-        super().handle(*args, **options)
+Command = alias_of(fail_stale_pending.Command, old="cleanup_pending", new="fail_stale_pending")
