@@ -31,7 +31,7 @@ STAGES = [
     ("DRF dispatch (view)", "rest_framework/views.py", "dispatch"),
     ("authentication", "rest_framework/views.py", "perform_authentication"),
     ("throttling", "rest_framework/views.py", "check_throttles"),
-    ("input serializer", "wallet/api/views.py", "_validated"),
+    ("input serializer", "wallet/api/writes.py", "validated"),
     ("services.spend", "wallet/services/spending.py", "spend"),
     ("balance read", "wallet/selectors.py", "wallet_for_user"),
     ("output serializers", "rest_framework/serializers.py", "data"),

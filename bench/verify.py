@@ -26,7 +26,8 @@ def _seconds(wall: str) -> float:
 
 
 def steps(bench) -> list:
-    if not SCRIPT.exists() or not (db.ROOT / "audit/management/commands/verify_ledger.py").exists():
+    command = db.ROOT / "wallet/management/commands/verify_ledger.py"
+    if not SCRIPT.exists() or not command.exists():
         return []
     sizes = [int(x) for x in bench.args.verify_rows.split(",") if x]
     runs: list[dict] = []

@@ -3,7 +3,7 @@
 A handler is a plain function `handler(job_input, context) -> dict`: it gets the JSON
 object the user sent with the spend and a small read-only `JobContext`, and returns a
 JSON object that becomes the job's `result`. It never touches money or job state —
-the worker (jobs/services.py) owns those — so a handler that raises simply makes the
+the worker (jobs/services/) owns those — so a handler that raises simply makes the
 job `failed`, and the worker refunds it.
 
 The registry is code, not state: every worker process builds the same one at import

@@ -8,9 +8,9 @@ import pytest
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from audit.management.commands.cleanup_pending import parse_duration
 from audit.models import AuditEvent
 from audit.tests.helpers import book_pending, run_command, verify
+from wallet.management.commands.fail_stale_pending import parse_duration
 from wallet.models import Transaction, Wallet
 from wallet.services import fail_stale_pending
 
@@ -83,3 +83,16 @@ def test_many_stale_rows_of_one_wallet_are_processed_in_batches(user):
         "failed"
     }
     assert verify().code == 0
+
+
+def test_fail_stale_pending_is_the_command_and_cleanup_pending_its_alias(user):
+    """`cleanup_pending` is the old name (the contract's): same output, plus a notice."""
+    book_pending(user, 30, created_at=timezone.now() - timedelta(days=2), reference_id="x")
+
+    new = run_command("fail_stale_pending", "--older-than", "1d", "--dry-run")
+    old = run_command("cleanup_pending", "--older-than", "1d", "--dry-run")
+
+    assert (new.code, new.stdout) == (old.code, old.stdout) == (0, new.stdout)
+    assert "1 pending transaction(s)" in new.stdout
+    assert "cleanup_pending is the old name of fail_stale_pending" in old.stderr
+    assert "old name" not in new.stderr

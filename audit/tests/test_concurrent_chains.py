@@ -21,13 +21,13 @@ from django.test import override_settings
 from audit.models import AuditEvent
 from audit.services import record_system_event
 from audit.tests.helpers import sql
-from audit.verification import verify_ledger
 from divine_whispers.errors import InsufficientBalance
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, TransactionType, Wallet
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.helpers import assert_ledger_consistent, run_concurrently
+from wallet.verification import verify_ledger
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -86,3 +86,13 @@ def test_a_negative_ledger_sum_is_reported_not_written(db):
     assert run.code == 1
     assert f"wallet {carol.pk}: not repaired: the ledger sum is negative" in run.stderr
     assert Wallet.objects.get(pk=carol.pk).balance == carol.balance
+
+
+def test_repair_balances_is_the_command_and_replay_ledger_its_alias(tampered):
+    """`replay_ledger` is the old name: same output and exit code, plus a notice."""
+    new = run_command("repair_balances")
+    old = run_command("replay_ledger")
+
+    assert (new.code, new.stdout) == (old.code, old.stdout) == (1, new.stdout)
+    assert "old name of repair_balances" not in new.stderr
+    assert "replay_ledger is the old name of repair_balances" in old.stderr

@@ -11,7 +11,6 @@ from django.test import override_settings
 
 from audit.models import AuditChainHead, AuditEvent
 from audit.tests.helpers import populate_ledger, sql, triggers_disabled, verify
-from audit.verification import verify_ledger
 from divine_whispers.request_context import (
     RequestContext,
     reset_request_context,
@@ -20,6 +19,7 @@ from divine_whispers.request_context import (
 from wallet import services
 from wallet.models import Wallet
 from wallet.tests.helpers import ledger_snapshot
+from wallet.verification import verify_ledger
 
 pytestmark = pytest.mark.django_db
 

@@ -39,7 +39,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     pagination_class = NewestFirstCursorPagination
     queryset = Job.objects.none()
     lookup_value_regex = r"[0-9]+"
-    # Read-only actions that may read from the replica (divine_whispers/db_routing.py).
+    # Read-only actions that may read from the replica (divine_whispers/db/routing.py).
     replica_actions = frozenset({"list", "retrieve"})
 
     def get_queryset(self) -> QuerySet[Job]:
@@ -106,7 +106,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 class JobTypeViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = JobTypeSerializer
     pagination_class = None
-    # Read-only actions that may read from the replica (divine_whispers/db_routing.py).
+    # Read-only actions that may read from the replica (divine_whispers/db/routing.py).
     replica_actions = frozenset({"list"})
     queryset = JobType.objects.filter(active=True).order_by("code")
 

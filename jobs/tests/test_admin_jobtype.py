@@ -7,8 +7,8 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditChainHead, AuditEvent
-from jobs import services
 from jobs.models import JobType
+from jobs.services import job_types
 from wallet.tests.admin_helpers import logged_in, staff_in_group
 from wallet.tests.factories import UserFactory
 
@@ -140,11 +140,11 @@ def test_price_and_audit_event_commit_together(finance, job_type, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("audit store down")
 
-    monkeypatch.setattr(services, "record_system_event", broken)
+    monkeypatch.setattr(job_types, "record_system_event", broken)
     job_type.price = 99
 
     with pytest.raises(RuntimeError):
-        services.save_job_type(job_type=job_type, actor=finance)
+        job_types.save_job_type(job_type=job_type, actor=finance)
 
     assert JobType.objects.get(pk=job_type.pk).price == 50
     assert not price_events().exists()
@@ -157,6 +157,6 @@ def test_service_refuses_a_price_that_is_not_a_positive_whole_number(finance, jo
     job_type.price = price
 
     with pytest.raises(ValidationFailed):
-        services.save_job_type(job_type=job_type, actor=finance)
+        job_types.save_job_type(job_type=job_type, actor=finance)
 
     assert JobType.objects.get(pk=job_type.pk).price == 50

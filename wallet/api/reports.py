@@ -21,8 +21,8 @@ from divine_whispers.api.permissions import has_perm
 from divine_whispers.api.schema import error_responses
 from wallet import selectors
 from wallet.models import Transaction
+from wallet.permissions import VIEW_REPORT
 
-VIEW_REPORT_PERMISSION = "wallet.view_report"
 _DATE = re.compile(selectors.REPORT_DATE_PATTERN)
 
 
@@ -114,14 +114,14 @@ class AdminReportViewSet(viewsets.GenericViewSet):
     """Finance staff: daily totals of the ledger."""
 
     queryset = Transaction.objects.none()
-    permission_classes = [IsAuthenticated, has_perm(VIEW_REPORT_PERMISSION)]
+    permission_classes = [IsAuthenticated, has_perm(VIEW_REPORT)]
     # One consistent snapshot of the ledger, within the replica's lag bound
-    # (divine_whispers/db_routing.py).
+    # (divine_whispers/db/routing.py).
     replica_actions = frozenset({"daily"})
 
     @extend_schema(
         summary="Daily finance report",
-        description=f"Needs the `{VIEW_REPORT_PERMISSION}` permission. One entry per day "
+        description=f"Needs the `{VIEW_REPORT}` permission. One entry per day "
         f"from `from` to `to` (both included, at most {selectors.REPORT_MAX_DAYS} days, "
         "`from` ≤ `to`), days in the REPORT_TIMEZONE time zone. Figures count successful "
         "ledger rows only; amounts are non-negative point totals. A range breaking these "

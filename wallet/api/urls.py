@@ -2,14 +2,13 @@
 
 from rest_framework.routers import SimpleRouter
 
+from wallet.api.customer import TransactionViewSet, WalletViewSet
 from wallet.api.reports import AdminReportViewSet
-from wallet.api.views import (
+from wallet.api.staff import (
     AdminApprovalViewSet,
     AdminTransactionViewSet,
     AdminUserViewSet,
     AdminWalletViewSet,
-    TransactionViewSet,
-    WalletViewSet,
 )
 
 router = SimpleRouter(trailing_slash=False)

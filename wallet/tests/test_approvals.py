@@ -503,7 +503,7 @@ def test_api_reading_needs_adjust_or_approve_permission(funded, requester, clien
 def test_verify_ledger_is_clean_after_every_kind_of_approval_event(
     funded, requester, approver, settings
 ):
-    from audit.verification import verify_ledger
+    from wallet.verification import verify_ledger
 
     approved = ask(funded, requester, reference_id="v-1").approval
     services.approve_adjustment(approval=approved.pk, actor=approver)

@@ -1,5 +1,5 @@
 """`manage.py run_jobs`: the job worker. Thin: options and signals here, the loop in
-jobs/worker.py, every state change in jobs/services.py."""
+jobs/worker.py, every state change in the jobs/services/ package."""
 
 from __future__ import annotations
 

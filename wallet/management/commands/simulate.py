@@ -1,6 +1,6 @@
 """`manage.py simulate --seed S --ops N --workers W`: a reproducible random workload
 from W processes against this database, then every invariant. See
-wallet/management/simulation.py."""
+the wallet/management/simulation/ package."""
 
 from __future__ import annotations
 

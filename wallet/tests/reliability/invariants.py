@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from audit.verification import verify_ledger
 from wallet.tests.helpers import assert_ledger_consistent
+from wallet.verification import verify_ledger
 
 
 def assert_all_invariants() -> None:

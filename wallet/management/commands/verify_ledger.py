@@ -4,6 +4,9 @@ Exit codes: 0 clean; 1 findings (each one printed / in the JSON report);
 2 bad arguments (or an unreadable checkpoint file); 3 the check could not run (e.g. the
 database is unreachable).
 
+The ledger's invariants are `wallet.verification`'s, the audit chains and checkpoints
+`audit.verification`'s: this command composes both.
+
 `--json` includes a checkpoint (each audit chain's length and head); keep it away from
 the database host and pass it back with `--checkpoint FILE` to prove that no chain was
 truncated or rewritten behind it. Each run's result is recorded (a LedgerVerification
@@ -21,12 +24,8 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from audit.models import LedgerVerification
-from audit.verification import (
-    DEFAULT_CHUNK_SIZE,
-    Report,
-    parse_checkpoint,
-    verify_ledger,
-)
+from audit.verification import DEFAULT_CHUNK_SIZE, Report, parse_checkpoint
+from wallet.verification import verify_ledger
 
 
 class Command(BaseCommand):

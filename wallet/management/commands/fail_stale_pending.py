@@ -1,8 +1,9 @@
-"""`manage.py cleanup_pending --older-than 15m`: stale `pending` rows become `failed`.
+"""`manage.py fail_stale_pending --older-than 15m`: stale `pending` rows become `failed`.
 
 Audited (a `wallet.pending_failed` event per row on its wallet's chain) and idempotent:
 a second run finds nothing to do. Durations: a whole number followed by s, m, h or d.
 Exit codes: 0 done (even when nothing was stale); 2 bad arguments; 3 database error.
+`cleanup_pending` is its old name, kept as an alias (the contract names it).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Command(BaseCommand):
                 return
             failed = services.fail_stale_pending(older_than=age)
         except DatabaseError as exc:
-            raise CommandError(f"cleanup_pending could not run: {exc}", returncode=3) from exc
+            raise CommandError(f"fail_stale_pending could not run: {exc}", returncode=3) from exc
         self.stdout.write(
             self.style.SUCCESS(f"Failed {failed} pending transaction(s) older than {age}.")
         )

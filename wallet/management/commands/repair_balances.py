@@ -1,4 +1,4 @@
-"""`manage.py replay_ledger`: recompute wallet balances from the ledger (disaster recovery).
+"""`manage.py repair_balances`: recompute wallet balances from the ledger (disaster recovery).
 
 Dry run by default: lists every wallet whose cached balance differs from the sum of its
 successful transactions. `--apply` fixes them (after a confirmation, or `--noinput`),
@@ -6,6 +6,7 @@ each fix audited on the wallet's chain by `wallet.services.repair_balance`.
 
 Exit codes: 0 nothing to fix (or everything fixed); 1 differences left (dry run,
 declined, or a fix refused); 2 bad arguments; 3 the database could not be used.
+`replay_ledger` is its old name, kept as an alias.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 from tqdm import tqdm
 
-from audit.verification import balance_differences
 from wallet import services
+from wallet.verification import balance_differences
 
 
 class Command(BaseCommand):
@@ -40,7 +41,7 @@ class Command(BaseCommand):
         try:
             self._handle(**options)
         except DatabaseError as exc:
-            raise CommandError(f"replay_ledger could not run: {exc}", returncode=3) from exc
+            raise CommandError(f"repair_balances could not run: {exc}", returncode=3) from exc
 
     def _handle(self, **options: Any) -> None:
         count = 0
