@@ -25,7 +25,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from jobs.models import Job
-from wallet import services, tokens
+from wallet import services
 from wallet.admin_exports import TRANSACTION_COLUMNS, CsvExportMixin
 from wallet.admin_flows import AdjustFlowMixin, RefundFlowMixin, is_refundable_spend
 from wallet.admin_polish import (
@@ -38,6 +38,7 @@ from wallet.admin_polish import (
 from wallet.admin_timeline import TimelineMixin
 from wallet.formatting import points
 from wallet.models import ApiToken, Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.services import api_keys as tokens
 
 REFUND_PERMISSION = "wallet.refund_transaction"
 ADJUST_PERMISSION = "wallet.adjust_points"

@@ -32,15 +32,6 @@ def transactions_for_user(
     return queryset
 
 
-def ledger_sum(*, wallet_id: int) -> int:
-    from django.db.models import Sum
-
-    total = (
-        Transaction.objects.successful().filter(wallet_id=wallet_id).aggregate(total=Sum("amount"))
-    )["total"]
-    return total or 0
-
-
 # --- Finance report (contract: "Reports") ------------------------------------------------
 
 REPORT_MAX_DAYS = 366

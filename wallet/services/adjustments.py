@@ -33,7 +33,6 @@ from divine_whispers.money import (
     validate_signed_amount,
     validate_text,
 )
-from wallet.instrumentation import observed
 from wallet.models import (
     ApprovalRequest,
     ApprovalStatus,
@@ -41,18 +40,17 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services._common import (
-    OperationResult,
-    _book,
+from wallet.services._booking import _book, _commit_rows, _persist_wallets
+from wallet.services._checks import (
     _check_expected,
-    _commit_rows,
     _find_replay,
     _fingerprint,
     _insufficient_rejection,
-    _persist_wallets,
     _reject,
     _user_id,
 )
+from wallet.services._observed import observed
+from wallet.services.results import OperationResult
 
 
 def approval_required(amount: int) -> bool:
@@ -241,7 +239,7 @@ def _lock_approval(approval_id: int) -> tuple[Wallet, ApprovalRequest]:
         raise NotFound(f"Approval request {approval_id} does not exist.", approval_id=approval_id)
     wallet = Wallet.objects.lock_for_user(user_id)
     requests = ApprovalRequest.objects.select_related("requested_by")
-    if not row_locks_disabled():  # test-only switch (divine_whispers/faults.py), as for wallets
+    if not row_locks_disabled():  # test-only switch (divine_whispers/db/faults.py), as for wallets
         requests = requests.select_for_update(of=("self",))
     return wallet, requests.get(pk=approval_id)
 

@@ -18,19 +18,14 @@ from divine_whispers.money import (
     validate_reference,
     validate_text,
 )
-from wallet.instrumentation import observed
 from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services._common import (
-    OperationResult,
-    _book,
-    _commit_rows,
-    _find_replay,
-    _fingerprint,
-    _user_id,
-)
+from wallet.services._booking import _book, _commit_rows
+from wallet.services._checks import _find_replay, _fingerprint, _user_id
+from wallet.services._observed import observed
+from wallet.services.results import OperationResult
 
 
 @observed("deposit")

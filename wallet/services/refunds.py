@@ -29,22 +29,16 @@ from divine_whispers.money import (
     validate_text,
 )
 from jobs.models import Job, JobStatus
-from wallet.instrumentation import observed
 from wallet.models import (
     Transaction,
     TransactionStatus,
     TransactionType,
     Wallet,
 )
-from wallet.services._common import (
-    JobRefundResult,
-    OperationResult,
-    _book,
-    _check_expected,
-    _commit_rows,
-    _find_replay,
-    _fingerprint,
-)
+from wallet.services._booking import _book, _commit_rows
+from wallet.services._checks import _check_expected, _find_replay, _fingerprint
+from wallet.services._observed import observed
+from wallet.services.results import JobRefundResult, OperationResult
 
 
 def _validated_refund_amount(amount: Any) -> int | None:

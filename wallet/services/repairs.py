@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Sum
 from django.utils import timezone
 
 from audit.services import build_wallet_event, save_events
@@ -23,7 +22,7 @@ from wallet.models import (
     TransactionStatus,
     Wallet,
 )
-from wallet.services._common import _persist_wallets
+from wallet.services._booking import _persist_wallets
 
 
 @dataclass
@@ -33,16 +32,6 @@ class BalanceRepair:
     ledger_balance: int
     repaired: bool = False
     refused: str = ""
-
-
-def ledger_balance(wallet: Wallet) -> int:
-    """The sum of the wallet's successful transactions: what its balance must be."""
-    return (
-        Transaction.objects.successful()
-        .filter(wallet=wallet)
-        .aggregate(total=Sum("amount"))["total"]
-        or 0
-    )
 
 
 def repair_balance(
@@ -61,7 +50,7 @@ def repair_balance(
         if user_id is None:
             raise NotFound(wallet_id=wallet_id)
         wallet = Wallet.objects.lock_for_user(user_id)
-        cached, truth = wallet.balance, ledger_balance(wallet)
+        cached, truth = wallet.balance, Transaction.objects.ledger_sum(wallet.pk)
         result = BalanceRepair(wallet.pk, cached, truth)
         if cached == truth:
             return result

@@ -7,7 +7,7 @@ Part of the wallet.services package (see its __init__): the only code that write
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -26,26 +26,25 @@ from divine_whispers.money import (
     validate_reference,
 )
 from jobs.models import Job, JobType
-from wallet.instrumentation import observed
 from wallet.models import (
     Transaction,
     TransactionType,
     Wallet,
 )
-from wallet.services._common import (
-    JOB_INPUT_MAX_BYTES,
-    SpendResult,
+from wallet.services import _fast_path
+from wallet.services._booking import _audit_events_for, _book, _persist_wallets
+from wallet.services._checks import (
     User,
-    _audit_events_for,
-    _book,
     _find_replay,
     _fingerprint,
     _insufficient_rejection,
-    _mark_saved,
-    _persist_wallets,
     _user_id,
     _velocity_rejection,
 )
+from wallet.services._observed import observed
+from wallet.services.results import SpendResult
+
+JOB_INPUT_MAX_BYTES = 4096
 
 
 def _job_type_code(job_type: Any) -> str:
@@ -120,7 +119,7 @@ def _spend_fast(
     not enough points, a large amount to flag, a replay, the velocity limit): the
     general path below then handles it under the same lock, exactly as before.
     """
-    locked = Wallet.objects.lock_for_spend(user_id, code)
+    locked = _fast_path.lock_for_spend(user_id, code)
     if locked is None:
         return None
     crash_point("spend.locked")
@@ -145,12 +144,10 @@ def _spend_fast(
         updated_at=now,
     )
     events = _audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code})
-    balance = Wallet.objects.book_spend(
+    balance = _fast_path.book_spend(
         wallet,
         amount=price,
         rows=[row, job, *events],
-        velocity_since=now - timedelta(seconds=settings.WALLET_VELOCITY_WINDOW_SECONDS),
-        velocity_limit=settings.WALLET_VELOCITY_LIMIT,
         reference_id=reference_id,
         now=now,
     )
@@ -159,7 +156,7 @@ def _spend_fast(
     if balance != wallet.balance:  # impossible under the lock; never commit if it happens
         raise AssertionError(f"wallet {wallet.pk}: balance {balance} != {wallet.balance}")
     crash_point("spend.before_commit")
-    _mark_saved(row, job)
+    _fast_path.mark_saved(row, job)
     return SpendResult(row, job)
 
 

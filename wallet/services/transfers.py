@@ -6,7 +6,7 @@ Part of the wallet.services package (see its __init__): the only code that write
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -21,30 +21,29 @@ from divine_whispers.errors import (
 )
 from divine_whispers.money import (
     DESCRIPTION_MAX_LENGTH,
+    max_transfer_amount,
     validate_positive_amount,
     validate_reference,
     validate_text,
 )
-from wallet.instrumentation import observed
 from wallet.models import (
     Transaction,
     TransactionType,
     Wallet,
     new_transfer_id,
 )
-from wallet.services._common import (
-    TransferResult,
+from wallet.services import _fast_path
+from wallet.services._booking import _audit_events_for, _book, _commit_rows
+from wallet.services._checks import (
     User,
-    _audit_events_for,
-    _book,
-    _commit_rows,
     _find_replay,
     _fingerprint,
     _insufficient_rejection,
-    _mark_saved,
     _user_id,
     _velocity_rejection,
 )
+from wallet.services._observed import observed
+from wallet.services.results import TransferResult
 
 
 def _recipient_id(recipient: Any) -> int:
@@ -115,7 +114,7 @@ def _transfer_fast(
     not exist yet, not enough points, a large amount to flag, a replay, the velocity
     limit): the general path then handles it under the same locks, exactly as before.
     """
-    locked = Wallet.objects.lock_for_transfer(sender_id, recipient_id)
+    locked = _fast_path.lock_for_transfer(sender_id, recipient_id)
     if locked is None:
         return None
     crash_point("transfer.locked")
@@ -136,13 +135,11 @@ def _transfer_fast(
     )
     debit.pk, credit.pk = locked.debit_id, locked.credit_id
     events = _audit_events_for([debit, credit], actor)
-    balances = Wallet.objects.book_transfer(
+    balances = _fast_path.book_transfer(
         source,
         target,
         amount=amount,
         rows=[debit, credit, *events],
-        velocity_since=now - timedelta(seconds=settings.WALLET_VELOCITY_WINDOW_SECONDS),
-        velocity_limit=settings.WALLET_VELOCITY_LIMIT,
         reference_id=reference_id,
         now=now,
     )
@@ -151,7 +148,7 @@ def _transfer_fast(
     if balances != (source.balance, target.balance):  # impossible under the locks
         raise AssertionError(f"transfer {debit.transfer_id}: balances {balances}")
     crash_point("transfer.before_commit")
-    _mark_saved(debit, credit)
+    _fast_path.mark_saved(debit, credit)
     return TransferResult(*_without_jobs(debit, credit))
 
 
@@ -165,8 +162,7 @@ def transfer(
     description: Any = "",
 ) -> TransferResult:
     """Move points between two users: one transfer_out/transfer_in pair summing to zero."""
-    limit = min(settings.WALLET_MAX_TRANSFER_AMOUNT, settings.WALLET_MAX_TRANSACTION_AMOUNT)
-    amount = validate_positive_amount(amount, maximum=limit)
+    amount = validate_positive_amount(amount, maximum=max_transfer_amount())
     reference_id = validate_reference(reference_id)
     description = validate_text(
         description, field="description", required=False, max_length=DESCRIPTION_MAX_LENGTH
