@@ -18,14 +18,14 @@ from divine_whispers.db.faults import crash_point
 from wallet.models import Transaction, TransactionStatus, Wallet
 
 
-def _persist_wallets(wallets: list[Wallet], now: datetime) -> None:
+def persist_wallets(wallets: list[Wallet], now: datetime) -> None:
     for wallet in wallets:
         Wallet.objects.filter(pk=wallet.pk).update(
             balance=wallet.balance, audit_head=wallet.audit_head, updated_at=now
         )
 
 
-def _book(
+def book(
     wallet: Wallet,
     *,
     txn_type: str,
@@ -57,7 +57,7 @@ def _book(
     )
 
 
-def _audit_events_for(
+def audit_events_for(
     rows: list[Transaction], actor: Any, metadata: dict | None = None
 ) -> list[AuditEvent]:
     """One event per ledger row, plus a suspicious.large_amount flag where it applies."""
@@ -92,7 +92,7 @@ def _audit_events_for(
     return events
 
 
-def _commit_rows(
+def commit_rows(
     rows: list[Transaction],
     actor: Any,
     now: datetime,
@@ -108,8 +108,8 @@ def _commit_rows(
     """
     Transaction.objects.bulk_create(rows)
     crash_point(crash_at)
-    events = _audit_events_for(rows, actor, metadata)
+    events = audit_events_for(rows, actor, metadata)
     if more_events is not None:
         events += more_events()
     save_events(events)
-    _persist_wallets(list({row.wallet.pk: row.wallet for row in rows}.values()), now)
+    persist_wallets(list({row.wallet.pk: row.wallet for row in rows}.values()), now)

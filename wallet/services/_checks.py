@@ -28,18 +28,18 @@ from divine_whispers.errors import (
     VelocityLimitExceeded,
 )
 from wallet.models import VELOCITY_TYPES, Transaction, TransactionStatus, Wallet
-from wallet.services._booking import _persist_wallets
+from wallet.services import _booking
 
 User = get_user_model()
 
 
-def _fingerprint(**params: Any) -> str:
+def fingerprint_of(**params: Any) -> str:
     """Identity of a call's parameters: the same reference replays only when it matches."""
     canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _find_replay(
+def find_replay(
     wallet: Wallet, txn_type: str, reference_id: str | None, fingerprint: str
 ) -> Transaction | None:
     """The earlier transaction for this reference, if any (wallet must be locked).
@@ -57,7 +57,7 @@ def _find_replay(
     return earlier
 
 
-def _reject(
+def reject(
     wallet: Wallet, error: Exception, *, action: str, actor: Any, **metadata: Any
 ) -> Rejection:
     """Audit a refusal on the wallet's chain; committed alone, then raised."""
@@ -71,7 +71,7 @@ def _reject(
         metadata={"code": error.code, **metadata},
     )
     save_events([event])
-    _persist_wallets([wallet], timezone.now())
+    _booking.persist_wallets([wallet], timezone.now())
     return Rejection(error)
 
 
@@ -80,7 +80,7 @@ def velocity_window_start(now: datetime) -> datetime:
     return now - timedelta(seconds=settings.WALLET_VELOCITY_WINDOW_SECONDS)
 
 
-def _velocity_rejection(wallet: Wallet, actor: Any, now: datetime) -> Rejection | None:
+def velocity_rejection(wallet: Wallet, actor: Any, now: datetime) -> Rejection | None:
     """Counted from the ledger under the wallet lock, so it holds across processes."""
     window_start = velocity_window_start(now)
     # Counting stops at the limit: the cost stays bounded however busy the wallet is.
@@ -92,7 +92,7 @@ def _velocity_rejection(wallet: Wallet, actor: Any, now: datetime) -> Rejection 
     )[: settings.WALLET_VELOCITY_LIMIT].count()
     if recent < settings.WALLET_VELOCITY_LIMIT:
         return None
-    return _reject(
+    return reject(
         wallet,
         VelocityLimitExceeded(
             limit=settings.WALLET_VELOCITY_LIMIT,
@@ -104,8 +104,8 @@ def _velocity_rejection(wallet: Wallet, actor: Any, now: datetime) -> Rejection 
     )
 
 
-def _insufficient_rejection(wallet: Wallet, needed: int, *, action: str, actor: Any) -> Rejection:
-    return _reject(
+def insufficient_rejection(wallet: Wallet, needed: int, *, action: str, actor: Any) -> Rejection:
+    return reject(
         wallet,
         InsufficientBalance(balance=wallet.balance, required=needed),
         action=f"{action}.rejected",
@@ -115,7 +115,7 @@ def _insufficient_rejection(wallet: Wallet, needed: int, *, action: str, actor: 
     )
 
 
-def _user_id(user: Any) -> int:
+def checked_user_id(user: Any) -> int:
     """A user instance's id, or a checked user id: a wallet is never created for nobody."""
     if isinstance(user, User):
         return user.pk
@@ -126,7 +126,13 @@ def _user_id(user: Any) -> int:
     raise ValidationFailed("user must be a user id.", field="user_id")
 
 
-def _check_expected(what: str, expected: int | None, current: Callable[[], int]) -> None:
+def acting_user(user: Any, user_id: int) -> Any:
+    """The user a fast path acts for: the instance given, or one standing for the checked
+    id (no query: only its pk is read)."""
+    return user if isinstance(user, User) else User(pk=user_id)
+
+
+def check_expected(what: str, expected: int | None, current: Callable[[], int]) -> None:
     """Refuse when the figure a staff member confirmed is no longer true (under the lock)."""
     if expected is None:
         return

@@ -22,8 +22,7 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services._booking import _book, _commit_rows
-from wallet.services._checks import _find_replay, _fingerprint, _user_id
+from wallet.services import _booking, _checks
 from wallet.services._observed import observed
 from wallet.services.results import OperationResult
 
@@ -43,16 +42,16 @@ def deposit(
     description = validate_text(
         description, field="description", required=False, max_length=DESCRIPTION_MAX_LENGTH
     )
-    user_id = _user_id(user)
-    fingerprint = _fingerprint(op="deposit", amount=amount, description=description)
+    user_id = _checks.checked_user_id(user)
+    fingerprint = _checks.fingerprint_of(op="deposit", amount=amount, description=description)
 
     def operation() -> OperationResult:
         wallet = Wallet.objects.lock_for_user(user_id)
-        earlier = _find_replay(wallet, TransactionType.DEPOSIT, reference_id, fingerprint)
+        earlier = _checks.find_replay(wallet, TransactionType.DEPOSIT, reference_id, fingerprint)
         if earlier is not None:
             return OperationResult(earlier, replayed=True)
         now = timezone.now()
-        row = _book(
+        row = _booking.book(
             wallet,
             txn_type=TransactionType.DEPOSIT,
             amount=amount,
@@ -62,7 +61,7 @@ def deposit(
             fingerprint=fingerprint,
             description=description,
         )
-        _commit_rows([row], actor, now)
+        _booking.commit_rows([row], actor, now)
         return OperationResult(row)
 
     return run_atomically(operation)

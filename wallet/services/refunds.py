@@ -35,8 +35,7 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services._booking import _book, _commit_rows
-from wallet.services._checks import _check_expected, _find_replay, _fingerprint
+from wallet.services import _booking, _checks
 from wallet.services._observed import observed
 from wallet.services.results import JobRefundResult, OperationResult
 
@@ -83,13 +82,13 @@ def _book_refund(
     if original.type != TransactionType.SPEND or original.status != TransactionStatus.SUCCESS:
         raise NotRefundable(transaction_id=original.pk, type=original.type)
     remaining = refundable_remaining(original)
-    _check_expected("refundable remaining", expected_remaining, lambda: remaining)
+    _checks.check_expected("refundable remaining", expected_remaining, lambda: remaining)
     wanted = remaining if amount is None else amount
     if wanted <= 0 or wanted > remaining:
         raise RefundExceedsOriginal(
             transaction_id=original.pk, refundable=remaining, requested=wanted
         )
-    return _book(
+    return _booking.book(
         wallet,
         txn_type=TransactionType.REFUND,
         amount=wanted,
@@ -131,7 +130,7 @@ def refund(
     reason = validate_text(reason, field="reason", required=True, max_length=REASON_MAX_LENGTH)
     reference_id = validate_reference(reference_id)
     spend_id = _spend_id(spend_txn)
-    fingerprint = _fingerprint(op="refund", spend=spend_id, amount=amount, reason=reason)
+    fingerprint = _checks.fingerprint_of(op="refund", spend=spend_id, amount=amount, reason=reason)
 
     def operation() -> OperationResult:
         owner_id = Transaction.objects.filter(pk=spend_id).values_list("user_id", flat=True).first()
@@ -139,7 +138,7 @@ def refund(
             raise NotFound(transaction_id=spend_id)
         wallet = Wallet.objects.lock_for_user(owner_id)
         crash_point("refund.locked")
-        earlier = _find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
+        earlier = _checks.find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
         if earlier is not None:
             return OperationResult(earlier, replayed=True)
         original = Transaction.objects.get(pk=spend_id)
@@ -155,7 +154,7 @@ def refund(
             now=now,
             expected_remaining=expected_remaining,
         )
-        _commit_rows([row], actor, now, {"reason": reason}, crash_at="refund.after_rows")
+        _booking.commit_rows([row], actor, now, {"reason": reason}, crash_at="refund.after_rows")
         _mark_job_after_refund(original, JobStatus.REFUNDED, now)
         crash_point("refund.before_commit")
         return OperationResult(row)
@@ -180,7 +179,7 @@ def refund_job(
     before the job, the same order every path uses.
     """
     reference_id = f"job:{job_id}"
-    fingerprint = _fingerprint(op="job_refund", job=job_id)
+    fingerprint = _checks.fingerprint_of(op="job_refund", job=job_id)
 
     def operation() -> JobRefundResult:
         owner_id = Job.objects.filter(pk=job_id).values_list("user_id", flat=True).first()
@@ -188,7 +187,7 @@ def refund_job(
             raise NotFound(job_id=job_id)
         wallet = Wallet.objects.lock_for_user(owner_id)
         job = Job.objects.lock(job_id)
-        earlier = _find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
+        earlier = _checks.find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
         if earlier is not None:
             return JobRefundResult(job, earlier, replayed=True)
         if job.status not in allowed_statuses:
@@ -207,7 +206,7 @@ def refund_job(
                 fingerprint=fingerprint,
                 now=now,
             )
-            _commit_rows([row], actor, now, {"reason": reason, "job_id": job_id})
+            _booking.commit_rows([row], actor, now, {"reason": reason, "job_id": job_id})
         job.status = final_status
         job.finished_at = job.finished_at or now
         job.save(update_fields=["status", "finished_at", "updated_at"])

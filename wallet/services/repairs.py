@@ -22,7 +22,7 @@ from wallet.models import (
     TransactionStatus,
     Wallet,
 )
-from wallet.services._booking import _persist_wallets
+from wallet.services import _booking
 
 
 @dataclass
@@ -71,7 +71,7 @@ def repair_balance(
             ]
         )
         wallet.balance = truth
-        _persist_wallets([wallet], timezone.now())
+        _booking.persist_wallets([wallet], timezone.now())
         result.repaired = True
         return result
 
@@ -117,7 +117,7 @@ def _fail_stale_pending_of_wallet(
                 for row in rows
             ]
         )
-        _persist_wallets([wallet], now)
+        _booking.persist_wallets([wallet], now)
         return len(rows)
 
     return run_atomically(operation)

@@ -31,16 +31,7 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services import _fast_path
-from wallet.services._booking import _audit_events_for, _book, _persist_wallets
-from wallet.services._checks import (
-    User,
-    _find_replay,
-    _fingerprint,
-    _insufficient_rejection,
-    _user_id,
-    _velocity_rejection,
-)
+from wallet.services import _booking, _checks, _fast_path
 from wallet.services._observed import observed
 from wallet.services.results import SpendResult
 
@@ -88,7 +79,7 @@ def _spend_row(
     fingerprint: str,
 ) -> Transaction:
     """The spend's ledger row, the same on the fast and the general path."""
-    return _book(
+    return _booking.book(
         wallet,
         txn_type=TransactionType.SPEND,
         amount=-chosen.price,
@@ -128,7 +119,7 @@ def _spend_fast(
     if wallet.balance < price or price >= settings.WALLET_LARGE_AMOUNT_THRESHOLD:
         return None
     now = timezone.now()
-    actor = user if isinstance(user, User) else User(pk=user_id)
+    actor = _checks.acting_user(user, user_id)
     row = _spend_row(
         wallet, chosen, now=now, actor=actor, reference_id=reference_id, fingerprint=fingerprint
     )
@@ -143,13 +134,9 @@ def _spend_fast(
         created_at=now,
         updated_at=now,
     )
-    events = _audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code})
+    events = _booking.audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code})
     balance = _fast_path.book_spend(
-        wallet,
-        amount=price,
-        rows=[row, job, *events],
-        reference_id=reference_id,
-        now=now,
+        wallet, amount=price, rows=[row, job, *events], reference_id=reference_id, now=now
     )
     if balance is None:
         return None
@@ -173,8 +160,10 @@ def spend(
     reference_id = validate_reference(reference_id)
     job_input = _validate_job_input(job_input)
     code = _job_type_code(job_type)
-    user_id = _user_id(user)
-    fingerprint = _fingerprint(op="spend", job_type=code, amount=expected_price, input=job_input)
+    user_id = _checks.checked_user_id(user)
+    fingerprint = _checks.fingerprint_of(
+        op="spend", job_type=code, amount=expected_price, input=job_input
+    )
 
     def operation() -> SpendResult | Rejection:
         fast = _spend_fast(
@@ -191,19 +180,19 @@ def spend(
         chosen = _checked_job_type(JobType.objects.filter(code=code).first(), code, expected_price)
         wallet = Wallet.objects.lock_for_user(user_id)
         crash_point("spend.locked")
-        earlier = _find_replay(wallet, TransactionType.SPEND, reference_id, fingerprint)
+        earlier = _checks.find_replay(wallet, TransactionType.SPEND, reference_id, fingerprint)
         if earlier is not None:
             # job_type too: the response must not query it after the COMMIT.
             job = Job.objects.select_related("job_type").get(transaction=earlier)
             return SpendResult(earlier, job, replayed=True)
         now = timezone.now()
         actor = wallet.user
-        rejection = _velocity_rejection(wallet, actor, now)
+        rejection = _checks.velocity_rejection(wallet, actor, now)
         if rejection is not None:
             return rejection
         price = chosen.price
         if wallet.balance < price:
-            return _insufficient_rejection(wallet, price, action="wallet.spend", actor=actor)
+            return _checks.insufficient_rejection(wallet, price, action="wallet.spend", actor=actor)
         row = _spend_row(
             wallet, chosen, now=now, actor=actor, reference_id=reference_id, fingerprint=fingerprint
         )
@@ -217,8 +206,10 @@ def spend(
             input=job_input,
         )
         crash_point("spend.after_job")
-        save_events(_audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code}))
-        _persist_wallets([wallet], now)
+        save_events(
+            _booking.audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code})
+        )
+        _booking.persist_wallets([wallet], now)
         crash_point("spend.before_commit")
         return SpendResult(row, job)
 

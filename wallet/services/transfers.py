@@ -32,28 +32,19 @@ from wallet.models import (
     Wallet,
     new_transfer_id,
 )
-from wallet.services import _fast_path
-from wallet.services._booking import _audit_events_for, _book, _commit_rows
-from wallet.services._checks import (
-    User,
-    _find_replay,
-    _fingerprint,
-    _insufficient_rejection,
-    _user_id,
-    _velocity_rejection,
-)
+from wallet.services import _booking, _checks, _fast_path
 from wallet.services._observed import observed
 from wallet.services.results import TransferResult
 
 
 def _recipient_id(recipient: Any) -> int:
-    if isinstance(recipient, User):
+    if isinstance(recipient, _checks.User):
         recipient_id = recipient.pk
     elif isinstance(recipient, int) and not isinstance(recipient, bool):
         recipient_id = recipient
     else:
         raise ValidationFailed("to_user_id must be a user id.", field="to_user_id")
-    if not User.objects.filter(pk=recipient_id, is_active=True).exists():
+    if not _checks.User.objects.filter(pk=recipient_id, is_active=True).exists():
         raise UnknownRecipient(to_user_id=recipient_id)
     return recipient_id
 
@@ -83,7 +74,7 @@ def _transfer_rows(
         "description": description,
         "transfer_id": new_transfer_id(),
     }
-    debit = _book(
+    debit = _booking.book(
         source,
         txn_type=TransactionType.TRANSFER_OUT,
         amount=-amount,
@@ -91,7 +82,7 @@ def _transfer_rows(
         fingerprint=fingerprint,
         **common,
     )
-    credit = _book(target, txn_type=TransactionType.TRANSFER_IN, amount=amount, **common)
+    credit = _booking.book(target, txn_type=TransactionType.TRANSFER_IN, amount=amount, **common)
     return debit, credit
 
 
@@ -122,7 +113,7 @@ def _transfer_fast(
     if source.balance < amount or amount >= settings.WALLET_LARGE_AMOUNT_THRESHOLD:
         return None
     now = timezone.now()
-    actor = sender if isinstance(sender, User) else User(pk=sender_id)
+    actor = _checks.acting_user(sender, sender_id)
     debit, credit = _transfer_rows(
         source,
         target,
@@ -134,14 +125,10 @@ def _transfer_fast(
         description=description,
     )
     debit.pk, credit.pk = locked.debit_id, locked.credit_id
-    events = _audit_events_for([debit, credit], actor)
+    events = _booking.audit_events_for([debit, credit], actor)
+    rows = [debit, credit, *events]
     balances = _fast_path.book_transfer(
-        source,
-        target,
-        amount=amount,
-        rows=[debit, credit, *events],
-        reference_id=reference_id,
-        now=now,
+        source, target, amount=amount, rows=rows, reference_id=reference_id, now=now
     )
     if balances is None:
         return None
@@ -167,11 +154,11 @@ def transfer(
     description = validate_text(
         description, field="description", required=False, max_length=DESCRIPTION_MAX_LENGTH
     )
-    sender_id = _user_id(sender)
+    sender_id = _checks.checked_user_id(sender)
     recipient_id = _recipient_id(recipient)
     if recipient_id == sender_id:
         raise SelfTransfer()
-    fingerprint = _fingerprint(
+    fingerprint = _checks.fingerprint_of(
         op="transfer", to=recipient_id, amount=amount, description=description
     )
 
@@ -190,7 +177,9 @@ def transfer(
         wallets = Wallet.objects.lock_for_users([sender_id, recipient_id])
         source, target = wallets[sender_id], wallets[recipient_id]
         crash_point("transfer.locked")
-        earlier = _find_replay(source, TransactionType.TRANSFER_OUT, reference_id, fingerprint)
+        earlier = _checks.find_replay(
+            source, TransactionType.TRANSFER_OUT, reference_id, fingerprint
+        )
         if earlier is not None:
             credit = Transaction.objects.get(
                 transfer_id=earlier.transfer_id, type=TransactionType.TRANSFER_IN
@@ -198,11 +187,13 @@ def transfer(
             return TransferResult(earlier, credit, replayed=True)
         now = timezone.now()
         actor = source.user
-        rejection = _velocity_rejection(source, actor, now)
+        rejection = _checks.velocity_rejection(source, actor, now)
         if rejection is not None:
             return rejection
         if source.balance < amount:
-            return _insufficient_rejection(source, amount, action="wallet.transfer", actor=actor)
+            return _checks.insufficient_rejection(
+                source, amount, action="wallet.transfer", actor=actor
+            )
         debit, credit = _transfer_rows(
             source,
             target,
@@ -213,7 +204,7 @@ def transfer(
             fingerprint=fingerprint,
             description=description,
         )
-        _commit_rows([debit, credit], actor, now, crash_at="transfer.after_rows")
+        _booking.commit_rows([debit, credit], actor, now, crash_at="transfer.after_rows")
         crash_point("transfer.before_commit")
         return TransferResult(*_without_jobs(debit, credit))
 

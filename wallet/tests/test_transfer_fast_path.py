@@ -20,7 +20,7 @@ from divine_whispers.errors import IdempotencyKeyReused, InsufficientBalance, Ve
 from wallet import services
 from wallet.models import Transaction, Wallet, new_transfer_id
 from wallet.services import _fast_path
-from wallet.services._checks import _fingerprint
+from wallet.services._checks import fingerprint_of
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot, run_concurrently
 from wallet.tests.test_spend_fast_path import _row_values
@@ -50,7 +50,7 @@ def test_fast_path_writes_the_same_rows_as_the_general_path(user, other_user, fu
         assert _row_values(event_f) == _row_values(event_g)
         assert event_f.metadata == event_g.metadata == {}
     debit, credit = rows_f
-    assert debit.request_fingerprint == _fingerprint(
+    assert debit.request_fingerprint == fingerprint_of(
         op="transfer", to=other_user.pk, amount=30, description="gift"
     )
     assert credit.request_fingerprint == rows_g[1].request_fingerprint == ""
