@@ -7,6 +7,7 @@ Private to the wallet.services package: the only code that writes money.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,35 +26,71 @@ def persist_wallets(wallets: list[Wallet], now: datetime) -> None:
         )
 
 
-def book(
+@dataclass(frozen=True)
+class Booking:
+    """What every ledger row of one call shares: when, who acts, and the call's
+    reference with the fingerprint of its parameters (a repeated reference replays only
+    when the fingerprint matches)."""
+
+    now: datetime
+    actor: Any = None
+    reference_id: str | None = None
+    fingerprint: str = ""
+
+    def row(
+        self,
+        wallet: Wallet,
+        txn_type: str,
+        amount: int,
+        *,
+        description: str = "",
+        related_transaction: Transaction | None = None,
+        transfer_id: Any = None,
+    ) -> Transaction:
+        """A new ledger row applied to the in-memory wallet (saved later, in bulk)."""
+        wallet.balance += amount
+        return Transaction(
+            wallet=wallet,
+            user_id=wallet.user_id,
+            type=txn_type,
+            amount=amount,
+            status=TransactionStatus.SUCCESS,
+            balance_after=wallet.balance,
+            reference_id=self.reference_id,
+            request_fingerprint=self.fingerprint,
+            description=description,
+            related_transaction=related_transaction,
+            transfer_id=transfer_id,
+            actor_id=getattr(self.actor, "pk", None),
+            created_at=self.now,
+        )
+
+    def unreferenced(self) -> Booking:
+        """The same time and actor for a row that carries no reference (a transfer's credit)."""
+        return Booking(self.now, self.actor)
+
+
+def row_event(
     wallet: Wallet,
+    row: Transaction,
+    action: str,
+    actor: Any,
+    metadata: dict | None,
     *,
-    txn_type: str,
-    amount: int,
-    now: datetime,
-    actor: Any = None,
-    reference_id: str | None = None,
-    fingerprint: str = "",
-    description: str = "",
-    related_transaction: Transaction | None = None,
-    transfer_id: Any = None,
-) -> Transaction:
-    """A new ledger row applied to the in-memory wallet (saved later, in bulk)."""
-    wallet.balance += amount
-    return Transaction(
+    balances: tuple[int, int] | None = None,
+) -> AuditEvent:
+    """An event about ledger row `row` on `wallet`'s chain (moves the in-memory head):
+    the row's own balance move, or `balances` (before, after) for a row that moved none."""
+    before, after = balances or (row.balance_after - row.amount, row.balance_after)
+    return build_wallet_event(
         wallet=wallet,
-        user_id=wallet.user_id,
-        type=txn_type,
-        amount=amount,
-        status=TransactionStatus.SUCCESS,
-        balance_after=wallet.balance,
-        reference_id=reference_id,
-        request_fingerprint=fingerprint,
-        description=description,
-        related_transaction=related_transaction,
-        transfer_id=transfer_id,
-        actor_id=getattr(actor, "pk", None),
-        created_at=now,
+        action=action,
+        actor=actor,
+        transaction_id=row.pk,
+        amount=row.amount,
+        balance_before=before,
+        balance_after=after,
+        metadata=metadata,
     )
 
 
@@ -62,33 +99,12 @@ def audit_events_for(
 ) -> list[AuditEvent]:
     """One event per ledger row, plus a suspicious.large_amount flag where it applies."""
     events = []
+    threshold = settings.WALLET_LARGE_AMOUNT_THRESHOLD
     for row in rows:
-        wallet = row.wallet
-        events.append(
-            build_wallet_event(
-                wallet=wallet,
-                action=f"wallet.{row.type}",
-                actor=actor,
-                transaction_id=row.pk,
-                amount=row.amount,
-                balance_before=row.balance_after - row.amount,
-                balance_after=row.balance_after,
-                metadata=metadata,
-            )
-        )
-        if abs(row.amount) >= settings.WALLET_LARGE_AMOUNT_THRESHOLD:
-            events.append(
-                build_wallet_event(
-                    wallet=wallet,
-                    action="suspicious.large_amount",
-                    actor=actor,
-                    transaction_id=row.pk,
-                    amount=row.amount,
-                    balance_before=row.balance_after - row.amount,
-                    balance_after=row.balance_after,
-                    metadata={"threshold": settings.WALLET_LARGE_AMOUNT_THRESHOLD},
-                )
-            )
+        events.append(row_event(row.wallet, row, f"wallet.{row.type}", actor, metadata))
+        if abs(row.amount) >= threshold:
+            flag = {"threshold": threshold}
+            events.append(row_event(row.wallet, row, "suspicious.large_amount", actor, flag))
     return events
 
 

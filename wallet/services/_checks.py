@@ -115,6 +115,28 @@ def insufficient_rejection(wallet: Wallet, needed: int, *, action: str, actor: A
     )
 
 
+def debit_refusal(
+    wallet: Wallet, needed: int, *, action: str, actor: Any, now: datetime
+) -> Rejection | None:
+    """What refuses a debit of `needed` points under the wallet lock, if anything: the
+    velocity rule first, then the balance (each refusal audited)."""
+    rejection = velocity_rejection(wallet, actor, now)
+    if rejection is not None:
+        return rejection
+    if wallet.balance < needed:
+        return insufficient_rejection(wallet, needed, action=action, actor=actor)
+    return None
+
+
+def id_of(value: Any, model: type, message: str, *, field: str) -> int:
+    """The id of a `model` instance, or an id given as a plain integer (never a bool)."""
+    if isinstance(value, model):
+        return value.pk
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValidationFailed(message, field=field)
+
+
 def checked_user_id(user: Any) -> int:
     """A user instance's id, or a checked user id: a wallet is never created for nobody."""
     if isinstance(user, User):

@@ -119,16 +119,8 @@ class _AskedAdjustment:
 def _adjustment_row(
     wallet: Wallet, asked: _AskedAdjustment, *, actor: Any, now: datetime
 ) -> Transaction:
-    return _booking.book(
-        wallet,
-        txn_type=TransactionType.ADJUSTMENT,
-        amount=asked.amount,
-        now=now,
-        actor=actor,
-        reference_id=asked.reference_id,
-        fingerprint=asked.fingerprint,
-        description=asked.reason,
-    )
+    booking = _booking.Booking(now, actor, asked.reference_id, asked.fingerprint)
+    return booking.row(wallet, TransactionType.ADJUSTMENT, asked.amount, description=asked.reason)
 
 
 @dataclass
@@ -216,14 +208,6 @@ def _open_approval(
     return approval
 
 
-def _approval_id(approval: Any) -> int:
-    if isinstance(approval, ApprovalRequest):
-        return approval.pk
-    if isinstance(approval, int) and not isinstance(approval, bool):
-        return approval
-    raise ValidationFailed("approval must be an approval request id.", field="approval")
-
-
 def _lock_approval(approval_id: int) -> tuple[Wallet, ApprovalRequest]:
     """Lock the request's wallet, then the request (the order every decision uses)."""
     user_id = (
@@ -284,7 +268,9 @@ def _decide(
 ) -> ApprovalDecision:
     """The frame of a decision: lock wallet then request, refuse (audited) what may not be
     decided by `actor` now, else `act` — all in one DB transaction."""
-    approval_id = _approval_id(approval)
+    approval_id = _checks.id_of(
+        approval, ApprovalRequest, "approval must be an approval request id.", field="approval"
+    )
     if _actor_id(actor) is None:
         raise ValidationFailed("A decision must name the staff member deciding.", field="actor")
 

@@ -51,16 +51,8 @@ def deposit(
         if earlier is not None:
             return OperationResult(earlier, replayed=True)
         now = timezone.now()
-        row = _booking.book(
-            wallet,
-            txn_type=TransactionType.DEPOSIT,
-            amount=amount,
-            now=now,
-            actor=actor,
-            reference_id=reference_id,
-            fingerprint=fingerprint,
-            description=description,
-        )
+        booking = _booking.Booking(now, actor, reference_id, fingerprint)
+        row = booking.row(wallet, TransactionType.DEPOSIT, amount, description=description)
         _booking.commit_rows([row], actor, now)
         return OperationResult(row)
 

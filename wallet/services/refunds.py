@@ -20,7 +20,6 @@ from divine_whispers.errors import (
     NotFound,
     NotRefundable,
     RefundExceedsOriginal,
-    ValidationFailed,
 )
 from divine_whispers.money import (
     REASON_MAX_LENGTH,
@@ -69,13 +68,10 @@ def _mark_job_after_refund(original: Transaction, status: str, now: datetime) ->
 def _book_refund(
     wallet: Wallet,
     original: Transaction,
+    booking: _booking.Booking,
     *,
     amount: int | None,
     reason: str,
-    actor: Any,
-    reference_id: str | None,
-    fingerprint: str,
-    now: datetime,
     expected_remaining: int | None = None,
 ) -> Transaction:
     """Validate a refund of `original` against what remains refundable (wallet locked)."""
@@ -88,25 +84,9 @@ def _book_refund(
         raise RefundExceedsOriginal(
             transaction_id=original.pk, refundable=remaining, requested=wanted
         )
-    return _booking.book(
-        wallet,
-        txn_type=TransactionType.REFUND,
-        amount=wanted,
-        now=now,
-        actor=actor,
-        reference_id=reference_id,
-        fingerprint=fingerprint,
-        description=reason,
-        related_transaction=original,
+    return booking.row(
+        wallet, TransactionType.REFUND, wanted, description=reason, related_transaction=original
     )
-
-
-def _spend_id(spend_txn: Any) -> int:
-    if isinstance(spend_txn, Transaction):
-        return spend_txn.pk
-    if isinstance(spend_txn, int) and not isinstance(spend_txn, bool):
-        return spend_txn
-    raise ValidationFailed("transaction must be a transaction id.", field="transaction")
 
 
 @observed("refund")
@@ -129,7 +109,9 @@ def refund(
     amount = _validated_refund_amount(amount)
     reason = validate_text(reason, field="reason", required=True, max_length=REASON_MAX_LENGTH)
     reference_id = validate_reference(reference_id)
-    spend_id = _spend_id(spend_txn)
+    spend_id = _checks.id_of(
+        spend_txn, Transaction, "transaction must be a transaction id.", field="transaction"
+    )
     fingerprint = _checks.fingerprint_of(op="refund", spend=spend_id, amount=amount, reason=reason)
 
     def operation() -> OperationResult:
@@ -143,15 +125,13 @@ def refund(
             return OperationResult(earlier, replayed=True)
         original = Transaction.objects.get(pk=spend_id)
         now = timezone.now()
+        booking = _booking.Booking(now, actor, reference_id, fingerprint)
         row = _book_refund(
             wallet,
             original,
+            booking,
             amount=amount,
             reason=reason,
-            actor=actor,
-            reference_id=reference_id,
-            fingerprint=fingerprint,
-            now=now,
             expected_remaining=expected_remaining,
         )
         _booking.commit_rows([row], actor, now, {"reason": reason}, crash_at="refund.after_rows")
@@ -196,16 +176,8 @@ def refund_job(
         original = job.transaction
         row = None
         if refundable_remaining(original) > 0:
-            row = _book_refund(
-                wallet,
-                original,
-                amount=None,
-                reason=reason,
-                actor=actor,
-                reference_id=reference_id,
-                fingerprint=fingerprint,
-                now=now,
-            )
+            booking = _booking.Booking(now, actor, reference_id, fingerprint)
+            row = _book_refund(wallet, original, booking, amount=None, reason=reason)
             _booking.commit_rows([row], actor, now, {"reason": reason, "job_id": job_id})
         job.status = final_status
         job.finished_at = job.finished_at or now

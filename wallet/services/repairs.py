@@ -99,20 +99,18 @@ def _fail_stale_pending_of_wallet(
         )
         save_events(
             [
-                build_wallet_event(
-                    wallet=wallet,
-                    action="wallet.pending_failed",
-                    actor=actor,
-                    transaction_id=row.pk,
-                    amount=row.amount,
-                    balance_before=wallet.balance,
-                    balance_after=wallet.balance,
-                    metadata={
+                _booking.row_event(
+                    wallet,
+                    row,
+                    "wallet.pending_failed",
+                    actor,
+                    {
                         "reason": "stale_pending",
                         "type": row.type,
                         "pending_since": row.created_at.isoformat(),
                         "cutoff": cutoff.isoformat(),
                     },
+                    balances=(wallet.balance, wallet.balance),  # a pending row moved nothing
                 )
                 for row in rows
             ]

@@ -7,6 +7,7 @@ Part of the wallet.services package (see its __init__): the only code that write
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -69,38 +70,25 @@ def _validate_job_input(job_input: Any) -> dict:
     return job_input
 
 
-def _spend_row(
-    wallet: Wallet,
-    chosen: JobType,
-    *,
-    now: datetime,
-    actor: Any,
-    reference_id: str | None,
-    fingerprint: str,
-) -> Transaction:
-    """The spend's ledger row, the same on the fast and the general path."""
-    return _booking.book(
-        wallet,
-        txn_type=TransactionType.SPEND,
-        amount=-chosen.price,
-        now=now,
-        actor=actor,
-        reference_id=reference_id,
-        fingerprint=fingerprint,
-        description=chosen.name,
-    )
+@dataclass(frozen=True)
+class _SpendCall:
+    """A spend's checked input: what the fast and the general path both read."""
+
+    user: Any
+    user_id: int
+    code: str
+    expected_price: Any
+    reference_id: str | None
+    fingerprint: str
+    job_input: dict
+
+    def row(self, wallet: Wallet, chosen: JobType, now: datetime, actor: Any) -> Transaction:
+        """The spend's ledger row, the same on the fast and the general path."""
+        booking = _booking.Booking(now, actor, self.reference_id, self.fingerprint)
+        return booking.row(wallet, TransactionType.SPEND, -chosen.price, description=chosen.name)
 
 
-def _spend_fast(
-    user: Any,
-    user_id: int,
-    code: str,
-    *,
-    expected_price: Any,
-    reference_id: str | None,
-    fingerprint: str,
-    job_input: dict,
-) -> SpendResult | None:
+def _spend_fast(call: _SpendCall) -> SpendResult | None:
     """The common spend in two statements (the wallet lock must be ours: inside atomic).
 
     1. `lock_for_spend`: lock the wallet, read the job type, reserve the row ids;
@@ -110,33 +98,31 @@ def _spend_fast(
     not enough points, a large amount to flag, a replay, the velocity limit): the
     general path below then handles it under the same lock, exactly as before.
     """
-    locked = _fast_path.lock_for_spend(user_id, code)
+    locked = _fast_path.lock_for_spend(call.user_id, call.code)
     if locked is None:
         return None
     crash_point("spend.locked")
-    chosen = _checked_job_type(locked.job_type, code, expected_price)
+    chosen = _checked_job_type(locked.job_type, call.code, call.expected_price)
     wallet, price = locked.wallet, chosen.price
     if wallet.balance < price or price >= settings.WALLET_LARGE_AMOUNT_THRESHOLD:
         return None
     now = timezone.now()
-    actor = _checks.acting_user(user, user_id)
-    row = _spend_row(
-        wallet, chosen, now=now, actor=actor, reference_id=reference_id, fingerprint=fingerprint
-    )
+    actor = _checks.acting_user(call.user, call.user_id)
+    row = call.row(wallet, chosen, now, actor)
     row.pk = locked.transaction_id
     job = Job(
         pk=locked.job_id,
-        user_id=user_id,
+        user_id=call.user_id,
         job_type=chosen,
         transaction=row,
         points_used=price,
-        input=job_input,
+        input=call.job_input,
         created_at=now,
         updated_at=now,
     )
     events = _booking.audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code})
     balance = _fast_path.book_spend(
-        wallet, amount=price, rows=[row, job, *events], reference_id=reference_id, now=now
+        wallet, amount=price, rows=[row, job, *events], reference_id=call.reference_id, now=now
     )
     if balance is None:
         return None
@@ -164,17 +150,10 @@ def spend(
     fingerprint = _checks.fingerprint_of(
         op="spend", job_type=code, amount=expected_price, input=job_input
     )
+    call = _SpendCall(user, user_id, code, expected_price, reference_id, fingerprint, job_input)
 
     def operation() -> SpendResult | Rejection:
-        fast = _spend_fast(
-            user,
-            user_id,
-            code,
-            expected_price=expected_price,
-            reference_id=reference_id,
-            fingerprint=fingerprint,
-            job_input=job_input,
-        )
+        fast = _spend_fast(call)
         if fast is not None:
             return fast
         chosen = _checked_job_type(JobType.objects.filter(code=code).first(), code, expected_price)
@@ -187,15 +166,13 @@ def spend(
             return SpendResult(earlier, job, replayed=True)
         now = timezone.now()
         actor = wallet.user
-        rejection = _checks.velocity_rejection(wallet, actor, now)
+        price = chosen.price
+        rejection = _checks.debit_refusal(
+            wallet, price, action="wallet.spend", actor=actor, now=now
+        )
         if rejection is not None:
             return rejection
-        price = chosen.price
-        if wallet.balance < price:
-            return _checks.insufficient_rejection(wallet, price, action="wallet.spend", actor=actor)
-        row = _spend_row(
-            wallet, chosen, now=now, actor=actor, reference_id=reference_id, fingerprint=fingerprint
-        )
+        row = call.row(wallet, chosen, now, actor)
         Transaction.objects.bulk_create([row])
         crash_point("spend.after_ledger_row")
         job = Job.objects.create(
