@@ -101,8 +101,8 @@ def client_for(db) -> Callable:
 
     The key is stored the way `manage.py issue_token` stores one (only its digest, with an
     expiry), so every API test goes through the production authentication path. The row
-    is written directly rather than through wallet.tokens.issue_token so that tests which
-    count audit events do not see an `auth.token_issued` event of the fixture's own.
+    is written directly rather than through wallet.services.api_keys.issue_token so that
+    tests which count audit events do not see an `auth.token_issued` event of the fixture's own.
     """
     from django.conf import settings
     from rest_framework.test import APIClient

@@ -152,7 +152,7 @@ def issue_token(user) -> str:
     """An API key, issued by the function behind `manage.py issue_token` (hashed,
     expiring keys); DRF's plain tokens on a version that predates them."""
     try:
-        from wallet.tokens import issue_token as issue
+        from wallet.services.api_keys import issue_token as issue
     except ImportError:
         from rest_framework.authtoken.models import Token
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 from divine_whispers.errors import AmountTooLarge, ValidationFailed
 
 # A reference (body field or Idempotency-Key header): 1–255 printable ASCII characters.
@@ -15,6 +17,16 @@ REFERENCE_MAX_LENGTH = 255
 DESCRIPTION_MAX_LENGTH = 500
 REASON_MAX_LENGTH = 500
 BIGINT_MAX = 2**63 - 1
+
+
+def max_transaction_amount() -> int:
+    """The most points one operation may move (settings, read at call time)."""
+    return settings.WALLET_MAX_TRANSACTION_AMOUNT
+
+
+def max_transfer_amount() -> int:
+    """The most points one transfer may move: its own limit, within the operation limit."""
+    return min(settings.WALLET_MAX_TRANSFER_AMOUNT, settings.WALLET_MAX_TRANSACTION_AMOUNT)
 
 
 def is_strict_int(value: Any) -> bool:

@@ -12,6 +12,8 @@ from django.db import connection
 from django.db.models import CharField, F, IntegerField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Abs, Coalesce
 
+from audit.models import AuditEvent
+from jobs.models import Job
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 
 
@@ -30,15 +32,6 @@ def transactions_for_user(
     if status:
         queryset = queryset.filter(status=status)
     return queryset
-
-
-def ledger_sum(*, wallet_id: int) -> int:
-    from django.db.models import Sum
-
-    total = (
-        Transaction.objects.successful().filter(wallet_id=wallet_id).aggregate(total=Sum("amount"))
-    )["total"]
-    return total or 0
 
 
 # --- Finance report (contract: "Reports") ------------------------------------------------
@@ -278,9 +271,6 @@ def customer_timeline(*, user_id: int, wallet_id: int, kinds: set[str]) -> Query
     """One user's ledger rows, jobs and audit events (those on their wallet's chain and
     those they caused without a wallet) merged newest first by the database: a UNION
     of `(at, rank, kind, id)` rows, ready to paginate. `kinds` chooses the sources."""
-    from audit.models import AuditEvent
-    from jobs.models import Job
-
     sources = {
         "transaction": Transaction.objects.filter(user_id=user_id),
         "job": Job.objects.filter(user_id=user_id),

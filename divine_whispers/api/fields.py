@@ -9,7 +9,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -21,17 +20,10 @@ from divine_whispers.money import (
     REFERENCE_PATTERN,
     is_strict_int,
     is_valid_reference,
+    max_transaction_amount,
     validate_positive_amount,
     validate_signed_amount,
 )
-
-
-def max_transaction_amount() -> int:
-    return settings.WALLET_MAX_TRANSACTION_AMOUNT
-
-
-def max_transfer_amount() -> int:
-    return min(settings.WALLET_MAX_TRANSFER_AMOUNT, settings.WALLET_MAX_TRANSACTION_AMOUNT)
 
 
 class StrictAmountField(serializers.Field):

@@ -14,10 +14,10 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from wallet.models import Transaction
+from wallet.services.api_keys import issue_token
 from wallet.tests.api_helpers import error_of
 from wallet.tests.factories import UserFactory
 from wallet.tests.helpers import ledger_snapshot
-from wallet.tokens import issue_token
 
 TRANSFER = "/api/v1/wallet/transfer"
 SPEND = "/api/v1/wallet/spend"

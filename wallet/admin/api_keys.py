@@ -1,6 +1,6 @@
 """API keys in the back-office: issue one (shown once), list them, revoke them.
 
-Keys are made and revoked by `wallet.tokens`, which hashes them and audits each change;
+Keys are made and revoked by `wallet.services.api_keys`, which hashes them and audits each change;
 this admin only shapes the pages around it.
 """
 
@@ -15,8 +15,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from wallet import tokens
 from wallet.models import ApiToken
+from wallet.services import api_keys
 
 
 class ApiTokenIssueForm(forms.ModelForm):
@@ -37,7 +37,7 @@ class ApiTokenIssueForm(forms.ModelForm):
 
     def clean_user(self) -> Any:
         user = self.cleaned_data["user"]
-        if not tokens.may_issue_for(self.issuer, user):
+        if not api_keys.may_issue_for(self.issuer, user):
             raise forms.ValidationError(
                 "You may only issue keys for users with no rights beyond your own."
             )
@@ -85,7 +85,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
         days = form.cleaned_data.get("expires_in_days")
         expires_in = timedelta(days=days) if days else None
-        request._issued_api_key = tokens.save_new_token(
+        request._issued_api_key = api_keys.save_new_token(
             obj, expires_in=expires_in, actor=request.user
         )
 
@@ -104,8 +104,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return response
 
     def delete_model(self, request: HttpRequest, obj: ApiToken) -> None:
-        tokens.revoke_tokens(obj.user, actor=request.user, token_ids=[obj.pk])
+        api_keys.revoke_tokens(obj.user, actor=request.user, token_ids=[obj.pk])
 
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         for token in queryset.select_related("user"):
-            tokens.revoke_tokens(token.user, actor=request.user, token_ids=[token.pk])
+            api_keys.revoke_tokens(token.user, actor=request.user, token_ids=[token.pk])

@@ -14,7 +14,6 @@ from divine_whispers.api.fields import (
     StrictIdField,
     StrictTextField,
     UsernameFilterField,
-    max_transfer_amount,
 )
 from divine_whispers.api.serializers import (
     FieldsOnceMixin,
@@ -22,7 +21,7 @@ from divine_whispers.api.serializers import (
     StrictInputSerializer,
 )
 from divine_whispers.errors import UnknownRecipient
-from divine_whispers.money import DESCRIPTION_MAX_LENGTH, REASON_MAX_LENGTH
+from divine_whispers.money import DESCRIPTION_MAX_LENGTH, REASON_MAX_LENGTH, max_transfer_amount
 from jobs.models import Job
 from wallet.api.fields import JobTypeCodeField
 from wallet.models import (

@@ -9,81 +9,54 @@ Every operation follows the same shape:
 Either all of it commits or nothing does.
 
 The operations live in one module each (deposits, spending, transfers, refunds,
-adjustments with their approvals, repairs; shared helpers in _common); this package
-re-exports them, so callers keep writing `from wallet import services; services.spend(...)`.
+adjustments with their approvals, repairs, api_keys) and return the types of `results`.
+Private modules beside them hold what the operations share: `_checks` (replay, velocity,
+balance and confirmation checks), `_booking` (rows, audit events and their writes),
+`_fast_path` (the two-statement spend and transfer in raw SQL) and `_observed` (the
+metrics and log line of every operation). This package re-exports the public names
+only, so callers keep writing `from wallet import services; services.spend(...)`.
 """
 
-from wallet.services._common import (  # noqa: F401
-    JOB_INPUT_MAX_BYTES,
-    JobRefundResult,
-    OperationResult,
-    SpendResult,
-    TransferResult,
-    User,
-    _audit_events_for,
-    _book,
-    _check_expected,
-    _commit_rows,
-    _find_replay,
-    _fingerprint,
-    _insufficient_rejection,
-    _persist_wallets,
-    _reject,
-    _user_id,
-    _velocity_rejection,
-)
-from wallet.services.adjustments import (  # noqa: F401
+from wallet.services.adjustments import (
     ApprovalDecision,
     ApprovalResult,
-    _actor_id,
-    _adjustment_row,
-    _approval_event,
-    _approval_id,
-    _AskedAdjustment,
-    _decide,
-    _decision_refusal,
-    _find_approval_replay,
-    _lock_approval,
-    _not_pending,
-    _open_approval,
-    _record_decision,
     adjust,
     approval_required,
     approve_adjustment,
     reject_adjustment,
 )
-from wallet.services.deposits import (  # noqa: F401
-    deposit,
-)
-from wallet.services.refunds import (  # noqa: F401
-    _book_refund,
-    _mark_job_after_refund,
-    _spend_id,
-    _validated_refund_amount,
-    refund,
-    refund_job,
-    refundable_remaining,
-)
-from wallet.services.repairs import (  # noqa: F401
-    BalanceRepair,
-    _fail_stale_pending_of_wallet,
-    fail_stale_pending,
-    ledger_balance,
-    repair_balance,
-    stale_pending,
-)
-from wallet.services.spending import (  # noqa: F401
-    _checked_job_type,
-    _job_type_code,
-    _spend_fast,
-    _spend_row,
-    _validate_job_input,
-    spend,
-)
-from wallet.services.transfers import (  # noqa: F401
-    _recipient_id,
-    _transfer_fast,
-    _transfer_rows,
-    _without_jobs,
-    transfer,
-)
+from wallet.services.api_keys import issue_token, may_issue_for, revoke_tokens, save_new_token
+from wallet.services.deposits import deposit
+from wallet.services.refunds import refund, refund_job, refundable_remaining
+from wallet.services.repairs import BalanceRepair, fail_stale_pending, repair_balance, stale_pending
+from wallet.services.results import JobRefundResult, OperationResult, SpendResult, TransferResult
+from wallet.services.spending import JOB_INPUT_MAX_BYTES, spend
+from wallet.services.transfers import transfer
+
+__all__ = [
+    "JOB_INPUT_MAX_BYTES",
+    "ApprovalDecision",
+    "ApprovalResult",
+    "BalanceRepair",
+    "JobRefundResult",
+    "OperationResult",
+    "SpendResult",
+    "TransferResult",
+    "adjust",
+    "approval_required",
+    "approve_adjustment",
+    "deposit",
+    "fail_stale_pending",
+    "issue_token",
+    "may_issue_for",
+    "refund",
+    "refund_job",
+    "refundable_remaining",
+    "reject_adjustment",
+    "repair_balance",
+    "revoke_tokens",
+    "save_new_token",
+    "spend",
+    "stale_pending",
+    "transfer",
+]

@@ -33,7 +33,6 @@ from divine_whispers.money import (
     validate_signed_amount,
     validate_text,
 )
-from wallet.instrumentation import observed
 from wallet.models import (
     ApprovalRequest,
     ApprovalStatus,
@@ -41,18 +40,9 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services._common import (
-    OperationResult,
-    _book,
-    _check_expected,
-    _commit_rows,
-    _find_replay,
-    _fingerprint,
-    _insufficient_rejection,
-    _persist_wallets,
-    _reject,
-    _user_id,
-)
+from wallet.services import _booking, _checks
+from wallet.services._observed import observed
+from wallet.services.results import OperationResult
 
 
 def approval_required(amount: int) -> bool:
@@ -82,8 +72,8 @@ def adjust(
     amount = validate_signed_amount(amount, maximum=settings.WALLET_MAX_TRANSACTION_AMOUNT)
     reason = validate_text(reason, field="reason", required=True, max_length=REASON_MAX_LENGTH)
     reference_id = validate_reference(reference_id)
-    user_id = _user_id(user)
-    fingerprint = _fingerprint(op="adjust", amount=amount, reason=reason)
+    user_id = _checks.checked_user_id(user)
+    fingerprint = _checks.fingerprint_of(op="adjust", amount=amount, reason=reason)
     needs_approval = approval_required(amount)
     if needs_approval and _actor_id(actor) is None:
         raise ValidationFailed(
@@ -96,19 +86,21 @@ def adjust(
         requested = _find_approval_replay(wallet, reference_id, fingerprint)
         if requested is not None:
             return ApprovalResult(requested, replayed=True)
-        earlier = _find_replay(wallet, TransactionType.ADJUSTMENT, reference_id, fingerprint)
+        earlier = _checks.find_replay(wallet, TransactionType.ADJUSTMENT, reference_id, fingerprint)
         if earlier is not None:
             return OperationResult(earlier, replayed=True)
-        _check_expected("wallet balance", expected_balance, lambda: wallet.balance)
+        _checks.check_expected("wallet balance", expected_balance, lambda: wallet.balance)
         if wallet.balance + amount < 0:
             # Also for a request: one that could never be booked now is refused at once.
-            return _insufficient_rejection(wallet, -amount, action="wallet.adjustment", actor=actor)
+            return _checks.insufficient_rejection(
+                wallet, -amount, action="wallet.adjustment", actor=actor
+            )
         now = timezone.now()
         asked = _AskedAdjustment(amount, reason, reference_id, fingerprint)
         if needs_approval:
             return ApprovalResult(_open_approval(wallet, asked, actor=actor, now=now))
         row = _adjustment_row(wallet, asked, actor=actor, now=now)
-        _commit_rows([row], actor, now, {"reason": reason})
+        _booking.commit_rows([row], actor, now, {"reason": reason})
         return OperationResult(row)
 
     return run_atomically(operation)
@@ -127,16 +119,8 @@ class _AskedAdjustment:
 def _adjustment_row(
     wallet: Wallet, asked: _AskedAdjustment, *, actor: Any, now: datetime
 ) -> Transaction:
-    return _book(
-        wallet,
-        txn_type=TransactionType.ADJUSTMENT,
-        amount=asked.amount,
-        now=now,
-        actor=actor,
-        reference_id=asked.reference_id,
-        fingerprint=asked.fingerprint,
-        description=asked.reason,
-    )
+    booking = _booking.Booking(now, actor, asked.reference_id, asked.fingerprint)
+    return booking.row(wallet, TransactionType.ADJUSTMENT, asked.amount, description=asked.reason)
 
 
 @dataclass
@@ -220,16 +204,8 @@ def _open_approval(
         threshold=settings.WALLET_APPROVAL_THRESHOLD,
     )
     save_events([event])
-    _persist_wallets([wallet], now)
+    _booking.persist_wallets([wallet], now)
     return approval
-
-
-def _approval_id(approval: Any) -> int:
-    if isinstance(approval, ApprovalRequest):
-        return approval.pk
-    if isinstance(approval, int) and not isinstance(approval, bool):
-        return approval
-    raise ValidationFailed("approval must be an approval request id.", field="approval")
 
 
 def _lock_approval(approval_id: int) -> tuple[Wallet, ApprovalRequest]:
@@ -241,7 +217,7 @@ def _lock_approval(approval_id: int) -> tuple[Wallet, ApprovalRequest]:
         raise NotFound(f"Approval request {approval_id} does not exist.", approval_id=approval_id)
     wallet = Wallet.objects.lock_for_user(user_id)
     requests = ApprovalRequest.objects.select_related("requested_by")
-    if not row_locks_disabled():  # test-only switch (divine_whispers/faults.py), as for wallets
+    if not row_locks_disabled():  # test-only switch (divine_whispers/db/faults.py), as for wallets
         requests = requests.select_for_update(of=("self",))
     return wallet, requests.get(pk=approval_id)
 
@@ -255,7 +231,7 @@ def _decision_refusal(
     request found past its expiry is marked `expired` and audited, once.
     """
     if approval.requested_by_id == _actor_id(actor):
-        return _reject(
+        return _checks.reject(
             wallet,
             SelfApprovalForbidden(approval_id=approval.pk),
             action="approval.self_decision_refused",
@@ -269,7 +245,7 @@ def _decision_refusal(
         approval.decided_at = now
         approval.save(update_fields=["status", "decided_at", "updated_at"])
         save_events([_approval_event(wallet, approval, "approval.expired", actor)])
-        _persist_wallets([wallet], now)
+        _booking.persist_wallets([wallet], now)
         return Rejection(_not_pending(approval))
     if approval.status != ApprovalStatus.PENDING:
         raise _not_pending(approval)
@@ -292,7 +268,9 @@ def _decide(
 ) -> ApprovalDecision:
     """The frame of a decision: lock wallet then request, refuse (audited) what may not be
     decided by `actor` now, else `act` — all in one DB transaction."""
-    approval_id = _approval_id(approval)
+    approval_id = _checks.id_of(
+        approval, ApprovalRequest, "approval must be an approval request id.", field="approval"
+    )
     if _actor_id(actor) is None:
         raise ValidationFailed("A decision must name the staff member deciding.", field="actor")
 
@@ -327,7 +305,7 @@ def approve_adjustment(*, approval: Any, actor: AbstractBaseUser) -> ApprovalDec
 
     def book(wallet: Wallet, request: ApprovalRequest, now: datetime):
         if wallet.balance + request.amount < 0:
-            return _reject(
+            return _checks.reject(
                 wallet,
                 InsufficientBalance(balance=wallet.balance, required=-request.amount),
                 action="wallet.adjustment.rejected",
@@ -340,7 +318,7 @@ def approve_adjustment(*, approval: Any, actor: AbstractBaseUser) -> ApprovalDec
             request.amount, request.reason, request.reference_id, request.request_fingerprint
         )
         row = _adjustment_row(wallet, asked, actor=actor, now=now)
-        _commit_rows(
+        _booking.commit_rows(
             [row],
             actor,
             now,
@@ -363,7 +341,7 @@ def reject_adjustment(*, approval: Any, actor: AbstractBaseUser, reason: Any) ->
         _record_decision(request, ApprovalStatus.REJECTED, actor, now, decision_reason=reason)
         event = _approval_event(wallet, request, "approval.rejected", actor, decision_reason=reason)
         save_events([event])
-        _persist_wallets([wallet], now)
+        _booking.persist_wallets([wallet], now)
         return ApprovalDecision(request)
 
     return _decide(approval, actor, "reject", refuse)

@@ -18,19 +18,13 @@ from divine_whispers.money import (
     validate_reference,
     validate_text,
 )
-from wallet.instrumentation import observed
 from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services._common import (
-    OperationResult,
-    _book,
-    _commit_rows,
-    _find_replay,
-    _fingerprint,
-    _user_id,
-)
+from wallet.services import _booking, _checks
+from wallet.services._observed import observed
+from wallet.services.results import OperationResult
 
 
 @observed("deposit")
@@ -48,26 +42,18 @@ def deposit(
     description = validate_text(
         description, field="description", required=False, max_length=DESCRIPTION_MAX_LENGTH
     )
-    user_id = _user_id(user)
-    fingerprint = _fingerprint(op="deposit", amount=amount, description=description)
+    user_id = _checks.checked_user_id(user)
+    fingerprint = _checks.fingerprint_of(op="deposit", amount=amount, description=description)
 
     def operation() -> OperationResult:
         wallet = Wallet.objects.lock_for_user(user_id)
-        earlier = _find_replay(wallet, TransactionType.DEPOSIT, reference_id, fingerprint)
+        earlier = _checks.find_replay(wallet, TransactionType.DEPOSIT, reference_id, fingerprint)
         if earlier is not None:
             return OperationResult(earlier, replayed=True)
         now = timezone.now()
-        row = _book(
-            wallet,
-            txn_type=TransactionType.DEPOSIT,
-            amount=amount,
-            now=now,
-            actor=actor,
-            reference_id=reference_id,
-            fingerprint=fingerprint,
-            description=description,
-        )
-        _commit_rows([row], actor, now)
+        booking = _booking.Booking(now, actor, reference_id, fingerprint)
+        row = booking.row(wallet, TransactionType.DEPOSIT, amount, description=description)
+        _booking.commit_rows([row], actor, now)
         return OperationResult(row)
 
     return run_atomically(operation)

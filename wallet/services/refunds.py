@@ -20,7 +20,6 @@ from divine_whispers.errors import (
     NotFound,
     NotRefundable,
     RefundExceedsOriginal,
-    ValidationFailed,
 )
 from divine_whispers.money import (
     REASON_MAX_LENGTH,
@@ -29,22 +28,15 @@ from divine_whispers.money import (
     validate_text,
 )
 from jobs.models import Job, JobStatus
-from wallet.instrumentation import observed
 from wallet.models import (
     Transaction,
     TransactionStatus,
     TransactionType,
     Wallet,
 )
-from wallet.services._common import (
-    JobRefundResult,
-    OperationResult,
-    _book,
-    _check_expected,
-    _commit_rows,
-    _find_replay,
-    _fingerprint,
-)
+from wallet.services import _booking, _checks
+from wallet.services._observed import observed
+from wallet.services.results import JobRefundResult, OperationResult
 
 
 def _validated_refund_amount(amount: Any) -> int | None:
@@ -76,44 +68,25 @@ def _mark_job_after_refund(original: Transaction, status: str, now: datetime) ->
 def _book_refund(
     wallet: Wallet,
     original: Transaction,
+    booking: _booking.Booking,
     *,
     amount: int | None,
     reason: str,
-    actor: Any,
-    reference_id: str | None,
-    fingerprint: str,
-    now: datetime,
     expected_remaining: int | None = None,
 ) -> Transaction:
     """Validate a refund of `original` against what remains refundable (wallet locked)."""
     if original.type != TransactionType.SPEND or original.status != TransactionStatus.SUCCESS:
         raise NotRefundable(transaction_id=original.pk, type=original.type)
     remaining = refundable_remaining(original)
-    _check_expected("refundable remaining", expected_remaining, lambda: remaining)
+    _checks.check_expected("refundable remaining", expected_remaining, lambda: remaining)
     wanted = remaining if amount is None else amount
     if wanted <= 0 or wanted > remaining:
         raise RefundExceedsOriginal(
             transaction_id=original.pk, refundable=remaining, requested=wanted
         )
-    return _book(
-        wallet,
-        txn_type=TransactionType.REFUND,
-        amount=wanted,
-        now=now,
-        actor=actor,
-        reference_id=reference_id,
-        fingerprint=fingerprint,
-        description=reason,
-        related_transaction=original,
+    return booking.row(
+        wallet, TransactionType.REFUND, wanted, description=reason, related_transaction=original
     )
-
-
-def _spend_id(spend_txn: Any) -> int:
-    if isinstance(spend_txn, Transaction):
-        return spend_txn.pk
-    if isinstance(spend_txn, int) and not isinstance(spend_txn, bool):
-        return spend_txn
-    raise ValidationFailed("transaction must be a transaction id.", field="transaction")
 
 
 @observed("refund")
@@ -136,8 +109,10 @@ def refund(
     amount = _validated_refund_amount(amount)
     reason = validate_text(reason, field="reason", required=True, max_length=REASON_MAX_LENGTH)
     reference_id = validate_reference(reference_id)
-    spend_id = _spend_id(spend_txn)
-    fingerprint = _fingerprint(op="refund", spend=spend_id, amount=amount, reason=reason)
+    spend_id = _checks.id_of(
+        spend_txn, Transaction, "transaction must be a transaction id.", field="transaction"
+    )
+    fingerprint = _checks.fingerprint_of(op="refund", spend=spend_id, amount=amount, reason=reason)
 
     def operation() -> OperationResult:
         owner_id = Transaction.objects.filter(pk=spend_id).values_list("user_id", flat=True).first()
@@ -145,23 +120,21 @@ def refund(
             raise NotFound(transaction_id=spend_id)
         wallet = Wallet.objects.lock_for_user(owner_id)
         crash_point("refund.locked")
-        earlier = _find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
+        earlier = _checks.find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
         if earlier is not None:
             return OperationResult(earlier, replayed=True)
         original = Transaction.objects.get(pk=spend_id)
         now = timezone.now()
+        booking = _booking.Booking(now, actor, reference_id, fingerprint)
         row = _book_refund(
             wallet,
             original,
+            booking,
             amount=amount,
             reason=reason,
-            actor=actor,
-            reference_id=reference_id,
-            fingerprint=fingerprint,
-            now=now,
             expected_remaining=expected_remaining,
         )
-        _commit_rows([row], actor, now, {"reason": reason}, crash_at="refund.after_rows")
+        _booking.commit_rows([row], actor, now, {"reason": reason}, crash_at="refund.after_rows")
         _mark_job_after_refund(original, JobStatus.REFUNDED, now)
         crash_point("refund.before_commit")
         return OperationResult(row)
@@ -186,7 +159,7 @@ def refund_job(
     before the job, the same order every path uses.
     """
     reference_id = f"job:{job_id}"
-    fingerprint = _fingerprint(op="job_refund", job=job_id)
+    fingerprint = _checks.fingerprint_of(op="job_refund", job=job_id)
 
     def operation() -> JobRefundResult:
         owner_id = Job.objects.filter(pk=job_id).values_list("user_id", flat=True).first()
@@ -194,7 +167,7 @@ def refund_job(
             raise NotFound(job_id=job_id)
         wallet = Wallet.objects.lock_for_user(owner_id)
         job = Job.objects.lock(job_id)
-        earlier = _find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
+        earlier = _checks.find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
         if earlier is not None:
             return JobRefundResult(job, earlier, replayed=True)
         if job.status not in allowed_statuses:
@@ -203,17 +176,9 @@ def refund_job(
         original = job.transaction
         row = None
         if refundable_remaining(original) > 0:
-            row = _book_refund(
-                wallet,
-                original,
-                amount=None,
-                reason=reason,
-                actor=actor,
-                reference_id=reference_id,
-                fingerprint=fingerprint,
-                now=now,
-            )
-            _commit_rows([row], actor, now, {"reason": reason, "job_id": job_id})
+            booking = _booking.Booking(now, actor, reference_id, fingerprint)
+            row = _book_refund(wallet, original, booking, amount=None, reason=reason)
+            _booking.commit_rows([row], actor, now, {"reason": reason, "job_id": job_id})
         job.status = final_status
         job.finished_at = job.finished_at or now
         job.save(update_fields=["status", "finished_at", "updated_at"])

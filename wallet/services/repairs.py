@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Sum
 from django.utils import timezone
 
 from audit.services import build_wallet_event, save_events
@@ -23,7 +22,7 @@ from wallet.models import (
     TransactionStatus,
     Wallet,
 )
-from wallet.services._common import _persist_wallets
+from wallet.services import _booking
 
 
 @dataclass
@@ -33,16 +32,6 @@ class BalanceRepair:
     ledger_balance: int
     repaired: bool = False
     refused: str = ""
-
-
-def ledger_balance(wallet: Wallet) -> int:
-    """The sum of the wallet's successful transactions: what its balance must be."""
-    return (
-        Transaction.objects.successful()
-        .filter(wallet=wallet)
-        .aggregate(total=Sum("amount"))["total"]
-        or 0
-    )
 
 
 def repair_balance(
@@ -61,7 +50,7 @@ def repair_balance(
         if user_id is None:
             raise NotFound(wallet_id=wallet_id)
         wallet = Wallet.objects.lock_for_user(user_id)
-        cached, truth = wallet.balance, ledger_balance(wallet)
+        cached, truth = wallet.balance, Transaction.objects.ledger_sum(wallet.pk)
         result = BalanceRepair(wallet.pk, cached, truth)
         if cached == truth:
             return result
@@ -82,7 +71,7 @@ def repair_balance(
             ]
         )
         wallet.balance = truth
-        _persist_wallets([wallet], timezone.now())
+        _booking.persist_wallets([wallet], timezone.now())
         result.repaired = True
         return result
 
@@ -110,25 +99,23 @@ def _fail_stale_pending_of_wallet(
         )
         save_events(
             [
-                build_wallet_event(
-                    wallet=wallet,
-                    action="wallet.pending_failed",
-                    actor=actor,
-                    transaction_id=row.pk,
-                    amount=row.amount,
-                    balance_before=wallet.balance,
-                    balance_after=wallet.balance,
-                    metadata={
+                _booking.row_event(
+                    wallet,
+                    row,
+                    "wallet.pending_failed",
+                    actor,
+                    {
                         "reason": "stale_pending",
                         "type": row.type,
                         "pending_since": row.created_at.isoformat(),
                         "cutoff": cutoff.isoformat(),
                     },
+                    balances=(wallet.balance, wallet.balance),  # a pending row moved nothing
                 )
                 for row in rows
             ]
         )
-        _persist_wallets([wallet], now)
+        _booking.persist_wallets([wallet], now)
         return len(rows)
 
     return run_atomically(operation)

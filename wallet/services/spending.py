@@ -7,7 +7,8 @@ Part of the wallet.services package (see its __init__): the only code that write
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -26,26 +27,16 @@ from divine_whispers.money import (
     validate_reference,
 )
 from jobs.models import Job, JobType
-from wallet.instrumentation import observed
 from wallet.models import (
     Transaction,
     TransactionType,
     Wallet,
 )
-from wallet.services._common import (
-    JOB_INPUT_MAX_BYTES,
-    SpendResult,
-    User,
-    _audit_events_for,
-    _book,
-    _find_replay,
-    _fingerprint,
-    _insufficient_rejection,
-    _mark_saved,
-    _persist_wallets,
-    _user_id,
-    _velocity_rejection,
-)
+from wallet.services import _booking, _checks, _fast_path
+from wallet.services._observed import observed
+from wallet.services.results import SpendResult
+
+JOB_INPUT_MAX_BYTES = 4096
 
 
 def _job_type_code(job_type: Any) -> str:
@@ -79,38 +70,25 @@ def _validate_job_input(job_input: Any) -> dict:
     return job_input
 
 
-def _spend_row(
-    wallet: Wallet,
-    chosen: JobType,
-    *,
-    now: datetime,
-    actor: Any,
-    reference_id: str | None,
-    fingerprint: str,
-) -> Transaction:
-    """The spend's ledger row, the same on the fast and the general path."""
-    return _book(
-        wallet,
-        txn_type=TransactionType.SPEND,
-        amount=-chosen.price,
-        now=now,
-        actor=actor,
-        reference_id=reference_id,
-        fingerprint=fingerprint,
-        description=chosen.name,
-    )
+@dataclass(frozen=True)
+class _SpendCall:
+    """A spend's checked input: what the fast and the general path both read."""
+
+    user: Any
+    user_id: int
+    code: str
+    expected_price: Any
+    reference_id: str | None
+    fingerprint: str
+    job_input: dict
+
+    def row(self, wallet: Wallet, chosen: JobType, now: datetime, actor: Any) -> Transaction:
+        """The spend's ledger row, the same on the fast and the general path."""
+        booking = _booking.Booking(now, actor, self.reference_id, self.fingerprint)
+        return booking.row(wallet, TransactionType.SPEND, -chosen.price, description=chosen.name)
 
 
-def _spend_fast(
-    user: Any,
-    user_id: int,
-    code: str,
-    *,
-    expected_price: Any,
-    reference_id: str | None,
-    fingerprint: str,
-    job_input: dict,
-) -> SpendResult | None:
+def _spend_fast(call: _SpendCall) -> SpendResult | None:
     """The common spend in two statements (the wallet lock must be ours: inside atomic).
 
     1. `lock_for_spend`: lock the wallet, read the job type, reserve the row ids;
@@ -120,46 +98,38 @@ def _spend_fast(
     not enough points, a large amount to flag, a replay, the velocity limit): the
     general path below then handles it under the same lock, exactly as before.
     """
-    locked = Wallet.objects.lock_for_spend(user_id, code)
+    locked = _fast_path.lock_for_spend(call.user_id, call.code)
     if locked is None:
         return None
     crash_point("spend.locked")
-    chosen = _checked_job_type(locked.job_type, code, expected_price)
+    chosen = _checked_job_type(locked.job_type, call.code, call.expected_price)
     wallet, price = locked.wallet, chosen.price
     if wallet.balance < price or price >= settings.WALLET_LARGE_AMOUNT_THRESHOLD:
         return None
     now = timezone.now()
-    actor = user if isinstance(user, User) else User(pk=user_id)
-    row = _spend_row(
-        wallet, chosen, now=now, actor=actor, reference_id=reference_id, fingerprint=fingerprint
-    )
+    actor = _checks.acting_user(call.user, call.user_id)
+    row = call.row(wallet, chosen, now, actor)
     row.pk = locked.transaction_id
     job = Job(
         pk=locked.job_id,
-        user_id=user_id,
+        user_id=call.user_id,
         job_type=chosen,
         transaction=row,
         points_used=price,
-        input=job_input,
+        input=call.job_input,
         created_at=now,
         updated_at=now,
     )
-    events = _audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code})
-    balance = Wallet.objects.book_spend(
-        wallet,
-        amount=price,
-        rows=[row, job, *events],
-        velocity_since=now - timedelta(seconds=settings.WALLET_VELOCITY_WINDOW_SECONDS),
-        velocity_limit=settings.WALLET_VELOCITY_LIMIT,
-        reference_id=reference_id,
-        now=now,
+    events = _booking.audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code})
+    balance = _fast_path.book_spend(
+        wallet, amount=price, rows=[row, job, *events], reference_id=call.reference_id, now=now
     )
     if balance is None:
         return None
     if balance != wallet.balance:  # impossible under the lock; never commit if it happens
         raise AssertionError(f"wallet {wallet.pk}: balance {balance} != {wallet.balance}")
     crash_point("spend.before_commit")
-    _mark_saved(row, job)
+    _fast_path.mark_saved(row, job)
     return SpendResult(row, job)
 
 
@@ -176,40 +146,33 @@ def spend(
     reference_id = validate_reference(reference_id)
     job_input = _validate_job_input(job_input)
     code = _job_type_code(job_type)
-    user_id = _user_id(user)
-    fingerprint = _fingerprint(op="spend", job_type=code, amount=expected_price, input=job_input)
+    user_id = _checks.checked_user_id(user)
+    fingerprint = _checks.fingerprint_of(
+        op="spend", job_type=code, amount=expected_price, input=job_input
+    )
+    call = _SpendCall(user, user_id, code, expected_price, reference_id, fingerprint, job_input)
 
     def operation() -> SpendResult | Rejection:
-        fast = _spend_fast(
-            user,
-            user_id,
-            code,
-            expected_price=expected_price,
-            reference_id=reference_id,
-            fingerprint=fingerprint,
-            job_input=job_input,
-        )
+        fast = _spend_fast(call)
         if fast is not None:
             return fast
         chosen = _checked_job_type(JobType.objects.filter(code=code).first(), code, expected_price)
         wallet = Wallet.objects.lock_for_user(user_id)
         crash_point("spend.locked")
-        earlier = _find_replay(wallet, TransactionType.SPEND, reference_id, fingerprint)
+        earlier = _checks.find_replay(wallet, TransactionType.SPEND, reference_id, fingerprint)
         if earlier is not None:
             # job_type too: the response must not query it after the COMMIT.
             job = Job.objects.select_related("job_type").get(transaction=earlier)
             return SpendResult(earlier, job, replayed=True)
         now = timezone.now()
         actor = wallet.user
-        rejection = _velocity_rejection(wallet, actor, now)
+        price = chosen.price
+        rejection = _checks.debit_refusal(
+            wallet, price, action="wallet.spend", actor=actor, now=now
+        )
         if rejection is not None:
             return rejection
-        price = chosen.price
-        if wallet.balance < price:
-            return _insufficient_rejection(wallet, price, action="wallet.spend", actor=actor)
-        row = _spend_row(
-            wallet, chosen, now=now, actor=actor, reference_id=reference_id, fingerprint=fingerprint
-        )
+        row = call.row(wallet, chosen, now, actor)
         Transaction.objects.bulk_create([row])
         crash_point("spend.after_ledger_row")
         job = Job.objects.create(
@@ -220,8 +183,10 @@ def spend(
             input=job_input,
         )
         crash_point("spend.after_job")
-        save_events(_audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code}))
-        _persist_wallets([wallet], now)
+        save_events(
+            _booking.audit_events_for([row], actor, {"job_id": job.pk, "job_type": chosen.code})
+        )
+        _booking.persist_wallets([wallet], now)
         crash_point("spend.before_commit")
         return SpendResult(row, job)
 

@@ -6,7 +6,8 @@ Part of the wallet.services package (see its __init__): the only code that write
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -17,44 +18,29 @@ from divine_whispers.db.transactions import Rejection, run_atomically
 from divine_whispers.errors import (
     SelfTransfer,
     UnknownRecipient,
-    ValidationFailed,
 )
 from divine_whispers.money import (
     DESCRIPTION_MAX_LENGTH,
+    max_transfer_amount,
     validate_positive_amount,
     validate_reference,
     validate_text,
 )
-from wallet.instrumentation import observed
 from wallet.models import (
     Transaction,
     TransactionType,
     Wallet,
     new_transfer_id,
 )
-from wallet.services._common import (
-    TransferResult,
-    User,
-    _audit_events_for,
-    _book,
-    _commit_rows,
-    _find_replay,
-    _fingerprint,
-    _insufficient_rejection,
-    _mark_saved,
-    _user_id,
-    _velocity_rejection,
-)
+from wallet.services import _booking, _checks, _fast_path
+from wallet.services._observed import observed
+from wallet.services.results import TransferResult
 
 
 def _recipient_id(recipient: Any) -> int:
-    if isinstance(recipient, User):
-        recipient_id = recipient.pk
-    elif isinstance(recipient, int) and not isinstance(recipient, bool):
-        recipient_id = recipient
-    else:
-        raise ValidationFailed("to_user_id must be a user id.", field="to_user_id")
-    if not User.objects.filter(pk=recipient_id, is_active=True).exists():
+    message = "to_user_id must be a user id."
+    recipient_id = _checks.id_of(recipient, _checks.User, message, field="to_user_id")
+    if not _checks.User.objects.filter(pk=recipient_id, is_active=True).exists():
         raise UnknownRecipient(to_user_id=recipient_id)
     return recipient_id
 
@@ -66,46 +52,33 @@ def _without_jobs(*rows: Transaction) -> tuple[Transaction, ...]:
     return rows
 
 
-def _transfer_rows(
-    source: Wallet,
-    target: Wallet,
-    amount: int,
-    *,
-    now: datetime,
-    actor: Any,
-    reference_id: str | None,
-    fingerprint: str,
-    description: str,
-) -> tuple[Transaction, Transaction]:
-    """The pair of ledger rows, the same on the fast and the general path."""
-    common = {
-        "now": now,
-        "actor": actor,
-        "description": description,
-        "transfer_id": new_transfer_id(),
-    }
-    debit = _book(
-        source,
-        txn_type=TransactionType.TRANSFER_OUT,
-        amount=-amount,
-        reference_id=reference_id,
-        fingerprint=fingerprint,
-        **common,
-    )
-    credit = _book(target, txn_type=TransactionType.TRANSFER_IN, amount=amount, **common)
-    return debit, credit
+@dataclass(frozen=True)
+class _TransferCall:
+    """A transfer's checked input: what the fast and the general path both read."""
+
+    sender: Any
+    sender_id: int
+    recipient_id: int
+    amount: int
+    reference_id: str | None
+    fingerprint: str
+    description: str
+
+    def rows(
+        self, source: Wallet, target: Wallet, now: datetime, actor: Any
+    ) -> tuple[Transaction, Transaction]:
+        """The pair of ledger rows, the same on the fast and the general path; only the
+        debit carries the reference."""
+        booking = _booking.Booking(now, actor, self.reference_id, self.fingerprint)
+        common = {"description": self.description, "transfer_id": new_transfer_id()}
+        debit = booking.row(source, TransactionType.TRANSFER_OUT, -self.amount, **common)
+        credit = booking.unreferenced().row(
+            target, TransactionType.TRANSFER_IN, self.amount, **common
+        )
+        return debit, credit
 
 
-def _transfer_fast(
-    sender: Any,
-    sender_id: int,
-    recipient_id: int,
-    amount: int,
-    *,
-    reference_id: str | None,
-    fingerprint: str,
-    description: str,
-) -> TransferResult | None:
+def _transfer_fast(call: _TransferCall) -> TransferResult | None:
     """The common transfer in two statements (inside the operation's transaction).
 
     1. `lock_for_transfer`: lock both wallets in ascending id order, reserve row ids;
@@ -115,43 +88,28 @@ def _transfer_fast(
     not exist yet, not enough points, a large amount to flag, a replay, the velocity
     limit): the general path then handles it under the same locks, exactly as before.
     """
-    locked = Wallet.objects.lock_for_transfer(sender_id, recipient_id)
+    locked = _fast_path.lock_for_transfer(call.sender_id, call.recipient_id)
     if locked is None:
         return None
     crash_point("transfer.locked")
-    source, target = locked.source, locked.target
+    source, target, amount = locked.source, locked.target, call.amount
     if source.balance < amount or amount >= settings.WALLET_LARGE_AMOUNT_THRESHOLD:
         return None
     now = timezone.now()
-    actor = sender if isinstance(sender, User) else User(pk=sender_id)
-    debit, credit = _transfer_rows(
-        source,
-        target,
-        amount,
-        now=now,
-        actor=actor,
-        reference_id=reference_id,
-        fingerprint=fingerprint,
-        description=description,
-    )
+    actor = _checks.acting_user(call.sender, call.sender_id)
+    debit, credit = call.rows(source, target, now, actor)
     debit.pk, credit.pk = locked.debit_id, locked.credit_id
-    events = _audit_events_for([debit, credit], actor)
-    balances = Wallet.objects.book_transfer(
-        source,
-        target,
-        amount=amount,
-        rows=[debit, credit, *events],
-        velocity_since=now - timedelta(seconds=settings.WALLET_VELOCITY_WINDOW_SECONDS),
-        velocity_limit=settings.WALLET_VELOCITY_LIMIT,
-        reference_id=reference_id,
-        now=now,
+    events = _booking.audit_events_for([debit, credit], actor)
+    rows = [debit, credit, *events]
+    balances = _fast_path.book_transfer(
+        source, target, amount=amount, rows=rows, reference_id=call.reference_id, now=now
     )
     if balances is None:
         return None
     if balances != (source.balance, target.balance):  # impossible under the locks
         raise AssertionError(f"transfer {debit.transfer_id}: balances {balances}")
     crash_point("transfer.before_commit")
-    _mark_saved(debit, credit)
+    _fast_path.mark_saved(debit, credit)
     return TransferResult(*_without_jobs(debit, credit))
 
 
@@ -165,36 +123,32 @@ def transfer(
     description: Any = "",
 ) -> TransferResult:
     """Move points between two users: one transfer_out/transfer_in pair summing to zero."""
-    limit = min(settings.WALLET_MAX_TRANSFER_AMOUNT, settings.WALLET_MAX_TRANSACTION_AMOUNT)
-    amount = validate_positive_amount(amount, maximum=limit)
+    amount = validate_positive_amount(amount, maximum=max_transfer_amount())
     reference_id = validate_reference(reference_id)
     description = validate_text(
         description, field="description", required=False, max_length=DESCRIPTION_MAX_LENGTH
     )
-    sender_id = _user_id(sender)
+    sender_id = _checks.checked_user_id(sender)
     recipient_id = _recipient_id(recipient)
     if recipient_id == sender_id:
         raise SelfTransfer()
-    fingerprint = _fingerprint(
+    fingerprint = _checks.fingerprint_of(
         op="transfer", to=recipient_id, amount=amount, description=description
+    )
+    call = _TransferCall(
+        sender, sender_id, recipient_id, amount, reference_id, fingerprint, description
     )
 
     def operation() -> TransferResult | Rejection:
-        fast = _transfer_fast(
-            sender,
-            sender_id,
-            recipient_id,
-            amount,
-            reference_id=reference_id,
-            fingerprint=fingerprint,
-            description=description,
-        )
+        fast = _transfer_fast(call)
         if fast is not None:
             return fast
         wallets = Wallet.objects.lock_for_users([sender_id, recipient_id])
         source, target = wallets[sender_id], wallets[recipient_id]
         crash_point("transfer.locked")
-        earlier = _find_replay(source, TransactionType.TRANSFER_OUT, reference_id, fingerprint)
+        earlier = _checks.find_replay(
+            source, TransactionType.TRANSFER_OUT, reference_id, fingerprint
+        )
         if earlier is not None:
             credit = Transaction.objects.get(
                 transfer_id=earlier.transfer_id, type=TransactionType.TRANSFER_IN
@@ -202,22 +156,13 @@ def transfer(
             return TransferResult(earlier, credit, replayed=True)
         now = timezone.now()
         actor = source.user
-        rejection = _velocity_rejection(source, actor, now)
+        rejection = _checks.debit_refusal(
+            source, amount, action="wallet.transfer", actor=actor, now=now
+        )
         if rejection is not None:
             return rejection
-        if source.balance < amount:
-            return _insufficient_rejection(source, amount, action="wallet.transfer", actor=actor)
-        debit, credit = _transfer_rows(
-            source,
-            target,
-            amount,
-            now=now,
-            actor=actor,
-            reference_id=reference_id,
-            fingerprint=fingerprint,
-            description=description,
-        )
-        _commit_rows([debit, credit], actor, now, crash_at="transfer.after_rows")
+        debit, credit = call.rows(source, target, now, actor)
+        _booking.commit_rows([debit, credit], actor, now, crash_at="transfer.after_rows")
         crash_point("transfer.before_commit")
         return TransferResult(*_without_jobs(debit, credit))
 

@@ -12,10 +12,10 @@ import pytest
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, Wallet
+from wallet.services.api_keys import issue_token
 from wallet.tests.api_helpers import error_of, staff_in, staff_with
 from wallet.tests.factories import UserFactory
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot, run_concurrently
-from wallet.tokens import issue_token
 
 SPEND = "/api/v1/wallet/spend"
 TRANSFER = "/api/v1/wallet/transfer"

@@ -22,9 +22,9 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from wallet.models import ApiToken
+from wallet.services.api_keys import issue_token
 from wallet.tests.api_helpers import error_of
 from wallet.tests.factories import StaffFactory, UserFactory
-from wallet.tokens import issue_token
 
 BALANCE = "/api/v1/wallet/balance"
 KEY = re.compile(r"^[0-9a-f]{64}$")

@@ -28,6 +28,7 @@ from jobs.models import Job
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, Wallet
+from wallet.services import _fast_path
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot, run_concurrently
 
@@ -189,7 +190,7 @@ def test_velocity_guard_counts_the_ledger(user, other_user, fund, job_type):
 
 
 def _locked(user):
-    lock = Wallet.objects.lock_for_spend(user.pk, "fortune")
+    lock = _fast_path.lock_for_spend(user.pk, "fortune")
     assert lock is not None
     return lock
 
@@ -224,8 +225,8 @@ def test_lock_for_spend_reads_wallet_job_type_and_fresh_ids(user, fund, job_type
     assert (lock.wallet.balance, lock.job_type.pk, lock.job_type.price) == (70, job_type.pk, 50)
     assert lock.wallet.user_id == user.pk
     assert other.transaction_id > lock.transaction_id and other.job_id > lock.job_id
-    assert Wallet.objects.lock_for_spend(user.pk, "unknown") is None
-    assert Wallet.objects.lock_for_spend(10**9, "fortune") is None
+    assert _fast_path.lock_for_spend(user.pk, "unknown") is None
+    assert _fast_path.lock_for_spend(10**9, "fortune") is None
 
 
 @pytest.mark.parametrize(
@@ -246,7 +247,7 @@ def test_book_spend_writes_everything_or_nothing(
     now = timezone.now()
     before = ledger_snapshot()
 
-    new_balance = Wallet.objects.book_spend(
+    new_balance = _fast_path.book_spend(
         lock.wallet,
         amount=50,
         rows=_rows_for(lock, user, now),

@@ -54,7 +54,7 @@ def test_sqlite_default_runs_seed_spend_and_transfer(tmp_path):
 
 HTTP_FLOW = """
 from django.test import Client
-from wallet.tokens import issue_token
+from wallet.services.api_keys import issue_token
 from django.contrib.auth.models import User
 _, key = issue_token(User.objects.get(username="alice"))
 client = Client(HTTP_AUTHORIZATION=f"Token {key}")

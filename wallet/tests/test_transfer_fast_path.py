@@ -19,6 +19,8 @@ from audit.models import AuditEvent
 from divine_whispers.errors import IdempotencyKeyReused, InsufficientBalance, VelocityLimitExceeded
 from wallet import services
 from wallet.models import Transaction, Wallet, new_transfer_id
+from wallet.services import _fast_path
+from wallet.services._checks import fingerprint_of
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot, run_concurrently
 from wallet.tests.test_spend_fast_path import _row_values
@@ -48,7 +50,7 @@ def test_fast_path_writes_the_same_rows_as_the_general_path(user, other_user, fu
         assert _row_values(event_f) == _row_values(event_g)
         assert event_f.metadata == event_g.metadata == {}
     debit, credit = rows_f
-    assert debit.request_fingerprint == services._fingerprint(
+    assert debit.request_fingerprint == fingerprint_of(
         op="transfer", to=other_user.pk, amount=30, description="gift"
     )
     assert credit.request_fingerprint == rows_g[1].request_fingerprint == ""
@@ -172,10 +174,10 @@ def test_velocity_guard_counts_the_ledger(user, other_user, fund, job_type):
 
 def test_lock_for_transfer_locks_both_wallets_and_reserves_two_ids(user, other_user, fund):
     fund(user, 70)
-    assert Wallet.objects.lock_for_transfer(user.pk, other_user.pk) is None  # no wallet yet
+    assert _fast_path.lock_for_transfer(user.pk, other_user.pk) is None  # no wallet yet
     fund(other_user, 5)
-    lock = Wallet.objects.lock_for_transfer(user.pk, other_user.pk)
-    other = Wallet.objects.lock_for_transfer(other_user.pk, user.pk)
+    lock = _fast_path.lock_for_transfer(user.pk, other_user.pk)
+    other = _fast_path.lock_for_transfer(other_user.pk, user.pk)
     assert (lock.source.user_id, lock.source.balance) == (user.pk, 70)
     assert (lock.target.user_id, lock.target.balance) == (other_user.pk, 5)
     assert (other.source.user_id, other.target.user_id) == (other_user.pk, user.pk)
@@ -197,7 +199,7 @@ def test_book_transfer_writes_everything_or_nothing(
     fund(user, balance + 1)
     fund(other_user, 3)
     services.transfer(sender=user, recipient=other_user, amount=1, reference_id=earlier_reference)
-    lock = Wallet.objects.lock_for_transfer(user.pk, other_user.pk)
+    lock = _fast_path.lock_for_transfer(user.pk, other_user.pk)
     now = timezone.now()
     common = {"created_at": now, "transfer_id": new_transfer_id(), "reference_id": None}
     rows = [
@@ -222,7 +224,7 @@ def test_book_transfer_writes_everything_or_nothing(
     ]
     before = ledger_snapshot()
 
-    balances = Wallet.objects.book_transfer(
+    balances = _fast_path.book_transfer(
         lock.source,
         lock.target,
         amount=30,

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from divine_whispers import durations
-from wallet.tokens import issue_token
+from wallet.services.api_keys import issue_token
 
 
 class Command(BaseCommand):

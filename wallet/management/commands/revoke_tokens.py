@@ -10,7 +10,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from wallet.tokens import revoke_tokens
+from wallet.services.api_keys import revoke_tokens
 
 
 class Command(BaseCommand):

@@ -32,9 +32,9 @@ from django.contrib.auth.models import Permission
 
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
+from wallet.services.api_keys import issue_token
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.reliability.invariants import assert_all_invariants
-from wallet.tokens import issue_token
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_velocity_limit")]

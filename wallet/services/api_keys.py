@@ -1,5 +1,8 @@
 """Issuing and revoking API keys (one function each; commands and the admin call these).
 
+Part of the wallet.services package (see its __init__); the key's row is
+wallet.models.ApiToken.
+
 A key is returned once, to the caller that issued it, and only its digest is stored
 (knox). Each issue and revocation is an audit event on the system chain, so who gave
 whom access, and when it was withdrawn, is part of the tamper-evident history.

@@ -1,8 +1,9 @@
 """Counting and logging every money operation, in one place: around the service functions.
 
-`@observed("spend")` wraps a function of wallet/services.py, so every caller — the API,
-the admin, the job worker, management commands — is counted and logged the same way,
-and nothing else in the code base has to remember to do it. The outcome is `ok`,
+Private to the wallet.services package. `@observed("spend")` wraps an operation of the
+package, so every caller — the API, the admin, the job worker, management commands — is
+counted and logged the same way, and nothing else in the code base has to remember to
+do it. The outcome is `ok`,
 `replayed`, or the refusal's contract error code; points are counted only for rows a
 call actually committed (a replay moved nothing).
 """

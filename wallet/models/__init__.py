@@ -1,0 +1,41 @@
+"""The wallet's models, one module per concern; import them from here.
+
+`ledger` (wallets, transaction rows, their types and statuses), `approvals` (four-eyes
+requests for large adjustments), `api_keys` (hashed API keys) and `reports` (the finance
+report's proxy). Callers write `from wallet.models import Wallet`, as Django expects of
+an app's models; the submodules are the layout, not an interface.
+"""
+
+from wallet.models.api_keys import ApiToken
+from wallet.models.approvals import ApprovalRequest, ApprovalRequestQuerySet, ApprovalStatus
+from wallet.models.ledger import (
+    CREDIT_TYPES,
+    DEBIT_TYPES,
+    VELOCITY_TYPES,
+    Transaction,
+    TransactionQuerySet,
+    TransactionStatus,
+    TransactionType,
+    Wallet,
+    WalletManager,
+    new_transfer_id,
+)
+from wallet.models.reports import FinanceReport
+
+__all__ = [
+    "CREDIT_TYPES",
+    "DEBIT_TYPES",
+    "VELOCITY_TYPES",
+    "ApiToken",
+    "ApprovalRequest",
+    "ApprovalRequestQuerySet",
+    "ApprovalStatus",
+    "FinanceReport",
+    "Transaction",
+    "TransactionQuerySet",
+    "TransactionStatus",
+    "TransactionType",
+    "Wallet",
+    "WalletManager",
+    "new_transfer_id",
+]
