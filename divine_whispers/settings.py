@@ -112,7 +112,7 @@ def _database_from_env() -> dict:
     }
 
 
-# --- Database connections (issue 14: API speed) -----------------------------------------
+# --- Database connections (API speed) -----------------------------------------------------
 # Persistent connections are the production default: with CONN_MAX_AGE=0 every request
 # opened a new PostgreSQL connection (fork of a backend, authentication) and the HTTP spend
 # ran at 0.09 × the service's speed. CONN_HEALTH_CHECKS pings a reused connection once
@@ -214,7 +214,7 @@ WALLET_VELOCITY_WINDOW_SECONDS = env.int("WALLET_VELOCITY_WINDOW_SECONDS", defau
 # Serialization failures and deadlocks are retried this many times in total.
 WALLET_TRANSACTION_ATTEMPTS = env.int("WALLET_TRANSACTION_ATTEMPTS", default=5)
 
-# --- Four-eyes approvals and the admin back-office (issue 13: approvals) --------------
+# --- Four-eyes approvals and the admin back-office --------------------------------------
 # An adjustment whose absolute amount is at least this needs a second staff member
 # (wallet.approve_adjustment); 0 turns approvals off.
 WALLET_APPROVAL_THRESHOLD = env.int("WALLET_APPROVAL_THRESHOLD", default=10_000)

@@ -6,6 +6,7 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self) -> None:
+        # Imported in ready(): models and settings must be loaded first.
         from divine_whispers.observability.metrics import register_scrape_gauges
         from jobs.metrics import job_queue_gauges
 

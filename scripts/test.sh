@@ -50,7 +50,7 @@ fi
 
 # Tests that need a Debian program: the admin's end-to-end test drives Debian's Chromium
 # (never a downloaded browser); the transaction-pooling tests run through Debian's
-# PgBouncer (wallet/tests/test_pgbouncer.py). Installed when missing and run as root.
+# PgBouncer (wallet/tests/reliability/test_pgbouncer.py). Installed when missing and run as root.
 ensure_debian_package() { # ensure_debian_package PROGRAM PACKAGE WHAT-NEEDS-IT
   [ -x "$1" ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

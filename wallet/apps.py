@@ -8,6 +8,7 @@ class WalletConfig(AppConfig):
     def ready(self) -> None:
         from django.core.signals import request_started
 
+        # Imported in ready(): models and settings must be loaded first.
         from divine_whispers.db.transactions import reset_commit_sent
 
         request_started.connect(reset_commit_sent, dispatch_uid="wallet-reset-commit-sent")

@@ -149,7 +149,7 @@ UNAVAILABLE_MESSAGES = {
 
 
 def _database_unavailable(exc: BaseException) -> tuple[int, dict, dict]:
-    """503: `outcome` is "unknown" once a COMMIT was sent in this request (divine_whispers/db.py),
+    """503: `outcome` is "unknown" once a COMMIT was sent in this request (divine_whispers/db/transactions.py),
     else "not_applied" — the transaction was still open, so the database rolled it back."""
     outcome = UNKNOWN if commit_sent() else NOT_APPLIED
     request_id = current_request_context().request_id

@@ -1,4 +1,4 @@
-"""Querysets compiled to SQL once per process, run with each call's values (issue 14).
+"""Querysets compiled to SQL once per process, run with each call's values.
 
 The ORM compiles a queryset to SQL every time it is evaluated. For the one-row lookups
 that every API request makes — the API key with its user, the caller's wallet — the

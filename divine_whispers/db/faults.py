@@ -41,7 +41,7 @@ CRASH_POINTS = frozenset(
         "refund.locked",
         "refund.after_rows",
         "refund.before_commit",
-        # Every operation (divine_whispers/db.py): at the start of its transaction, as its
+        # Every operation (divine_whispers/db/transactions.py): at the start of its transaction, as its
         # COMMIT is about to be sent, and after the COMMIT, before the answer.
         "atomic.begin",
         "atomic.commit",

@@ -55,7 +55,7 @@ class Rejection:
     event alone; `run_atomically` raises the error once the commit has happened.
     """
 
-    error: Exception  # a domain error (wallet/errors.py); typed loosely to stay app-free
+    error: Exception  # a domain error (divine_whispers/errors.py)
 
 
 def is_retryable(exc: BaseException) -> bool:

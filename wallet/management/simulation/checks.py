@@ -71,7 +71,10 @@ def ledger_violations(user_ids: Iterable[int]) -> list[Violation]:
     """Every ledger invariant, checked on the given users' wallets."""
     from django.db.models import Count, Sum
 
+    # Imported here: a spawned child sets Django up before any model loads.
     from audit.models import AuditEvent
+
+    # Imported here: a spawned child sets Django up before any model loads.
     from jobs.models import Job, JobStatus
     from wallet.models import Transaction, TransactionType, Wallet
 

@@ -77,6 +77,7 @@ def _call(op: dict, ctx: RunContext) -> Any:
     from django.conf import settings
     from django.contrib.auth import get_user_model
 
+    # Imported here: a spawned child sets Django up before any model loads.
     from jobs.models import Job, JobStatus
     from wallet import services
     from wallet.models import Transaction, TransactionType
@@ -159,6 +160,7 @@ def execute(op: dict, ctx: RunContext) -> dict:
     """One operation → its outcome; never raises (a crash is an outcome, and a violation)."""
     from django.db import connection
 
+    # Imported here: a spawned child sets Django up before any model loads.
     from divine_whispers.errors import DomainError
 
     outcome = {"i": op["i"], "kind": op["kind"], "pid": os.getpid()}
@@ -190,6 +192,7 @@ def create_scratch(tag: str) -> RunContext:
     """Scratch users and job types of one run; names carry the run's tag."""
     from django.contrib.auth import get_user_model
 
+    # Imported here: a spawned child sets Django up before any model loads.
     from jobs.models import JobType
 
     user_model = get_user_model()
@@ -220,6 +223,7 @@ def retire_scratch(ctx: RunContext) -> None:
     """Scratch users cannot be deleted (their ledger rows are PROTECTed): deactivate them."""
     from django.contrib.auth import get_user_model
 
+    # Imported here: a spawned child sets Django up before any model loads.
     from jobs.models import JobType
 
     get_user_model().objects.filter(

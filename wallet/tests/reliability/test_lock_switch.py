@@ -21,14 +21,14 @@ from django.conf import settings
 from divine_whispers.db import faults
 
 THREAD_TESTS = [
-    "wallet/tests/test_concurrency.py::test_32_threads_spending_on_one_wallet_never_overdraw",
+    "wallet/tests/services/test_concurrency.py::test_32_threads_spending_on_one_wallet_never_overdraw",
     "wallet/tests/reliability/test_bank_workload.py"
     "::test_bank_workload_conserves_the_total_in_every_snapshot",
 ]
 MORE_TESTS = [
     "wallet/tests/reliability/test_processes.py::test_hot_wallet_spends_from_several_processes",
-    "wallet/tests/test_concurrency.py::test_opposite_transfers_do_not_deadlock_and_conserve_the_total",
-    "wallet/tests/test_concurrency.py::test_concurrent_partial_refunds_never_over_refund",
+    "wallet/tests/services/test_concurrency.py::test_opposite_transfers_do_not_deadlock_and_conserve_the_total",
+    "wallet/tests/services/test_concurrency.py::test_concurrent_partial_refunds_never_over_refund",
 ]
 
 

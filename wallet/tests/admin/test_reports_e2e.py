@@ -17,10 +17,10 @@ from django.contrib.auth.models import Permission
 
 from wallet import services
 from wallet.models import Transaction
+from wallet.tests.admin.test_admin_e2e import ARTIFACTS, PASSWORD, chromium  # noqa: F401 (fixture)
 from wallet.tests.admin_helpers import staff_in_group
 from wallet.tests.factories import JobTypeFactory, StaffFactory, UserFactory
 from wallet.tests.report_story import booked_at, random_story, total_balance
-from wallet.tests.test_admin_e2e import ARTIFACTS, PASSWORD, chromium  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

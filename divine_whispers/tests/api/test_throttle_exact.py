@@ -25,7 +25,7 @@ from django.db import connections
 from divine_whispers.tests.cache_servers import redis_cache_settings
 
 REDIS_TEST_URL = os.environ.get("DW_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _redis_available() -> bool:

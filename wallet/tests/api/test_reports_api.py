@@ -297,6 +297,6 @@ print("sqlite-report-ok")
 
 def test_the_report_runs_on_sqlite_too(tmp_path):
     """`make run` serves the admin on SQLite: the same SQL must work there."""
-    from wallet.tests.test_sqlite_default import run_on_seeded_sqlite
+    from wallet.tests.reliability.test_sqlite_default import run_on_seeded_sqlite
 
     assert "sqlite-report-ok" in run_on_seeded_sqlite(tmp_path, SQLITE_REPORT)

@@ -30,7 +30,7 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.tests.factories import StaffFactory, UserFactory
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 WORKERS = 4
 USERS = 10

@@ -23,7 +23,7 @@ from wallet.services import _fast_path
 from wallet.services._checks import fingerprint_of
 from wallet.tests.factories import StaffFactory, UserFactory
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot, run_concurrently
-from wallet.tests.test_spend_fast_path import _row_values
+from wallet.tests.services.test_spend_fast_path import _row_values
 
 pytestmark = pytest.mark.django_db
 

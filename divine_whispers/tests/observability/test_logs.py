@@ -23,7 +23,7 @@ from wallet.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PASSWORD = "correct-horse-battery-staple-42"
 METRICS_TOKEN = "metrics-bearer-secret-9f8e7d6c5b"
 
