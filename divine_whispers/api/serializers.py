@@ -16,8 +16,8 @@ class FieldsOnceMixin:
     DRF builds every serializer's fields each time it is instantiated (deep copies of the
     declared fields; for a ModelSerializer also the model field mapping): ~0.5 ms of CPU
     per serializer, more than the validation or rendering itself, on every API request
-    (measured in the HTTP profile). The fields used here are stateless — limits are read when a value
-    is validated, errors are kept on the serializer — so one set built on an empty
+    (measured in the HTTP profile). The fields used here are stateless — limits are read
+    when a value is validated, errors are kept on the serializer — so one set built on an empty
     template instance serves every request.
 
     The shared fields are bound to that template, so anything that must see *this*

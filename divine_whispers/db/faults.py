@@ -41,8 +41,8 @@ CRASH_POINTS = frozenset(
         "refund.locked",
         "refund.after_rows",
         "refund.before_commit",
-        # Every operation (divine_whispers/db/transactions.py): at the start of its transaction, as its
-        # COMMIT is about to be sent, and after the COMMIT, before the answer.
+        # Every operation (divine_whispers/db/transactions.py): at the start of its
+        # transaction, as its COMMIT is about to be sent, and after the COMMIT, before the answer.
         "atomic.begin",
         "atomic.commit",
         "committed",
