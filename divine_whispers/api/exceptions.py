@@ -150,7 +150,8 @@ UNAVAILABLE_MESSAGES = {
 
 def _database_unavailable(exc: BaseException) -> tuple[int, dict, dict]:
     """503: `outcome` is "unknown" once a COMMIT was sent in this request
-    (divine_whispers/db/transactions.py), else "not_applied" — the transaction was still open, so the database rolled it back."""
+    (divine_whispers/db/transactions.py), else "not_applied" — the transaction was still
+    open, so the database rolled it back."""
     outcome = UNKNOWN if commit_sent() else NOT_APPLIED
     request_id = current_request_context().request_id
     logger.warning("database unavailable (request_id=%s, outcome=%s): %s", request_id, outcome, exc)
