@@ -140,6 +140,9 @@ def _connection_reuse(database: dict) -> None:
 
 
 DATABASES = {"default": _database_from_env()}
+# `manage.py migrate` connects as this role (the tables' owner; same database) when set,
+# while the service runs as DATABASE_URL's role, which owns nothing (deploy/db_roles.sql).
+MIGRATE_DATABASE_URL = env.str("MIGRATE_DATABASE_URL", default="")
 
 # --- Cluster: transaction pooling and read replicas (docs/operations/cluster.md) ----------
 # Behind PgBouncer in transaction mode consecutive transactions of one Django connection

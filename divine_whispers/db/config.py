@@ -43,3 +43,19 @@ def replica_database(
     config["CONN_HEALTH_CHECKS"] = True
     config["TEST"] = {"MIRROR": "default"}
     return apply_transaction_pooling(config, pooling)
+
+
+def use_owner_role(database: dict[str, Any], owner: dict[str, Any]) -> None:
+    """Point a closed connection's settings at the schema owner's credentials.
+
+    `manage.py migrate` runs as the role that owns the tables (MIGRATE_DATABASE_URL)
+    while the service runs as a role that does not (DATABASE_URL): only the credentials
+    and address change, never the database, so a typo cannot migrate another one.
+    """
+    if owner["NAME"] != database["NAME"]:
+        raise ValueError(
+            f"MIGRATE_DATABASE_URL names database {owner['NAME']!r}, "
+            f"DATABASE_URL {database['NAME']!r}: they must be the same database"
+        )
+    for key in ("USER", "PASSWORD", "HOST", "PORT"):
+        database[key] = owner.get(key, "")
