@@ -74,7 +74,7 @@ class WorkerPool:
             if sweep_interval is None
             else sweep_interval
         )
-        self.report = report or (lambda name, message: logger.info("[%s] %s", name, message))
+        self.report = report or _log
         self.stats = WorkerStats()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.stop_event = threading.Event()
@@ -221,3 +221,8 @@ def _describe(outcome: JobOutcome) -> str:
     if outcome.status == "lost":
         return f"{head}: lease lost {took} (reaped, refunded or released); result discarded"
     return f"{head}: failed {took} ({outcome.error}); refund left to the next sweep"
+
+
+def _log(worker: str, message: str) -> None:
+    """One log line per event; the worker's name is also a field of its own (JSON)."""
+    logger.info("[%s] %s", worker, message, extra={"worker": worker})

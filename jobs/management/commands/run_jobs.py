@@ -1,5 +1,9 @@
 """`manage.py run_jobs`: the job worker. Thin: options and signals here, the loop in
-jobs/worker.py, every state change in the jobs/services/ package."""
+jobs/worker.py, every state change in the jobs/services/ package.
+
+Every line the worker writes goes through logging (logger `jobs.worker`), so with
+LOG_FORMAT=json — the default when DEBUG is off — each stdout line is one JSON object, as
+docs/operations/monitoring.md promises; with LOG_FORMAT=text it is a readable line."""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import os
 import signal
 import threading
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -57,21 +60,14 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         if not 1 <= options["concurrency"] <= 64:
             raise CommandError("--concurrency must be between 1 and 64")
-        output_lock = threading.Lock()
         if options["metrics_port"]:
             serve_process_metrics(options["metrics_port"], options["metrics_addr"])
-
-        def report(worker: str, message: str) -> None:
-            stamp = datetime.now(UTC).strftime("%H:%M:%S")
-            with output_lock:
-                self.stdout.write(f"{stamp} [{worker}] {message}")
-
         pool = WorkerPool(
             concurrency=options["concurrency"],
             once=options["once"],
             poll_interval=options["poll_interval"],
-            report=report,
         )
+        report = pool.report
         mode = "draining the queue once" if options["once"] else "waiting for jobs"
         report(pool.name, f"run_jobs started: {pool.concurrency} thread(s), {mode}")
         with _stop_signals(pool):

@@ -6,6 +6,7 @@ refuses to run a handler inside a transaction.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from io import StringIO
@@ -52,9 +53,17 @@ def assert_refunded_once(job: Job) -> None:
 
 
 def drain() -> str:
-    out = StringIO()
-    call_command("run_jobs", once=True, stdout=out)
-    return out.getvalue()
+    """Run the queue dry; the worker's log lines (it writes nothing else)."""
+    out, lines = StringIO(), StringIO()
+    handler = logging.StreamHandler(lines)
+    worker_log = logging.getLogger("jobs.worker")
+    worker_log.addHandler(handler)
+    try:
+        call_command("run_jobs", once=True, stdout=out)
+    finally:
+        worker_log.removeHandler(handler)
+    assert out.getvalue() == ""
+    return lines.getvalue()
 
 
 def test_spend_then_run_jobs_completes_with_a_deterministic_reading(user, fund, job_type):
