@@ -31,6 +31,25 @@ graceful_timeout = 30
 # duration; JSON with LOG_FORMAT=json), so gunicorn's plain-text access log stays off.
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 wsgi_app = "divine_whispers.wsgi:application"
+# gunicorn's control socket defaults to one path per user ($XDG_RUNTIME_DIR or
+# ~/.gunicorn/gunicorn.ctl): a second instance took it over and, stopping, removed the
+# first one's. One per bind address instead (two instances cannot share one);
+# GUNICORN_CONTROL_SOCKET=PATH chooses it, GUNICORN_CONTROL_SOCKET=off turns it off.
+_ctl = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = _ctl == "off"
+control_socket = (
+    _ctl
+    if _ctl not in ("", "off")
+    else os.path.join(
+        os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(),
+        "gunicorn-" + "".join(c if c.isalnum() else "-" for c in bind) + ".ctl",
+    )
+)
+# Which peers gunicorn believes about the scheme (X-Forwarded-Proto …): nobody by default
+# (gunicorn's own default trusts 127.0.0.1, so with HTTPS=1 a local plain request claiming
+# https was served). Django decides with SECURE_PROXY_SSL_HEADER; list your TLS proxies in
+# FORWARDED_ALLOW_IPS (gunicorn's variable) only if gunicorn itself must trust them.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
 
 _READY = "_DW_METRICS_DIR_READY"
 _CREATED = "_DW_METRICS_DIR_CREATED"  # in the environment: survives a reload of this file

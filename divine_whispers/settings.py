@@ -198,8 +198,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-# Serve static files straight from the apps' folders too, so `collectstatic` is optional.
+# Static files (the admin's CSS/JS, Swagger UI) are served by WhiteNoise straight from the
+# installed apps' folders, in development and production alike: no `collectstatic` step,
+# and nothing that can go stale after an upgrade of Django or the Swagger UI package. No
+# STATIC_ROOT by default, so WhiteNoise has no missing folder to warn about in every
+# worker; set STATIC_ROOT (and run collectstatic) only to hand the files to a CDN or proxy.
+STATIC_ROOT = env.str("STATIC_ROOT", default="") or None
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

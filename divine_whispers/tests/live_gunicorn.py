@@ -33,6 +33,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_url(database: str | None = None, user: str | None = None) -> str:
+    """A URL of the test database's server: the test database itself by default, else
+    `database` (as `user`, without password, when given)."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    auth = user or s["USER"]
+    if user is None and s.get("PASSWORD"):
+        auth += f":{s['PASSWORD']}"
+    host, port = s["HOST"] or "127.0.0.1", s["PORT"] or 5432
+    return f"postgres://{auth}@{host}:{port}/{database or s['NAME']}"
+
+
 def production_env(database_url: str, **extra: str) -> dict[str, str]:
     """The environment of a production process: DEBUG off, random secrets, JSON logs."""
     env = {
@@ -51,16 +64,25 @@ def production_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # a 3xx is an answer to look at
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def request(
     url: str, *, headers: dict | None = None, body: dict | None = None, method: str | None = None
 ) -> tuple[int, dict, bytes]:
-    """(status, headers, body) of one HTTP request; never raises for an HTTP error."""
+    """(status, headers, body) of one HTTP request, redirects not followed; never raises
+    for an HTTP error status."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=30) as response:
+        with _OPENER.open(req, timeout=30) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
