@@ -1,11 +1,18 @@
 # The two quick-start commands are `make run` and `make test`; see README.md.
 .PHONY: run test stress lint format bench docs dr-drill cluster cluster-stop failover-drill cluster-load
 
+# GNU make exits 2 whenever a recipe fails, whatever code the script gave, so cron and CI
+# cannot tell a drill's "differences found" (1) from "could not run" (2) through make.
+# $(call script,COMMAND,MEANING) runs COMMAND and, when it fails, says its real code on
+# stderr; to act on the code, run the script itself (scripts/dr-drill.sh exits 0, 1 or 2).
+script = $(1) || { code=$$?; echo "make: $(firstword $(1)) exited $$code$(if $(2), ($(2))); make exits 2 for any failure: run $(firstword $(1)) directly to get its own code" >&2; exit $$code; }
+DR_DRILL ?= scripts/dr-drill.sh
+
 run:            ## venv, install, migrate, demo data, serve on http://127.0.0.1:8000 (SQLite by default)
 	scripts/run.sh
 
 test:           ## whole default test suite on PostgreSQL
-	scripts/test.sh
+	@$(call script,scripts/test.sh,pytest's exit code / 2: no PostgreSQL)
 
 stress:         ## long stress runs (marker `stress`)
 	scripts/test.sh -m stress
@@ -25,7 +32,7 @@ docs:           ## documentation site (MkDocs, strict) into site/: open site/ind
 	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
 
 dr-drill:       ## backup + point-in-time restore drill on a throwaway cluster (docs/operations/backups.md)
-	scripts/dr-drill.sh $(ARGS)
+	@$(call script,$(DR_DRILL) $(ARGS),1: differences found / 2: the drill could not run)
 cluster:        ## HAProxy, 2 app servers, PgBouncer, primary + synchronous standby, 2 workers (docs/operations/cluster.md)
 	deploy/cluster.sh start
 
@@ -33,7 +40,7 @@ cluster-stop:   ## stops everything `make cluster` started and removes .cluster/
 	deploy/cluster.sh stop
 
 failover-drill: ## under load: kill an app server, SIGKILL the primary, promote the standby; prove nothing acknowledged is lost
-	deploy/failover_drill.sh
+	@$(call script,deploy/failover_drill.sh,non-zero: a finding / 2: could not run)
 
 cluster-load:   ## capacity figures of a running `make cluster` (closed-loop clients through HAProxy)
 	. .cluster/env && .venv/bin/python deploy/cluster_load.py $(ARGS)
