@@ -59,6 +59,8 @@ class Report:
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     checkpoint: dict[str, Any] = field(default_factory=dict)
+    # Set when a checkpoint was given: {"chains": how many it holds, "held": no finding}.
+    checkpoint_checked: dict[str, Any] | None = None
 
     @property
     def clean(self) -> bool:
@@ -72,6 +74,7 @@ class Report:
             "seconds": round(self.seconds, 3),
             "findings": [finding.as_dict() for finding in self.findings],
             "checkpoint": self.checkpoint,
+            "checkpoint_checked": self.checkpoint_checked,
         }
 
 
@@ -408,4 +411,7 @@ def run_verification(
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             run()
     report.seconds = time.monotonic() - started
+    if checkpoint is not None:
+        held = not any(finding.check == "checkpoint" for finding in report.findings)
+        report.checkpoint_checked = {"chains": len(checkpoint), "held": held}
     return report

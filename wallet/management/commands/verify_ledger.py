@@ -42,7 +42,11 @@ class Command(BaseCommand):
             default=DEFAULT_CHUNK_SIZE,
             help="Audit events fetched per round trip (memory vs. speed).",
         )
-        parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
+        parser.add_argument(
+            "--no-progress",
+            action="store_true",
+            help="No progress bars (they are off anyway when stderr is not a terminal).",
+        )
         parser.add_argument(
             "--checkpoint",
             metavar="FILE",
@@ -57,7 +61,7 @@ class Command(BaseCommand):
         try:
             report = verify_ledger(
                 chunk_size=options["chunk_size"],
-                progress=not options["no_progress"],
+                progress=not options["no_progress"] and _is_terminal(sys.stderr),
                 stream=sys.stderr,
                 checkpoint=checkpoint,
             )
@@ -65,9 +69,12 @@ class Command(BaseCommand):
             raise CommandError(f"verify_ledger could not run: {exc}", returncode=3) from exc
         self._record(report, checkpoint_checked=checkpoint is not None)
         if options["json"]:
-            self.stdout.write(json.dumps(report.as_dict(), indent=2, default=str))
+            document = report.as_dict()
+            if report.checkpoint_checked is not None:
+                document["checkpoint_checked"]["file"] = options["checkpoint"]
+            self.stdout.write(json.dumps(document, indent=2, default=str))
         else:
-            self._print_summary(report)
+            self._print_summary(report, options["checkpoint"])
         if not report.clean:
             raise CommandError(f"{len(report.findings)} finding(s)", returncode=1)
 
@@ -96,15 +103,31 @@ class Command(BaseCommand):
         except DatabaseError as exc:
             self.stderr.write(f"warning: could not record this run for /metrics: {exc}")
 
-    def _print_summary(self, report: Report) -> None:
+    def _print_summary(self, report: Report, checkpoint_file: str | None) -> None:
         counts = report.counts
         self.stdout.write(
             f"Checked {counts['wallets']} wallets, {counts['transactions']} transactions, "
             f"{counts['audit_events']} audit events in {report.seconds:.1f}s."
         )
+        if report.checkpoint_checked is not None:
+            checked = report.checkpoint_checked
+            verdict = (
+                "every chain still holds its recorded head"
+                if checked["held"]
+                else "it does NOT hold (see the findings)"
+            )
+            self.stdout.write(
+                f"Checkpoint {checkpoint_file}: {checked['chains']} chain(s) checked, {verdict}."
+            )
         if report.clean:
             self.stdout.write(self.style.SUCCESS("OK: the ledger and all audit chains are intact."))
             return
         self.stdout.write(self.style.ERROR(f"FOUND {len(report.findings)} problem(s):"))
         for finding in report.findings:
             self.stdout.write(f"  {finding.line()}")
+
+
+def _is_terminal(stream: Any) -> bool:
+    """Progress bars only for a person watching: not in cron mail, CI logs or a pipe."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())

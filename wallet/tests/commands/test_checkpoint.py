@@ -69,6 +69,20 @@ def test_appending_after_a_checkpoint_stays_clean(ledger, tmp_path):
     services.deposit(user=ledger.alice, amount=5, reference_id="later", actor=ledger.staff)
     run = verify("--checkpoint", path)
     assert run.code == 0, run.stdout
+    chains = len(json.loads(Path(path).read_text())["checkpoint"]["chains"])
+    assert (
+        f"Checkpoint {path}: {chains} chain(s) checked, every chain still holds its recorded head."
+        in run.stdout
+    )
+
+
+def test_the_reports_say_whether_a_checkpoint_was_used(ledger, tmp_path):
+    assert "Checkpoint" not in verify().stdout
+    assert verify("--json").json()["checkpoint_checked"] is None
+    path = _save_checkpoint(tmp_path)
+    checked = verify("--json", "--checkpoint", path).json()["checkpoint_checked"]
+    chains = len(json.loads(Path(path).read_text())["checkpoint"]["chains"])
+    assert checked == {"chains": chains, "held": True, "file": path}
 
 
 def test_truncated_newest_rows_pass_plain_verify_but_not_the_checkpoint(ledger, tmp_path):
@@ -94,7 +108,10 @@ def test_truncated_newest_rows_pass_plain_verify_but_not_the_checkpoint(ledger, 
     print(checked.stdout)  # quoted in the closing note (pytest -s)
     chain = wallet_chain(wallet.pk)
     assert f"[checkpoint] chain {chain}: truncated behind the checkpoint" in checked.stdout
-    (finding,) = verify("--json", "--checkpoint", path).json()["findings"]
+    assert "chain(s) checked, it does NOT hold (see the findings)." in checked.stdout
+    report = verify("--json", "--checkpoint", path).json()
+    assert report["checkpoint_checked"]["held"] is False
+    (finding,) = report["findings"]
     assert (finding["check"], finding["chain"], finding["wallet_id"]) == (
         "checkpoint",
         chain,

@@ -249,3 +249,24 @@ def test_report_counts_and_findings_come_from_one_snapshot(ledger):
     report = verify_ledger()
     assert report.clean and report.counts["wallets"] == Wallet.objects.count()
     assert connection.vendor == "postgresql"
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path):
+    """Off when stderr is not a terminal (cron, CI, a pipe) and with --no-progress."""
+    import io
+
+    from django.core.management import call_command
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def stderr_of(*args: str, stream: io.StringIO) -> str:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("sys.stderr", stream)
+            call_command("verify_ledger", *args, stdout=io.StringIO(), stderr=stream)
+        return stream.getvalue()
+
+    assert "ledger checks" in stderr_of(stream=Terminal())
+    assert "ledger checks" not in stderr_of("--no-progress", stream=Terminal())
+    assert stderr_of(stream=io.StringIO()) == ""  # not a terminal: no bars
