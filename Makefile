@@ -1,5 +1,5 @@
 # The two quick-start commands are `make run` and `make test`; see README.md.
-.PHONY: run test stress lint format bench docs dr-drill cluster cluster-stop failover-drill cluster-load
+.PHONY: run test stress lint format bench docs dr-drill production-drill cluster cluster-stop failover-drill cluster-load
 
 # GNU make exits 2 whenever a recipe fails, whatever code the script gave, so cron and CI
 # cannot tell a drill's "differences found" (1) from "could not run" (2) through make.
@@ -33,6 +33,9 @@ docs:           ## documentation site (MkDocs, strict) into site/: open site/ind
 
 dr-drill:       ## backup + point-in-time restore drill on a throwaway cluster (docs/operations/backups.md)
 	@$(call script,$(DR_DRILL) $(ARGS),1: differences found / 2: the drill could not run)
+production-drill: ## docs/operations/production.md's "Starting it", run as written on a fresh database (about a minute)
+	@$(call script,scripts/test.sh -m stress -s -p no:cacheprovider divine_whispers/tests/project/test_production_drill.py,pytest's exit code)
+
 cluster:        ## HAProxy, 2 app servers, PgBouncer, primary + synchronous standby, 2 workers (docs/operations/cluster.md)
 	deploy/cluster.sh start
 
