@@ -23,4 +23,17 @@ class ApiNoStoreMiddleware:
         response = self.get_response(request)
         if request.path.startswith("/api/"):
             add_never_cache_headers(response)
+            _honest_allow(response)
         return response
+
+
+def _honest_allow(response: HttpResponse) -> None:
+    """DRF lists OPTIONS in `Allow` whenever a view has an `options` method, but with no
+    metadata class (settings: DEFAULT_METADATA_CLASS = None) that method answers 405:
+    the header then names only what is answered."""
+    view = (getattr(response, "renderer_context", None) or {}).get("view")
+    if view is None or getattr(view, "metadata_class", True) is not None:
+        return
+    if "Allow" in response:
+        methods = [m.strip() for m in response["Allow"].split(",")]
+        response["Allow"] = ", ".join(m for m in methods if m and m != "OPTIONS")
