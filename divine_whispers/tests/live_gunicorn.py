@@ -114,17 +114,18 @@ class Gunicorn:
 
 
 def wait_until_up(base: str, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
+    """Until `base`/healthz answers 200 (gunicorn or `make run`); fails with its log."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
+            raise AssertionError(f"the server exited with {process.returncode}:\n{log.read_text()}")
         try:
             if request(f"{base}/healthz")[0] == 200:
                 return
         except OSError:
             pass
         time.sleep(0.2)
-    raise AssertionError(f"gunicorn did not answer within {seconds} s:\n{log.read_text()}")
+    raise AssertionError(f"the server did not answer within {seconds} s:\n{log.read_text()}")
 
 
 def stop(process: subprocess.Popen) -> None:

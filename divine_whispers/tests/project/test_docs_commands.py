@@ -14,13 +14,8 @@ import os
 import re
 import signal
 import subprocess
-import time
-import urllib.request
-from pathlib import Path
 
-import pytest
-
-from divine_whispers.tests.live_gunicorn import ROOT, free_port
+from divine_whispers.tests.live_gunicorn import ROOT, free_port, wait_until_up
 from divine_whispers.tests.markdown_blocks import shell_blocks
 
 
@@ -31,20 +26,6 @@ def documented_commands() -> list[str]:
     starts_server = [b for b in blocks if re.fullmatch(r"(PORT=\d+ )?make run\n", b)]
     assert len(starts_server) == 1, "the walkthrough starts `make run` in a block of its own"
     return [b for b in blocks if b not in starts_server]
-
-
-def wait_for(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"make run exited {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"make run did not answer within 240 s:\n{log.read_text()[-3000:]}")
 
 
 def test_readme_taste_then_walkthrough_run_literally_on_another_port(tmp_path):
@@ -65,7 +46,7 @@ def test_readme_taste_then_walkthrough_run_literally_on_another_port(tmp_path):
             start_new_session=True,
         )  # fmt: skip
     try:
-        wait_for(f"http://127.0.0.1:{port}/healthz", server, log)
+        wait_until_up(f"http://127.0.0.1:{port}", server, log, seconds=240)
         # The pages say `export PORT=8123`: here the port make run really serves on.
         script = "\n".join(commands).replace("export PORT=8123", f"export PORT={port}")
         done = subprocess.run(
