@@ -76,16 +76,28 @@ def production_env(database_url: str, port: int, **knobs: str) -> dict[str, str]
 class Gunicorn:
     """`gunicorn -c gunicorn.conf.py` in its own process group, stopped by stop()."""
 
-    def __init__(self, workdir: Path, database_url: str, label: str, **knobs: str) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str,
+        label: str,
+        app: str | None = None,
+        root: Path = db.ROOT,
+        **knobs: str,
+    ) -> None:
+        """`app` replaces the config's wsgi_app (the floor); `root` is the source tree
+        served (another checkout for a before/after in one run, bench/ab_http.py)."""
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = Path(workdir) / f"gunicorn-{label}.log"
         self.database_url = database_url
         gunicorn = Path(sys.executable).with_name("gunicorn")
+        env = production_env(database_url, self.port, **knobs)
+        env["PYTHONPATH"] = str(root)
         self.proc = subprocess.Popen(
-            [str(gunicorn), "-c", "gunicorn.conf.py"],
-            cwd=db.ROOT,
-            env=production_env(database_url, self.port, **knobs),
+            [str(gunicorn), "-c", "gunicorn.conf.py", *([app] if app else [])],
+            cwd=root,
+            env=env,
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
         )
@@ -214,13 +226,15 @@ class HttpSteps:
     def duration(self) -> float:
         return self.bench.duration
 
-    def start(self, label: str, settings_module: str | None = None, **knobs: str) -> None:
+    def start(
+        self, label: str, settings_module: str | None = None, app: str | None = None, **knobs: str
+    ) -> None:
         """A gunicorn on its own fresh copy of the seeded database, warmed up."""
         self.stop(label)
         if settings_module:
             knobs["DJANGO_SETTINGS_MODULE"] = settings_module
         url = self.bench.fresh_run_db(f"http_{label}")
-        self.servers[label] = Gunicorn(self.bench.workdir, url, label, **knobs)
+        self.servers[label] = Gunicorn(self.bench.workdir, url, label, app=app, **knobs)
         self.warm_up(label)
 
     def warm_up(self, label: str) -> None:
@@ -262,8 +276,12 @@ class HttpSteps:
         the service-level spend they are measured against."""
         cells = [
             self.closed("product", "http", SPEND[0], 16),
+            self.closed("floor", "http_floor", SPEND[0], 16),
             self.closed("peer", "http_peer", "/peer/withdraw", 16, body=PEER_BODY),
             self.closed("product", "http_balance", BALANCE, 16, method="GET", body=None, ok=200),
+            self.closed(
+                "floor", "http_floor_balance", BALANCE, 16, method="GET", body=None, ok=200
+            ),
         ]
         reference = self.bench.run_workers(
             "ours_ref", "spread", 8, url=self.servers["product"].database_url
@@ -313,6 +331,7 @@ class HttpSteps:
 SPEND = ("/api/v1/wallet/spend", SPEND_BODY)
 BALANCE = "/api/v1/wallet/balance"
 PEER_BODY = json.dumps({"amount": db.PRICE})
+FLOOR_APP = "bench.floor_app:application"
 
 
 def steps(bench) -> list:
@@ -325,8 +344,13 @@ def steps(bench) -> list:
     }
     out: list = [
         (
-            "gunicorn -c gunicorn.conf.py (README production env) for the product and the peer",
-            lambda: (http.start("product"), http.start("peer", "bench.peer.settings")),
+            "gunicorn -c gunicorn.conf.py (README production env): the product, the peer and"
+            " the minimal WSGI floor",
+            lambda: (
+                http.start("product"),
+                http.start("peer", "bench.peer.settings"),
+                http.start("floor", app=FLOOR_APP),
+            ),
         )
     ]
     for n in [n for n in CLOSED_CLIENTS if n in bench.args.http_clients and n != 16]:
@@ -339,7 +363,7 @@ def steps(bench) -> list:
     for index in range(rounds):
         out.append(
             (
-                f"HTTP round {index + 1}/{rounds}: spend 16, peer 16, balance 16, services.spend 8",
+                f"HTTP round {index + 1}/{rounds}: spend, floor, peer, balance; services.spend",
                 lambda index=index: http.one_round(index),
             )
         )

@@ -327,6 +327,10 @@ class Bench:
             from bench import http_bench
 
             steps += http_bench.config_steps(self)
+        if want("cpu"):
+            from bench import profile_http
+
+            steps += profile_http.steps(self)
         if want("history"):
             from bench import history
 
