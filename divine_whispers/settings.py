@@ -57,19 +57,23 @@ INSTALLED_APPS = [
     "jobs",
 ]
 
+# Session, auth-from-session, messages and the CSP header come from
+# divine_whispers/api/token_stack.py: Django's and django-csp's own middlewares, passed
+# straight through by API-key requests under /api/v1/ (which never use a session); the
+# admin, the browsable API and session logins run them as before (docs/performance.md).
 MIDDLEWARE = [
     "divine_whispers.request_context.RequestContextMiddleware",
     "divine_whispers.observability.requests.ObservabilityMiddleware",
     "divine_whispers.db.routing.ReadRoutingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "divine_whispers.api.token_stack.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "divine_whispers.api.token_stack.AuthenticationMiddleware",
+    "divine_whispers.api.token_stack.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "divine_whispers.api.token_stack.CSPMiddleware",
     "divine_whispers.http_headers.ApiNoStoreMiddleware",
 ]
 
