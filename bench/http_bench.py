@@ -104,20 +104,10 @@ class Gunicorn:
         self._wait_healthy()
 
     def _wait_healthy(self) -> None:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(f"{self.base}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.3)
-        tail = self.log.read_text()[-2000:] if self.log.exists() else ""
-        self.stop()
-        raise RuntimeError(f"gunicorn did not answer /healthz:\n{tail}")
+        if not wait_healthy(self.base, self.proc):
+            tail = self.log.read_text()[-2000:] if self.log.exists() else ""
+            self.stop()
+            raise RuntimeError(f"gunicorn did not answer /healthz:\n{tail}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -126,6 +116,20 @@ class Gunicorn:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 60) -> bool:
+    """True once `base`/healthz answers 200; False if the server exits or never does."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    return False
 
 
 def write_tokens(workdir: Path, wallets: int) -> Path:

@@ -22,7 +22,6 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench import db, http_bench
@@ -66,10 +65,17 @@ def stage_table(stats: pstats.Stats, requests: int) -> list[tuple[str, float]]:
 
 
 def profile_server(
-    database_url: str, workdir: Path, path: str, seconds: int, wallets: int, mode: str
+    database_url: str,
+    workdir: Path,
+    path: str,
+    seconds: int,
+    wallets: int,
+    mode: str,
+    root: Path = db.ROOT,
 ) -> dict:
     """One production server (one worker, one thread) under the profiler's hooks, driven
-    by wrk at 2 connections; returns the CPU figures (mode "cpu") or the pstats."""
+    by wrk at 2 connections; returns the CPU figures (mode "cpu") or the pstats. `root`:
+    the source tree served (another checkout, for a before/after: bench/ab_http.py)."""
     for old in workdir.glob("worker-*"):
         old.unlink()
     port = http_bench._free_port()
@@ -81,17 +87,19 @@ def profile_server(
         BENCH_PROFILE_DIR=str(workdir),
         BENCH_PROFILE_MODE=mode,
     )
+    env["PYTHONPATH"] = str(root)
     gunicorn = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen(
-        [str(gunicorn), "-c", "bench/profile_gunicorn.conf.py"],
-        cwd=db.ROOT,
+        [str(gunicorn), "-c", str(Path(__file__).with_name("profile_gunicorn.conf.py"))],
+        cwd=root,
         env=env,
-        stdout=(workdir / f"gunicorn-{mode}-{path}.log").open("w"),
+        stdout=(workdir / f"gunicorn-{mode}-{path}-{root.name}.log").open("w"),
         stderr=subprocess.STDOUT,
     )
     try:
-        time.sleep(3)
         base = f"http://127.0.0.1:{port}"
+        if not http_bench.wait_healthy(base, proc):
+            raise RuntimeError(f"gunicorn did not start: see {workdir}")
         tokens = http_bench.write_tokens(workdir, wallets)
         kwargs = (
             {"path": http_bench.SPEND[0]}
@@ -124,6 +132,8 @@ def profile_server(
     requests = sum(int(p.stem.rsplit("-", 1)[1]) for p in dumps)
     stats = pstats.Stats(*[str(p) for p in dumps])
     out["requests"] = requests
+    # Python function calls per request: independent of the machine's load.
+    out["calls_per_request"] = round(stats.total_calls / requests)
     out["stages_ms"] = {label: round(ms, 3) for label, ms in stage_table(stats, requests)}
     out["stats"] = stats
     return out
@@ -141,7 +151,12 @@ def steps(bench) -> list:
         figures = profile_server(url, bench.workdir, path, seconds, bench.wallets, mode)
         figures.pop("stats", None)
         results.setdefault(path, {}).update(
-            figures if mode == "cpu" else {"cprofile_stages_ms": figures["stages_ms"]}
+            figures
+            if mode == "cpu"
+            else {
+                "cprofile_stages_ms": figures["stages_ms"],
+                "python_calls_per_request": figures["calls_per_request"],
+            }
         )
         if mode == "cpu":
             bench.log(
@@ -192,6 +207,7 @@ def main() -> None:
                     f" {out['spend_ms']:.2f}, outside services.spend {out['outside_spend_ms']:.2f}"
                 )
                 continue
+            print(f"{out['calls_per_request']} Python function calls per request")
             print(f"\nper request (ms of worker CPU under cProfile, about 2-3 x), {args.path}:")
             for label, ms in out["stages_ms"].items():
                 print(f"  {label:<40} {ms:7.2f}")
