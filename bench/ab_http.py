@@ -36,6 +36,13 @@ def main() -> None:
     parser.add_argument("--wallets", type=int, default=10_000)
     parser.add_argument("--output", type=Path, default=RESULTS / "ab_http.json")
     parser.add_argument("--label", default="", help="what differs, for the JSON")
+    parser.add_argument(
+        "--after-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a documented knob set for the after side only (same tree: a setting's A/B)",
+    )
     args = parser.parse_args()
     for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
         os.environ.setdefault(name, secrets.token_urlsafe(48))
@@ -43,6 +50,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="dw-ab-"))
     template = os.environ.get("BENCH_TEMPLATE_DB", "dw_bench_ab_tpl")
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    knobs = {"before": {}, "after": dict(item.split("=", 1) for item in args.after_env)}
     names = {side: f"{template}_{side}" for side in trees}
     db.seed_template(server, template, args.wallets)
     servers: dict[str, http_bench.Gunicorn] = {}
@@ -51,7 +59,7 @@ def main() -> None:
         for side, root in trees.items():
             server.clone(template, names[side])
             servers[side] = http_bench.Gunicorn(
-                workdir, server.url_for(names[side]), side, root=root
+                workdir, server.url_for(names[side]), side, root=root, **knobs[side]
             )
         tokens = http_bench.write_tokens(workdir, args.wallets)
         kinds = {
@@ -89,6 +97,7 @@ def main() -> None:
                         args.wallets,
                         mode,
                         root=root,
+                        **knobs[side],
                     )
                     figures.pop("stats", None)
                     if mode == "cprofile":
@@ -103,6 +112,7 @@ def main() -> None:
     summary = summarize(runs, cpu)
     summary["label"] = args.label
     summary["trees"] = {side: str(root) for side, root in trees.items()}
+    summary["knobs"] = knobs
     args.output.write_text(json.dumps(summary, indent=1) + "\n")
     print_summary(summary)
 

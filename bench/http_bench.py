@@ -28,6 +28,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -116,6 +117,44 @@ class Gunicorn:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+class Granian(Gunicorn):
+    """The same app under granian (Rust HTTP server, WSGI interface) for the side-by-side
+    with gunicorn gthread: as many workers and threads per worker as gunicorn.conf.py's
+    defaults (cores × 4), the same production environment, metrics in multi-process mode
+    in a folder of its own (gunicorn.conf.py's job under gunicorn)."""
+
+    def __init__(self, workdir: Path, database_url: str, label: str, **knobs: str) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = Path(workdir) / f"granian-{label}.log"
+        self.database_url = database_url
+        metrics_dir = Path(tempfile.mkdtemp(prefix="dw-granian-metrics-", dir=workdir))
+        env = production_env(database_url, self.port, **knobs)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        granian = Path(sys.executable).with_name("granian")
+        self.proc = subprocess.Popen(
+            [
+                str(granian),
+                "--interface",
+                "wsgi",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                knobs.get("GUNICORN_WORKERS", str(os.cpu_count() or 1)),
+                "--blocking-threads",
+                knobs.get("GUNICORN_THREADS", "4"),
+                "divine_whispers.wsgi:application",
+            ],
+            cwd=db.ROOT,
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_healthy()
 
 
 def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 60) -> bool:
@@ -233,12 +272,16 @@ class HttpSteps:
     def start(
         self, label: str, settings_module: str | None = None, app: str | None = None, **knobs: str
     ) -> None:
-        """A gunicorn on its own fresh copy of the seeded database, warmed up."""
+        """A gunicorn (or, with the knob SERVER=granian, granian) on its own fresh copy of
+        the seeded database, warmed up."""
         self.stop(label)
         if settings_module:
             knobs["DJANGO_SETTINGS_MODULE"] = settings_module
         url = self.bench.fresh_run_db(f"http_{label}")
-        self.servers[label] = Gunicorn(self.bench.workdir, url, label, app=app, **knobs)
+        if knobs.pop("SERVER", "gunicorn") == "granian":
+            self.servers[label] = Granian(self.bench.workdir, url, label, **knobs)
+        else:
+            self.servers[label] = Gunicorn(self.bench.workdir, url, label, app=app, **knobs)
         self.warm_up(label)
 
     def warm_up(self, label: str) -> None:
@@ -398,6 +441,10 @@ CONFIGS = {
     "gthread 4 workers × 4 threads": {"GUNICORN_WORKERS": "4"},
     "sync 4 workers, psycopg pool": {**SYNC, "GUNICORN_WORKERS": "4", "DATABASE_POOL_SIZE": "2"},
     "gthread cores × 4, psycopg pool": {"DATABASE_POOL_SIZE": "4"},
+    "gthread cores × 2 threads": {"GUNICORN_THREADS": "2"},
+    "gthread cores × 8 threads": {"GUNICORN_THREADS": "8"},
+    "gthread cores × 4, CONN_HEALTH_CHECKS=0": {"CONN_HEALTH_CHECKS": "0"},
+    "granian WSGI, cores × 4 blocking threads (bench extra)": {"SERVER": "granian"},
 }
 
 
@@ -411,7 +458,7 @@ def config_steps(bench) -> list:
     bench.extra["http_configs"] = results
 
     def measure(label: str, knobs: dict) -> None:
-        http.start("product", **knobs)
+        http.start("product", **dict(knobs))
         spend = http.closed("product", "http", SPEND[0], 16)
         balance = http.closed(
             "product", "http_balance", BALANCE, 16, method="GET", body=None, ok=200

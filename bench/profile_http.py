@@ -72,6 +72,7 @@ def profile_server(
     wallets: int,
     mode: str,
     root: Path = db.ROOT,
+    **knobs: str,
 ) -> dict:
     """One production server (one worker, one thread) under the profiler's hooks, driven
     by wrk at 2 connections; returns the CPU figures (mode "cpu") or the pstats. `root`:
@@ -86,6 +87,7 @@ def profile_server(
         GUNICORN_THREADS="1",  # cProfile and the thread clocks follow one thread
         BENCH_PROFILE_DIR=str(workdir),
         BENCH_PROFILE_MODE=mode,
+        **knobs,
     )
     env["PYTHONPATH"] = str(root)
     gunicorn = Path(sys.executable).with_name("gunicorn")

@@ -430,8 +430,12 @@ def main() -> None:
     output = Path(args.output or RESULTS / ("latest.json" if full else "quick.json"))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=1) + "\n")
-    from bench.report import plot, print_table
+    from bench.report import api_targets, plot, print_table
 
+    if any(c["system"] == "http" for c in results["cells"]):
+        targets = RESULTS / "http_targets.json"
+        targets.write_text(json.dumps(api_targets(results), indent=1) + "\n")
+        bench.log(f"wrote the API targets to {targets} (docs/performance.md renders them)")
     print_table(results)
     plot(results, output.parent, prefix="" if output.stem == "latest" else f"{output.stem}-")
     bench.log(f"wrote {output} and plots in {output.parent}")

@@ -126,6 +126,9 @@ def _database_from_env() -> dict:
 # is slower with gunicorn's one-thread sync workers (docs/performance.md), so it stays
 # opt-in for threaded workers.
 DATABASE_CONN_MAX_AGE = env.int("CONN_MAX_AGE", default=600)
+# CONN_HEALTH_CHECKS=0 drops the per-request ping: a connection the server dropped then
+# fails one request (503) before Django replaces it. Measured in docs/performance.md.
+DATABASE_CONN_HEALTH_CHECKS = env.bool("CONN_HEALTH_CHECKS", default=True)
 DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=0)
 
 
@@ -140,7 +143,7 @@ def _connection_reuse(database: dict) -> None:
         }
         return
     database.setdefault("CONN_MAX_AGE", DATABASE_CONN_MAX_AGE)
-    database["CONN_HEALTH_CHECKS"] = True
+    database["CONN_HEALTH_CHECKS"] = DATABASE_CONN_HEALTH_CHECKS
 
 
 DATABASES = {"default": _database_from_env()}
