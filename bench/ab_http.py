@@ -33,8 +33,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--cpu-seconds", type=int, default=6)
+    parser.add_argument("--no-cpu", dest="cpu", action="store_false", help="throughput only")
     parser.add_argument("--wallets", type=int, default=10_000)
     parser.add_argument("--output", type=Path, default=RESULTS / "ab_http.json")
+    parser.add_argument(
+        "--after-server",
+        choices=["gunicorn", "granian"],
+        default="gunicorn",
+        help="serve the after side with granian (WSGI) instead: no CPU phase then",
+    )
     parser.add_argument("--label", default="", help="what differs, for the JSON")
     parser.add_argument(
         "--after-env",
@@ -58,9 +65,10 @@ def main() -> None:
     try:
         for side, root in trees.items():
             server.clone(template, names[side])
-            servers[side] = http_bench.Gunicorn(
-                workdir, server.url_for(names[side]), side, root=root, **knobs[side]
-            )
+            granian = side == "after" and args.after_server == "granian"
+            kind = http_bench.Granian if granian else http_bench.Gunicorn
+            extra = {} if granian else {"root": root}
+            servers[side] = kind(workdir, server.url_for(names[side]), side, **extra, **knobs[side])
         tokens = http_bench.write_tokens(workdir, args.wallets)
         kinds = {
             "spend": {"path": http_bench.SPEND[0]},
@@ -85,7 +93,7 @@ def main() -> None:
             gunicorn.stop()
     cpu: dict[str, dict] = {side: {} for side in trees}
     try:
-        for kind in ("spend", "balance"):
+        for kind in ("spend", "balance") if args.after_server == "gunicorn" and args.cpu else ():
             for mode in ("cpu", "cprofile"):
                 for side, root in trees.items():
                     server.clone(template, names[side])
@@ -113,6 +121,7 @@ def main() -> None:
     summary["label"] = args.label
     summary["trees"] = {side: str(root) for side, root in trees.items()}
     summary["knobs"] = knobs
+    summary["after_server"] = args.after_server
     args.output.write_text(json.dumps(summary, indent=1) + "\n")
     print_summary(summary)
 
@@ -129,6 +138,14 @@ def summarize(runs: dict, cpu: dict) -> dict:
 def print_summary(summary: dict) -> None:
     tps, cpu = summary["median_tps"], summary["cpu"]
     print(f"\n{'figure':<44}{'before':>10}{'after':>10}{'after/before':>14}")
+    if not cpu["before"]:
+        print(f"\n{'figure':<44}{'before':>10}{'after':>10}")
+        for kind, value in tps["before"].items():
+            print(
+                f"HTTP {kind} /s (16 conn., median round)".ljust(44)
+                + f"{value:>10.1f}{tps['after'][kind]:>10.1f}"
+            )
+        return
     rows = [
         ("HTTP spend /s (16 conn., median round)", tps["before"]["spend"], tps["after"]["spend"]),
         (
