@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import tempfile
 from pathlib import Path
@@ -51,8 +50,7 @@ def main() -> None:
         help="a documented knob set for the after side only (same tree: a setting's A/B)",
     )
     args = parser.parse_args()
-    for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
-        os.environ.setdefault(name, secrets.token_urlsafe(48))
+    db.ensure_secrets()
     server = db.Server.from_env()
     workdir = Path(tempfile.mkdtemp(prefix="dw-ab-"))
     template = os.environ.get("BENCH_TEMPLATE_DB", "dw_bench_ab_tpl")

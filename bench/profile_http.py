@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import pstats
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -189,8 +188,7 @@ def main() -> None:
         help="cpu: real per-request CPU (clocks only); cprofile: the call tree",
     )
     args = parser.parse_args()
-    for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
-        os.environ.setdefault(name, secrets.token_urlsafe(48))
+    db.ensure_secrets()
     server = db.Server.from_env()
     workdir = Path(tempfile.mkdtemp(prefix="dw-profile-"))
     database = os.environ.get("BENCH_PROFILE_DB", "dw_bench_profile")

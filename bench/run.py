@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import platform
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -420,10 +419,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    # Production refuses development secrets: the seed (audit chain) and gunicorn share
-    # these random ones.
-    for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
-        os.environ.setdefault(name, secrets.token_urlsafe(48))
+    db.ensure_secrets()
     bench = Bench(args)
     results = bench.run()
     full = not args.quick and not args.only
