@@ -78,7 +78,7 @@ def profile_server(
     the source tree served (another checkout, for a before/after: bench/ab_http.py)."""
     for old in workdir.glob("worker-*"):
         old.unlink()
-    port = http_bench._free_port()
+    port = http_bench.free_port()
     env = http_bench.production_env(
         database_url,
         port,

@@ -426,7 +426,8 @@ def main() -> None:
     output = Path(args.output or RESULTS / ("latest.json" if full else "quick.json"))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=1) + "\n")
-    from bench.report import api_targets, plot, print_table
+    from bench.api_targets import api_targets
+    from bench.report import plot, print_table
 
     if any(c["system"] == "http" for c in results["cells"]):
         targets = RESULTS / "http_targets.json"

@@ -72,7 +72,7 @@ def _api_targets(_results: dict) -> str:
         raise PluginError(f"cannot read {path} (run `make bench QUICK=1`): {exc}") from exc
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from bench.report import api_targets_markdown
+    from bench.api_targets import api_targets_markdown
 
     return api_targets_markdown(data)
 
