@@ -57,17 +57,19 @@ INSTALLED_APPS = [
     "jobs",
 ]
 
-# Session, auth-from-session, messages and the CSP header come from
+# Auth-from-session, messages and the CSP header come from
 # divine_whispers/api/token_stack.py: Django's and django-csp's own middlewares, passed
 # straight through by API-key requests under /api/v1/ (which never use a session); the
 # admin, the browsable API and session logins run them as before (docs/performance.md).
+# The session middleware itself stays Django's (check --deploy names it; it loads a
+# session only when something reads it, which nothing does for a token request).
 MIDDLEWARE = [
     "divine_whispers.request_context.RequestContextMiddleware",
     "divine_whispers.observability.requests.ObservabilityMiddleware",
     "divine_whispers.db.routing.ReadRoutingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "divine_whispers.api.token_stack.SessionMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "divine_whispers.api.token_stack.AuthenticationMiddleware",

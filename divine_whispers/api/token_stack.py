@@ -5,10 +5,13 @@ A request is a *token request* when its path is under `/api/v1/` and its Authori
 header's scheme is `Token` (knox's prefix, any case). For such a request DRF's token
 authentication decides alone — a good key authenticates, anything else (unknown, expired,
 revoked, malformed) is a 401 — and the session is never consulted. So for it the
-middlewares below pass the request straight on: sessions, messages, `request.user` from
-the session, and the Content-Security-Policy of non-HTML answers (an HTML page, e.g. the
+middlewares below pass the request straight on: messages, `request.user` from the
+session, and the Content-Security-Policy of non-HTML answers (an HTML page, e.g. the
 browsable API, still gets its policy). They are subclasses of Django's and django-csp's
 own classes (settings.MIDDLEWARE names them), so the admin's checks still find them.
+Django's session middleware stays as it is: `check --deploy` looks for it by name, and
+it loads a session only when something reads it — nothing does for a token request, so
+no session is read, written or sent.
 
 CSRF is left as it is: DRF's views are CSRF-exempt at the middleware and DRF enforces CSRF
 itself on session-authenticated unsafe requests, which are never token requests.
@@ -25,7 +28,6 @@ from __future__ import annotations
 from csp.middleware import CSPMiddleware as _CSPMiddleware
 from django.contrib.auth.middleware import AuthenticationMiddleware as _AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware as _MessageMiddleware
-from django.contrib.sessions.middleware import SessionMiddleware as _SessionMiddleware
 from django.http import HttpRequest, HttpResponse
 
 TOKEN_PATH_PREFIX = "/api/v1/"
@@ -53,10 +55,6 @@ class _SkippedForTokenRequests:
         if is_token_request(request):
             return self.get_response(request)
         return super().__call__(request)
-
-
-class SessionMiddleware(_SkippedForTokenRequests, _SessionMiddleware):
-    """Django's session middleware; no session is loaded or saved for a token request."""
 
 
 class AuthenticationMiddleware(_SkippedForTokenRequests, _AuthenticationMiddleware):
