@@ -88,3 +88,14 @@ def test_a_bad_key_never_falls_back_to_the_session(user):
     client.force_login(user)
     client.credentials(HTTP_AUTHORIZATION="Token not-a-key")
     assert client.get(BALANCE).status_code == 401
+
+
+@pytest.mark.parametrize("method, path", [("get", "/api/v1/no-such-thing"), ("post", BALANCE)])
+def test_framework_errors_of_token_requests_are_json(user, client_for, method, path):
+    """Answers no DRF view authenticated (unknown path, wrong method): no request.user
+    from the session on the short path, and still the JSON body and the API headers."""
+    response = getattr(client_for(user), method)(path)
+    assert response.status_code in (404, 405)
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"]
+    assert "no-store" in response["Cache-Control"] and response["X-Request-ID"]
