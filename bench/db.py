@@ -83,6 +83,13 @@ BENCH_SECRETS = {
 }
 
 
+def ensure_secrets() -> None:
+    """Production refuses development secrets: the seed (audit chain) and every server
+    this process starts share random ones, set once in its environment."""
+    for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
+        os.environ.setdefault(name, secrets.token_urlsafe(48))
+
+
 def django_env(database_url: str, **extra: str) -> dict[str, str]:
     """Environment of every benchmark process that loads Django."""
     env = dict(os.environ)

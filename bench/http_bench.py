@@ -25,95 +25,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from bench import db
+from bench.servers import (
+    BENCH_CACHE_URL,
+    Granian,
+    Gunicorn,
+    free_port,
+    production_env,
+    wait_healthy,
+)
+
+__all__ = ["BENCH_CACHE_URL", "Granian", "Gunicorn", "free_port", "production_env", "wait_healthy"]
 
 LUA = Path(__file__).resolve().parent / "wrk" / "load.lua"
 SPEND_BODY = json.dumps({"job_type": db.JOB_TYPE_CODE})
 CLOSED_CLIENTS = (1, 4, 8, 16, 32)
 OPEN_LOOP_SHARES = (0.25, 0.5, 0.75)
 OPEN_LOOP_CONNECTIONS = 32
-# Redis database of the bench's throttle counters (apart from the tests' and make run's).
-BENCH_CACHE_URL = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/13")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def production_env(database_url: str, port: int, **knobs: str) -> dict[str, str]:
-    """The README's production environment, plus only the documented knobs passed in.
-
-    Secrets are the bench process's (bench.run sets random ones once, so the seeded audit
-    chain and the server's agree).
-    """
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SECRET_KEY", "AUDIT_HMAC_KEY")
-    }
-    env.update(
-        DEBUG="0",
-        DATABASE_URL=database_url,
-        CACHE_URL=BENCH_CACHE_URL,
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        GUNICORN_BIND=f"127.0.0.1:{port}",
-        PYTHONPATH=str(db.ROOT),
-    )
-    env.update(knobs)
-    return env
-
-
-class Gunicorn:
-    """`gunicorn -c gunicorn.conf.py` in its own process group, stopped by stop()."""
-
-    def __init__(self, workdir: Path, database_url: str, label: str, **knobs: str) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = Path(workdir) / f"gunicorn-{label}.log"
-        self.database_url = database_url
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        self.proc = subprocess.Popen(
-            [str(gunicorn), "-c", "gunicorn.conf.py"],
-            cwd=db.ROOT,
-            env=production_env(database_url, self.port, **knobs),
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        self._wait_healthy()
-
-    def _wait_healthy(self) -> None:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(f"{self.base}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.3)
-        tail = self.log.read_text()[-2000:] if self.log.exists() else ""
-        self.stop()
-        raise RuntimeError(f"gunicorn did not answer /healthz:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def write_tokens(workdir: Path, wallets: int) -> Path:
@@ -214,13 +145,19 @@ class HttpSteps:
     def duration(self) -> float:
         return self.bench.duration
 
-    def start(self, label: str, settings_module: str | None = None, **knobs: str) -> None:
-        """A gunicorn on its own fresh copy of the seeded database, warmed up."""
+    def start(
+        self, label: str, settings_module: str | None = None, app: str | None = None, **knobs: str
+    ) -> None:
+        """A gunicorn (or, with the knob SERVER=granian, granian) on its own fresh copy of
+        the seeded database, warmed up."""
         self.stop(label)
         if settings_module:
             knobs["DJANGO_SETTINGS_MODULE"] = settings_module
         url = self.bench.fresh_run_db(f"http_{label}")
-        self.servers[label] = Gunicorn(self.bench.workdir, url, label, **knobs)
+        if knobs.pop("SERVER", "gunicorn") == "granian":
+            self.servers[label] = Granian(self.bench.workdir, url, label, **knobs)
+        else:
+            self.servers[label] = Gunicorn(self.bench.workdir, url, label, app=app, **knobs)
         self.warm_up(label)
 
     def warm_up(self, label: str) -> None:
@@ -262,8 +199,12 @@ class HttpSteps:
         the service-level spend they are measured against."""
         cells = [
             self.closed("product", "http", SPEND[0], 16),
+            self.closed("floor", "http_floor", SPEND[0], 16),
             self.closed("peer", "http_peer", "/peer/withdraw", 16, body=PEER_BODY),
             self.closed("product", "http_balance", BALANCE, 16, method="GET", body=None, ok=200),
+            self.closed(
+                "floor", "http_floor_balance", BALANCE, 16, method="GET", body=None, ok=200
+            ),
         ]
         reference = self.bench.run_workers(
             "ours_ref", "spread", 8, url=self.servers["product"].database_url
@@ -313,6 +254,7 @@ class HttpSteps:
 SPEND = ("/api/v1/wallet/spend", SPEND_BODY)
 BALANCE = "/api/v1/wallet/balance"
 PEER_BODY = json.dumps({"amount": db.PRICE})
+FLOOR_APP = "bench.floor_app:application"
 
 
 def steps(bench) -> list:
@@ -325,8 +267,13 @@ def steps(bench) -> list:
     }
     out: list = [
         (
-            "gunicorn -c gunicorn.conf.py (README production env) for the product and the peer",
-            lambda: (http.start("product"), http.start("peer", "bench.peer.settings")),
+            "gunicorn -c gunicorn.conf.py (README production env): the product, the peer and"
+            " the minimal WSGI floor",
+            lambda: (
+                http.start("product"),
+                http.start("peer", "bench.peer.settings"),
+                http.start("floor", app=FLOOR_APP),
+            ),
         )
     ]
     for n in [n for n in CLOSED_CLIENTS if n in bench.args.http_clients and n != 16]:
@@ -339,7 +286,7 @@ def steps(bench) -> list:
     for index in range(rounds):
         out.append(
             (
-                f"HTTP round {index + 1}/{rounds}: spend 16, peer 16, balance 16, services.spend 8",
+                f"HTTP round {index + 1}/{rounds}: spend, floor, peer, balance; services.spend",
                 lambda index=index: http.one_round(index),
             )
         )
@@ -370,6 +317,10 @@ CONFIGS = {
     "gthread 4 workers × 4 threads": {"GUNICORN_WORKERS": "4"},
     "sync 4 workers, psycopg pool": {**SYNC, "GUNICORN_WORKERS": "4", "DATABASE_POOL_SIZE": "2"},
     "gthread cores × 4, psycopg pool": {"DATABASE_POOL_SIZE": "4"},
+    "gthread cores × 2 threads": {"GUNICORN_THREADS": "2"},
+    "gthread cores × 8 threads": {"GUNICORN_THREADS": "8"},
+    "gthread cores × 4, CONN_HEALTH_CHECKS=0": {"CONN_HEALTH_CHECKS": "0"},
+    "granian WSGI, cores × 4 blocking threads (bench extra)": {"SERVER": "granian"},
 }
 
 
@@ -383,7 +334,7 @@ def config_steps(bench) -> list:
     bench.extra["http_configs"] = results
 
     def measure(label: str, knobs: dict) -> None:
-        http.start("product", **knobs)
+        http.start("product", **dict(knobs))
         spend = http.closed("product", "http", SPEND[0], 16)
         balance = http.closed(
             "product", "http_balance", BALANCE, 16, method="GET", body=None, ok=200

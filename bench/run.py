@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import platform
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -327,6 +326,10 @@ class Bench:
             from bench import http_bench
 
             steps += http_bench.config_steps(self)
+        if want("cpu"):
+            from bench import profile_http
+
+            steps += profile_http.steps(self)
         if want("history"):
             from bench import history
 
@@ -416,18 +419,20 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    # Production refuses development secrets: the seed (audit chain) and gunicorn share
-    # these random ones.
-    for name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
-        os.environ.setdefault(name, secrets.token_urlsafe(48))
+    db.ensure_secrets()
     bench = Bench(args)
     results = bench.run()
     full = not args.quick and not args.only
     output = Path(args.output or RESULTS / ("latest.json" if full else "quick.json"))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=1) + "\n")
+    from bench.api_targets import api_targets
     from bench.report import plot, print_table
 
+    if any(c["system"] == "http" for c in results["cells"]):
+        targets = RESULTS / "http_targets.json"
+        targets.write_text(json.dumps(api_targets(results), indent=1) + "\n")
+        bench.log(f"wrote the API targets to {targets} (docs/performance.md renders them)")
     print_table(results)
     plot(results, output.parent, prefix="" if output.stem == "latest" else f"{output.stem}-")
     bench.log(f"wrote {output} and plots in {output.parent}")

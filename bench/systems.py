@@ -22,6 +22,8 @@ SYSTEM_LABELS = {
 EXTRA_LABELS = {
     "http_balance": "ours: HTTP GET /wallet/balance",
     "http_peer": "peer: DRF + token auth + dj-wallet withdraw over HTTP",
+    "http_floor": "floor: minimal WSGI app (no Django), HTTP POST spend",
+    "http_floor_balance": "floor: minimal WSGI app (no Django), HTTP GET balance",
     "ours_ref": "ours: services.spend, threads (HTTP block's reference)",
     "transfer": "ours: services.transfer (spread: random pairs; hot: A↔B)",
     "pgbench_min": "pgbench_min",

@@ -57,6 +57,12 @@ INSTALLED_APPS = [
     "jobs",
 ]
 
+# Auth-from-session, messages and the CSP header come from
+# divine_whispers/api/token_stack.py: Django's and django-csp's own middlewares, passed
+# straight through by API-key requests under /api/v1/ (which never use a session); the
+# admin, the browsable API and session logins run them as before (docs/performance.md).
+# The session middleware itself stays Django's (check --deploy names it; it loads a
+# session only when something reads it, which nothing does for a token request).
 MIDDLEWARE = [
     "divine_whispers.request_context.RequestContextMiddleware",
     "divine_whispers.observability.requests.ObservabilityMiddleware",
@@ -66,10 +72,10 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "divine_whispers.api.token_stack.AuthenticationMiddleware",
+    "divine_whispers.api.token_stack.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "divine_whispers.api.token_stack.CSPMiddleware",
     "divine_whispers.http_headers.ApiNoStoreMiddleware",
 ]
 
@@ -122,6 +128,9 @@ def _database_from_env() -> dict:
 # is slower with gunicorn's one-thread sync workers (docs/performance.md), so it stays
 # opt-in for threaded workers.
 DATABASE_CONN_MAX_AGE = env.int("CONN_MAX_AGE", default=600)
+# CONN_HEALTH_CHECKS=0 drops the per-request ping: a connection the server dropped then
+# fails one request (503) before Django replaces it. Measured in docs/performance.md.
+DATABASE_CONN_HEALTH_CHECKS = env.bool("CONN_HEALTH_CHECKS", default=True)
 DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=0)
 
 
@@ -136,7 +145,7 @@ def _connection_reuse(database: dict) -> None:
         }
         return
     database.setdefault("CONN_MAX_AGE", DATABASE_CONN_MAX_AGE)
-    database["CONN_HEALTH_CHECKS"] = True
+    database["CONN_HEALTH_CHECKS"] = DATABASE_CONN_HEALTH_CHECKS
 
 
 DATABASES = {"default": _database_from_env()}

@@ -56,9 +56,25 @@ def _report_markdown(results: dict) -> tuple[str, str]:
     """(spend table, ratio table) exactly as `python -m bench.report` prints them."""
     if str(ROOT) not in sys.path:  # MkDocs loads hooks from a file, not from the repository
         sys.path.insert(0, str(ROOT))
-    from bench.report import ratio_table, results_tables
+    from bench.report import compute_ratios, ratio_table, results_tables
 
+    # Today's definitions and targets, on the file's cells.
+    results = {**results, "ratios": compute_ratios(results["cells"], results)}
     return results_tables(results), ratio_table(results)
+
+
+def _api_targets(_results: dict) -> str:
+    """From bench/results/http_targets.json: the last run with the HTTP block (quick too)."""
+    path = RESULTS / "http_targets.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PluginError(f"cannot read {path} (run `make bench QUICK=1`): {exc}") from exc
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from bench.api_targets import api_targets_markdown
+
+    return api_targets_markdown(data)
 
 
 def _spend_table(results: dict) -> str:
@@ -112,6 +128,7 @@ RENDERERS = {
     "meta": _meta,
     "spend-table": _spend_table,
     "ratios": _ratios,
+    "api-targets": _api_targets,
     "verify-ledger": _verify_ledger,
     "history": _history,
 }

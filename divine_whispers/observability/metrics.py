@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 import os
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -68,14 +69,29 @@ HTTP_LATENCY = Histogram(
 )
 
 
+# Each labelled series is looked up once per process and label set, then reused: on the
+# hot path `.labels(...)` (validation, a lock, a dict) cost more than the increments.
+# The label values are bounded (routes are URL patterns, methods a fixed list, outcomes
+# and types constants), so these dictionaries stay small.
+_series: dict[tuple, Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    key = (metric, values)
+    child = _series.get(key)
+    if child is None:
+        child = _series.setdefault(key, metric.labels(*values))
+    return child
+
+
 def record_operation(operation: str, outcome: str) -> None:
-    OPERATIONS.labels(operation=operation, outcome=outcome).inc()
+    _child(OPERATIONS, operation, outcome).inc()
 
 
 def record_points(txn_type: str, amount: int) -> None:
-    POINTS.labels(type=txn_type).inc(abs(amount))
+    _child(POINTS, txn_type).inc(abs(amount))
     if abs(amount) >= settings.WALLET_LARGE_AMOUNT_THRESHOLD:
-        LARGE_AMOUNTS.labels(type=txn_type).inc()
+        _child(LARGE_AMOUNTS, txn_type).inc()
 
 
 def record_cache_error() -> None:
@@ -84,9 +100,11 @@ def record_cache_error() -> None:
 
 
 def record_request(route: str, method: str, status: int, seconds: float) -> None:
-    labels = {"route": route, "method": method, "status": str(status)}
-    HTTP_REQUESTS.labels(**labels).inc()
-    HTTP_LATENCY.labels(**labels).observe(seconds)
+    """Both request series of one answer (labels in declaration order: route, method,
+    status)."""
+    labels = (route, method, str(status))
+    _child(HTTP_REQUESTS, *labels).inc()
+    _child(HTTP_LATENCY, *labels).observe(seconds)
 
 
 # --- Scrape-time figures from the database -------------------------------------------

@@ -2,7 +2,10 @@
 
 The route is the URL pattern that matched (`api/v1/jobs/<pk>`-like), never the raw
 path: a path holds ids, so it would make one time series per object and could carry
-whatever a client typed into it.
+whatever a client typed into it. For the same reason a method outside HTTP's own list is
+logged and counted as `OTHER`. Every value of the line is therefore safe by construction
+(constants, numbers, a URL pattern, the sanitized request id): it skips the log's regex
+redaction (divine_whispers/observability/logs.py).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from divine_whispers.observability import metrics
+from divine_whispers.observability.logs import safe_fields
 
 logger = logging.getLogger("divine_whispers.request")
 
 UNMATCHED_ROUTE = "<unmatched>"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 _REGEX_NOISE = re.compile(r"[\^$]|\\\.|\(\?P<(\w+)>[^)]*\)")
 
 
@@ -52,23 +57,24 @@ class ObservabilityMiddleware:
         response = self.get_response(request)
         seconds = time.monotonic() - started
         route = route_of(request)
-        metrics.record_request(route, request.method or "", response.status_code, seconds)
+        method = request.method if request.method in METHODS else "OTHER"
         status = response.status_code
+        metrics.record_request(route, method, status, seconds)
         level = logging.ERROR if status >= 500 else logging.INFO
         logger.log(
             level,
             "%s %s %s",
-            request.method,
+            method,
             route,
             status,
-            extra={
-                "event": "request",
-                "request_id": getattr(request, "request_id", None),
-                "user_id": _user_id(request),
-                "method": request.method,
-                "route": route,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 2),
-            },
+            extra=safe_fields(
+                event="request",
+                request_id=getattr(request, "request_id", None),
+                user_id=_user_id(request),
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(seconds * 1000, 2),
+            ),
         )
         return response

@@ -25,10 +25,10 @@ from divine_whispers.api.permissions import has_perm
 from divine_whispers.api.schema import error_responses
 from wallet import selectors, services
 from wallet.api.permissions import AuditPermissionDeniedMixin
+from wallet.api.representations import balance_data, job_data, transaction_data
 from wallet.api.serializers import (
     BalanceSerializer,
     DepositInputSerializer,
-    JobSerializer,
     SpendInputSerializer,
     SpendResponseSerializer,
     TransactionFilterSerializer,
@@ -59,7 +59,7 @@ class WalletViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
     @action(detail=False, methods=["get"])
     def balance(self, request: Request) -> Response:
         wallet = selectors.wallet_for_user(user_id=request.user.pk)
-        return Response(BalanceSerializer(wallet).data)
+        return Response(balance_data(wallet))  # = BalanceSerializer(wallet).data
 
     @extend_schema(
         summary="Buy a job at its server-side price",
@@ -87,12 +87,11 @@ class WalletViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
             expected_price=data.get("amount"),
             job_input=data.get("input"),
         )
-        # Built only from the service's result: no query after the COMMIT.
+        # Built only from the service's result: no query after the COMMIT. The plain
+        # functions equal TransactionSerializer / JobSerializer (SpendResponseSerializer).
         body = {
-            "transaction": TransactionSerializer(
-                result.transaction, context={"job_id": result.job.pk}
-            ).data,
-            "job": JobSerializer(result.job).data,
+            "transaction": transaction_data(result.transaction, job_id=result.job.pk),
+            "job": job_data(result.job),
         }
         return created_or_replayed(body, replayed=result.replayed)
 

@@ -20,6 +20,7 @@ from django.db import DatabaseError
 
 from divine_whispers.errors import DomainError
 from divine_whispers.observability import metrics
+from divine_whispers.observability.logs import safe_fields
 
 logger = logging.getLogger("divine_whispers.money")
 
@@ -67,7 +68,9 @@ def _log(operation: str, outcome: str, started: float, kwargs: dict, rows: list)
             {"id": r.pk, "wallet_id": r.wallet_id, "type": r.type, "amount": r.amount} for r in rows
         ]
     level = logging.INFO if outcome in ("ok", "replayed") else logging.WARNING
-    logger.log(level, "%s %s", operation, outcome, extra=fields)
+    # Safe by construction: operation names and outcome codes are constants, the rest ids
+    # and numbers (no regex redaction on the hot path).
+    logger.log(level, "%s %s", operation, outcome, extra=safe_fields(**fields))
 
 
 def observed(operation: str) -> Callable[[F], F]:
