@@ -190,6 +190,13 @@ class Transaction(models.Model):
                 condition=Q(status="success", type__in=["spend", "transfer_out"]),
                 name="txn_velocity",
             ),
+            # The cumulative approval threshold sums one staff member's recent credits
+            # (wallet/services/_minting.py) across every wallet.
+            models.Index(
+                fields=["actor", "created_at"],
+                condition=Q(amount__gt=0, actor__isnull=False),
+                name="txn_credit_by_actor",
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=~Q(amount=0), name="txn_amount_non_zero"),

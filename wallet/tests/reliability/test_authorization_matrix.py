@@ -21,7 +21,7 @@ from django.urls import URLResolver, get_resolver
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.tests.api_helpers import staff_in
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_velocity_limit")]
 
@@ -192,7 +192,6 @@ def world(settings, client_for, api_client):
     settings.API_THROTTLE_RATE = "100000/minute"
     settings.API_ANON_THROTTLE_RATE = "100000/minute"
     JobTypeFactory(code="fortune", price=5)
-    cashier = StaffFactory(username="matrix-cashier")
     people = {
         "user": UserFactory(username="matrix-user"),
         "other": UserFactory(username="matrix-other"),
@@ -201,7 +200,9 @@ def world(settings, client_for, api_client):
         "superuser": StaffFactory(username="matrix-root", is_superuser=True),
     }
     for person in people.values():
-        services.deposit(user=person, amount=10_000, reference_id=f"mx-{person.pk}", actor=cashier)
+        services.deposit(
+            user=person, amount=10_000, reference_id=f"mx-{person.pk}", actor=payment_account()
+        )
     owner = people["user"]
     spend, job = services.spend(user=owner, job_type="fortune")
 
