@@ -17,10 +17,12 @@ metrics and log line of every operation). This package re-exports the public nam
 only, so callers keep writing `from wallet import services; services.spend(...)`.
 """
 
+from wallet.services._minting import self_dealing_message
 from wallet.services.adjustments import (
     ApprovalDecision,
     ApprovalResult,
     adjust,
+    approval_cause_now,
     approval_required,
     approve_adjustment,
     reject_adjustment,
@@ -43,6 +45,7 @@ __all__ = [
     "SpendResult",
     "TransferResult",
     "adjust",
+    "approval_cause_now",
     "approval_required",
     "approve_adjustment",
     "deposit",
@@ -56,6 +59,7 @@ __all__ = [
     "repair_balance",
     "revoke_tokens",
     "save_new_token",
+    "self_dealing_message",
     "spend",
     "stale_pending",
     "transfer",

@@ -49,29 +49,40 @@ def is_staff(user: Any) -> bool:
     return bool(getattr(user, "is_staff", False) or getattr(user, "is_superuser", False))
 
 
+def wallet_owner(wallet: Wallet) -> Any:
+    """The wallet's owner, with only the flags these rules read."""
+    return get_user_model().objects.only("is_staff", "is_superuser").get(pk=wallet.user_id)
+
+
 def owner_is_staff(wallet: Wallet) -> bool:
     """Whether the wallet belongs to a staff member (read under the wallet's lock)."""
-    flags = (
-        get_user_model()
-        .objects.filter(pk=wallet.user_id)
-        .values_list("is_staff", "is_superuser")
-        .first()
-    )
-    return bool(flags and any(flags))
+    return is_staff(wallet_owner(wallet))
+
+
+DEALING_MESSAGES = {
+    "own_wallet": "You may not move points into your own wallet or decide about it.",
+    "staff_wallet": "A staff member's wallet changes only through an approval request "
+    "that a superuser other than the requester approves.",
+}
+
+
+def decision_barrier(owner: Any, actor: Any) -> str | None:
+    """Why `actor` may not decide (or directly credit) a change to `owner`'s wallet:
+    `own_wallet`, `staff_wallet` (only a superuser may), or None."""
+    if actor_id(actor) == owner.pk:
+        return "own_wallet"
+    if is_staff(owner) and not getattr(actor, "is_superuser", False):
+        return "staff_wallet"
+    return None
 
 
 def refuse_self_dealing(
     wallet: Wallet, actor: Any, *, action: str, amount: int | None, why: str, **metadata: Any
 ) -> Rejection:
     """The audited refusal (`suspicious.self_dealing` on the wallet's chain)."""
-    messages = {
-        "own_wallet": "You may not move points into your own wallet or decide about it.",
-        "staff_wallet": "A staff member's wallet changes only through an approval request "
-        "that a superuser other than the requester approves.",
-    }
     return _checks.reject(
         wallet,
-        SelfDealingForbidden(messages[why], reason=why, wallet_user_id=wallet.user_id),
+        SelfDealingForbidden(DEALING_MESSAGES[why], reason=why, wallet_user_id=wallet.user_id),
         action="suspicious.self_dealing",
         actor=actor,
         amount=amount,
@@ -85,16 +96,14 @@ def credit_refusal(wallet: Wallet, actor: Any, *, action: str, amount: int) -> R
     """Why `actor` may not credit `wallet` directly (a refund), audited; None when they may.
 
     Their own wallet: never. A staff member's wallet: only a superuser (the second
-    person being the superuser, who is not the owner).
+    person being the superuser, who is not the owner). The system (no actor) may.
     """
-    acting = actor_id(actor)
-    if acting is None:
+    if actor_id(actor) is None:
         return None
-    if acting == wallet.user_id:
-        return refuse_self_dealing(wallet, actor, action=action, amount=amount, why="own_wallet")
-    if not getattr(actor, "is_superuser", False) and owner_is_staff(wallet):
-        return refuse_self_dealing(wallet, actor, action=action, amount=amount, why="staff_wallet")
-    return None
+    why = decision_barrier(wallet_owner(wallet), actor)
+    if why is None:
+        return None
+    return refuse_self_dealing(wallet, actor, action=action, amount=amount, why=why)
 
 
 def deposit_refusal(wallet: Wallet, actor: Any, amount: int) -> Rejection | None:
@@ -121,6 +130,12 @@ def deposit_refusal(wallet: Wallet, actor: Any, amount: int) -> Rejection | None
             wallet, actor, action="wallet.deposit", amount=amount, why="own_wallet"
         )
     return None
+
+
+def self_dealing_message(owner: Any, actor: Any) -> str | None:
+    """For the pages: what refuses `actor` a decision about `owner`'s wallet, or None."""
+    why = decision_barrier(owner, actor)
+    return None if why is None else f"{DEALING_MESSAGES[why]} (self_dealing_forbidden)"
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,12 @@ def _approval_cause(wallet: Wallet, amount: int, actor: Any, now: datetime) -> s
     return "cumulative" if alone.would_reach(amount) else None
 
 
+def approval_cause_now(*, wallet: Wallet, amount: int, actor: Any) -> str | None:
+    """What `adjust` would decide now, read without locks (a confirmation page's preview;
+    the service decides again under the locks)."""
+    return _approval_cause(wallet, amount, actor, timezone.now())
+
+
 @observed("adjust")
 def adjust(
     *,
@@ -292,11 +298,8 @@ def _self_dealing_decision(
 ) -> Rejection | None:
     """Nobody decides a request about their own wallet; a staff member's wallet needs a
     superuser (other than the requester, checked before) to decide (audited refusals)."""
-    if wallet.user_id == _minting.actor_id(actor):
-        why = "own_wallet"
-    elif not getattr(actor, "is_superuser", False) and _minting.owner_is_staff(wallet):
-        why = "staff_wallet"
-    else:
+    why = _minting.decision_barrier(_minting.wallet_owner(wallet), actor)
+    if why is None:
         return None
     return _minting.refuse_self_dealing(
         wallet,
