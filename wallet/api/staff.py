@@ -265,9 +265,10 @@ class AdminApprovalViewSet(
         summary="Approve a request: the adjustment is booked now",
         description=f"Needs `{APPROVE}`; not the requester's own request (403 "
         "`self_approval_forbidden`), not a request for your own wallet, and for a staff "
-        "member's wallet only a superuser (403 `self_dealing_forbidden`). Books the adjustment under the usual rules, exactly "
-        "once: a balance that would go negative is 402 and the request stays pending; a "
-        "request already decided or expired is 409 `approval_not_pending`.",
+        "member's wallet only a superuser (403 `self_dealing_forbidden`). Books the "
+        "adjustment under the usual rules, exactly once: a balance that would go negative "
+        "is 402 and the request stays pending; a request already decided or expired is 409 "
+        "`approval_not_pending`.",
         request=ApproveInputSerializer,
         responses={
             201: ApprovalDecisionResponseSerializer,
