@@ -1,13 +1,19 @@
 """Minting controls: `wallet.deposit_points` leaves every staff group and every staff
-member (it is the payment service account's alone), and the ledger gets the index the
-cumulative approval threshold reads (one staff member's recent credits).
+member (it is the payment service account's alone), the ledger gets the index the
+cumulative approval threshold reads (one staff member's recent credits), and the
+database refuses self-dealing too: no adjustment or deposit booked by its own wallet's
+owner, no approval request asked or decided by the owner of its wallet.
+
+On PostgreSQL the CHECKs are added `NOT VALID`: they hold for every new or changed row,
+but a database that already holds a row the rule now forbids (booked before it existed)
+still migrates; `verify_ledger` is not the place for it, the audit trail already names it.
 
 A group counts as a staff group when it is `support` or `finance`, or when any member is
 staff or a superuser; a group of service accounts only (say, `payments`) keeps the right.
 """
 
 from django.db import migrations, models
-from django.db.models import Q
+from django.db.models import F, Q
 
 DEPOSIT = ("wallet", "deposit_points")
 STAFF_GROUPS = ["support", "finance"]
@@ -46,6 +52,46 @@ def give_deposit_back_to_finance(apps, schema_editor):
         group.permissions.add(permission)
 
 
+GUARDS = [
+    (
+        "transaction",
+        models.CheckConstraint(
+            condition=~Q(type__in=["adjustment", "deposit"], actor=F("user")),
+            name="txn_no_self_credit",
+        ),
+    ),
+    (
+        "approvalrequest",
+        models.CheckConstraint(
+            condition=~Q(requested_by=F("user")), name="approval_not_asked_by_owner"
+        ),
+    ),
+    (
+        "approvalrequest",
+        models.CheckConstraint(
+            condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("user")),
+            name="approval_not_decided_by_owner",
+        ),
+    ),
+]
+
+
+def add_guards(apps, schema_editor):
+    for model_name, constraint in GUARDS:
+        model = apps.get_model("wallet", model_name)
+        if schema_editor.connection.vendor != "postgresql":
+            schema_editor.add_constraint(model, constraint)
+            continue
+        table = schema_editor.quote_name(model._meta.db_table)
+        check = constraint.constraint_sql(model, schema_editor)
+        schema_editor.execute(f"ALTER TABLE {table} ADD {check} NOT VALID")
+
+
+def drop_guards(apps, schema_editor):
+    for model_name, constraint in GUARDS:
+        schema_editor.remove_constraint(apps.get_model("wallet", model_name), constraint)
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("wallet", "0008_finance_approves_adjustments"),
@@ -61,5 +107,12 @@ class Migration(migrations.Migration):
                 fields=["actor", "created_at"],
                 name="txn_credit_by_actor",
             ),
+        ),
+        migrations.SeparateDatabaseAndState(
+            database_operations=[migrations.RunPython(add_guards, drop_guards)],
+            state_operations=[
+                migrations.AddConstraint(model_name=model_name, constraint=constraint)
+                for model_name, constraint in GUARDS
+            ],
         ),
     ]

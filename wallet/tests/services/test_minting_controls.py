@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -278,3 +279,49 @@ def test_two_staff_crediting_each_others_customers_never_deadlock():
     assert not [r for r in results if isinstance(r, BaseException)]
     assert _booked_alone() == 16
     assert_ledger_consistent()
+
+
+# --- the database's own guards ----------------------------------------------------------
+
+
+def test_the_database_refuses_a_self_credit_written_past_the_service():
+    fin = StaffFactory(username="fin")
+    Wallet.objects.ensure_for_users([fin.pk])
+    wallet = Wallet.objects.get(user=fin)
+    for txn_type in ("adjustment", "deposit"):
+        row = Transaction(
+            wallet=wallet,
+            user=fin,
+            type=txn_type,
+            amount=5,
+            balance_after=5,
+            reference_id="raw",
+            description="raw",
+            actor=fin,
+            created_at=timezone.now(),
+        )
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Transaction.objects.bulk_create([row])
+    assert not Transaction.objects.exists()
+
+
+def test_the_database_refuses_a_request_asked_or_decided_by_its_wallets_owner(user):
+    fin = StaffFactory(username="fin")
+    approval = services.adjust(user=user, amount=50_000, reason="big", actor=fin).approval
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ApprovalRequest.objects.filter(pk=approval.pk).update(
+            status="rejected", decided_by=user, decided_at=timezone.now(), decision_reason="x"
+        )
+    Wallet.objects.ensure_for_users([fin.pk])
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ApprovalRequest.objects.create(
+            wallet=Wallet.objects.get(user=fin),
+            user=fin,
+            amount=5,
+            reason="raw",
+            request_fingerprint="x",
+            requested_by=fin,
+            expires_at=timezone.now(),
+            created_at=timezone.now(),
+        )
