@@ -12,8 +12,8 @@ The operations live in one module each (deposits, spending, transfers, refunds,
 adjustments with their approvals, repairs, api_keys) and return the types of `results`.
 Private modules beside them hold what the operations share: `_checks` (replay, velocity,
 balance and confirmation checks), `_minting` (who may create points: staff never deposit,
-no self-dealing, the cumulative approval threshold), `_booking` (rows, audit events and their writes),
-`_fast_path` (the two-statement spend and transfer in raw SQL) and `_observed` (the
+no self-dealing, the cumulative approval threshold), `_booking` (rows, audit events and
+their writes), `_fast_path` (the two-statement spend and transfer in raw SQL) and `_observed` (the
 metrics and log line of every operation). This package re-exports the public names
 only, so callers keep writing `from wallet import services; services.spend(...)`.
 """
