@@ -58,7 +58,7 @@ def world(settings, client_for):
         "alice": client_for(alice),
         "refunder": client_for(staff_with("wallet.refund_transaction", "outcome-refunder")),
         "finance": client_for(staff_with("wallet.adjust_points", "outcome-finance")),
-        "payer": client_for(staff_with("wallet.deposit_points", "outcome-payer")),
+        "payer": client_for(payment_account()),
         "alice_user": alice,
         "bob": bob,
         "spend": spend,
