@@ -9,7 +9,7 @@ from django.db.backends.signals import connection_created
 
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 
 
 def _allow_truncate_in_tests(sender, connection, **kwargs) -> None:
@@ -45,12 +45,18 @@ def staff(db):
 
 
 @pytest.fixture
+def payer(db):
+    """The payment service account: the only account that may deposit."""
+    return payment_account()
+
+
+@pytest.fixture
 def job_type(db):
     return JobTypeFactory(code="fortune", name="Fortune reading", price=50)
 
 
 @pytest.fixture
-def fund(staff) -> Callable[..., int]:
+def fund(payer) -> Callable[..., int]:
     """Put points in a user's wallet the only legitimate way: a deposit."""
     counter = iter(range(1, 10**9))
 
@@ -59,7 +65,7 @@ def fund(staff) -> Callable[..., int]:
             user=target,
             amount=amount,
             reference_id=f"test-pay-{next(counter)}-{target.pk}",
-            actor=staff,
+            actor=payer,
         )
         return result.transaction.balance_after
 

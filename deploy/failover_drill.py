@@ -136,7 +136,8 @@ def setup_users(count: int, prefix: str = "drill") -> list[dict]:
     JobType.objects.update_or_create(
         code=JOB_TYPE, defaults={"name": "Fortune", "price": PRICE, "active": True}
     )
-    cashier, _ = user_model.objects.get_or_create(username="drill-cashier", is_staff=True)
+    # The payment service account credits (no staff member may deposit).
+    cashier, _ = user_model.objects.get_or_create(username="drill-payments", is_staff=False)
     users = []
     for i in range(count):
         user, _ = user_model.objects.get_or_create(username=f"{prefix}-{i:04d}")

@@ -130,3 +130,25 @@ class StaleConfirmation(DomainError):
     code = "stale_confirmation"
     status = 409
     default_message = "The figures you confirmed have changed since; nothing was booked."
+
+
+# --- Minting controls -------------------------------------------------------------------
+
+
+class PermissionRefused(DomainError):
+    """A service's own refusal of an actor who may not do this at all (the API's
+    permission classes answer the same code before a view runs)."""
+
+    code = "permission_denied"
+    status = 403
+    default_message = "You do not have permission to perform this action."
+
+
+class SelfDealingForbidden(DomainError):
+    """Nobody moves points into their own wallet, nor decides anything about it; a staff
+    member's wallet changes only through a request a superuser other than the requester
+    approves."""
+
+    code = "self_dealing_forbidden"
+    status = 403
+    default_message = "You may not move points into your own wallet or decide about it."

@@ -236,6 +236,10 @@ WALLET_TRANSACTION_ATTEMPTS = env.int("WALLET_TRANSACTION_ATTEMPTS", default=5)
 WALLET_APPROVAL_THRESHOLD = env.int("WALLET_APPROVAL_THRESHOLD", default=10_000)
 # A request nobody decided within this many hours reads `expired` and can no longer be.
 WALLET_APPROVAL_TTL_HOURS = env.int("WALLET_APPROVAL_TTL_HOURS", default=72)
+# The threshold is cumulative: what one staff member booked alone (positive adjustments
+# and grants), and what was booked alone into one wallet, within this many hours counts
+# together with the next amount.
+WALLET_APPROVAL_WINDOW_HOURS = env.int("WALLET_APPROVAL_WINDOW_HOURS", default=24)
 # How long an admin confirmation page (refund, adjustment) stays valid once issued.
 ADMIN_CONFIRMATION_MAX_AGE_SECONDS = env.int("ADMIN_CONFIRMATION_MAX_AGE_SECONDS", default=1800)
 # A refund page warns when the spend was already refunded within this many minutes.

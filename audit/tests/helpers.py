@@ -19,7 +19,7 @@ from divine_whispers.errors import InsufficientBalance
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 
 
 @dataclass
@@ -43,8 +43,10 @@ def populate_ledger() -> Ledger:
     staff = StaffFactory(username="cashier")
     alice, bob, carol = (UserFactory(username=name) for name in ("alice", "bob", "carol"))
     JobTypeFactory(code="tarot", name="Tarot", price=120)
-    deposit = services.deposit(user=alice, amount=1000, reference_id="pay-a1", actor=staff)
-    services.deposit(user=bob, amount=300, reference_id="pay-b1", actor=staff)
+    deposit = services.deposit(
+        user=alice, amount=1000, reference_id="pay-a1", actor=payment_account()
+    )
+    services.deposit(user=bob, amount=300, reference_id="pay-b1", actor=payment_account())
     spend, _job = services.spend(user=alice, job_type="tarot", reference_id="spend-a1")
     services.spend(user=bob, job_type="tarot")
     refund = services.refund(spend_txn=spend, amount=20, reason="short reading", actor=staff)

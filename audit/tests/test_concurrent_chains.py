@@ -25,7 +25,7 @@ from divine_whispers.errors import InsufficientBalance
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, TransactionType, Wallet
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 from wallet.tests.helpers import assert_ledger_consistent, run_concurrently
 from wallet.verification import verify_ledger
 
@@ -45,7 +45,10 @@ def _writer(users: list, staff, thread: int) -> int:
         try:
             if kind == 0:
                 services.deposit(
-                    user=me, amount=rng.randint(1, 60), reference_id=f"d-{thread}-{i}", actor=staff
+                    user=me,
+                    amount=rng.randint(1, 60),
+                    reference_id=f"d-{thread}-{i}",
+                    actor=payment_account(),
                 )
             elif kind == 1:
                 my_spends.append(services.spend(user=me, job_type="fortune").transaction)
@@ -65,7 +68,9 @@ def test_16_threads_x_50_operations_keep_every_chain_intact():
     users = [UserFactory() for _ in range(4)]
     JobTypeFactory(code="fortune", price=15)
     for user in users:
-        services.deposit(user=user, amount=500, reference_id=f"seed-{user.pk}", actor=staff)
+        services.deposit(
+            user=user, amount=500, reference_id=f"seed-{user.pk}", actor=payment_account()
+        )
 
     with override_settings(WALLET_VELOCITY_LIMIT=10**6):
         results = run_concurrently(lambda t: _writer(users, staff, t), THREADS)
@@ -89,9 +94,8 @@ def _verify_process() -> subprocess.CompletedProcess:
 
 
 def test_verify_ledger_process_exit_codes():
-    staff = StaffFactory()
     alice, bob = UserFactory(), UserFactory()
-    services.deposit(user=alice, amount=100, reference_id="p1", actor=staff)
+    services.deposit(user=alice, amount=100, reference_id="p1", actor=payment_account())
     services.transfer(sender=alice, recipient=bob, amount=40)
 
     clean = _verify_process()

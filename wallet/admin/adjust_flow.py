@@ -80,7 +80,10 @@ class AdjustFlowMixin(ConfirmedFlowMixin):
         if wallet.balance != plan["balance"]:
             return self._adjust_stale(request, wallet, plan, page)
         error = ""
-        needs_approval = services.approval_required(plan["amount"])
+        cause = services.approval_cause_now(
+            wallet=wallet, amount=plan["amount"], actor=request.user
+        )
+        needs_approval = cause is not None
         if request.method == "POST":
             try:
                 result = services.adjust(
@@ -111,14 +114,13 @@ class AdjustFlowMixin(ConfirmedFlowMixin):
             ("Reason", plan["reason"], "confirm-reason"),
         ]
         warnings = []
-        if needs_approval:
+        if wallet.user_id == request.user.pk:
             warnings.append(
-                f"This amount needs a second person: adjustments of "
-                f"{points(settings.WALLET_APPROVAL_THRESHOLD)} points or more are not booked "
-                "when asked for. Confirming creates an approval request; another staff member "
-                "with the approve permission books it (or rejects it) within "
-                f"{settings.WALLET_APPROVAL_TTL_HOURS} hours."
+                "This is your own wallet: nobody adjusts their own points, so confirming "
+                "will be refused (self_dealing_forbidden)."
             )
+        elif needs_approval:
+            warnings.append(_approval_warning(cause))
         if balance + amount < 0:
             warnings.append("This would take the balance below zero: it will be refused.")
         return self._render_page(
@@ -199,3 +201,20 @@ class AdjustFlowMixin(ConfirmedFlowMixin):
             self._log_action(request, row, text)
         messages.success(request, text)
         return HttpResponseRedirect(admin_url(wallet))
+
+
+def _approval_warning(cause: str) -> str:
+    """Why this adjustment waits for a second person (the causes of services.adjust)."""
+    threshold = points(settings.WALLET_APPROVAL_THRESHOLD)
+    why = {
+        "amount": f"adjustments of {threshold} points or more are not booked when asked for.",
+        "staff_wallet": "this wallet belongs to a staff member; only a superuser other than "
+        "you may approve a change to it.",
+        "cumulative": f"with what you, or this wallet, received without a second person in "
+        f"the last {settings.WALLET_APPROVAL_WINDOW_HOURS} hours it reaches {threshold} points.",
+    }[cause]
+    return (
+        f"This amount needs a second person: {why} Confirming creates an approval request; another "
+        "staff member with the approve permission books it (or rejects it) within "
+        f"{settings.WALLET_APPROVAL_TTL_HOURS} hours."
+    )

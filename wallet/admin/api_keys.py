@@ -37,10 +37,9 @@ class ApiTokenIssueForm(forms.ModelForm):
 
     def clean_user(self) -> Any:
         user = self.cleaned_data["user"]
-        if not api_keys.may_issue_for(self.issuer, user):
-            raise forms.ValidationError(
-                "You may only issue keys for users with no rights beyond your own."
-            )
+        refusal = api_keys.refuse_issue(self.issuer, user)
+        if refusal is not None:
+            raise forms.ValidationError(refusal)
         return user
 
 

@@ -208,11 +208,16 @@ class ApprovalRequestAdmin(
     def _decision_context(self, request: HttpRequest, approval: ApprovalRequest) -> dict:
         balance = Wallet.objects.filter(pk=approval.wallet_id).values_list("balance", flat=True)[0]
         is_requester = approval.requested_by_id == request.user.pk
+        # Their own wallet, or a staff member's without being a superuser (the service
+        # refuses both; the page says so instead of offering the button).
+        self_dealing = services.self_dealing_message(approval.user, request.user)
         return {
             "approval": approval,
             "is_requester": is_requester,
+            "self_dealing": self_dealing,
             "can_decide": approval.is_pending
             and not is_requester
+            and self_dealing is None
             and request.user.has_perm(permissions.APPROVE),
             "current_balance": balance,
             "balance_after": balance + approval.amount,
@@ -326,6 +331,8 @@ class ApprovalRequestAdmin(
                 "You requested this adjustment: another staff member must decide it "
                 "(self_approval_forbidden)."
             )
+        if context["self_dealing"] is not None:
+            return context["self_dealing"]
         return (
             f"This request is {approval.effective_status}; only a pending request can be "
             "decided (approval_not_pending)."

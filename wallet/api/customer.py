@@ -129,13 +129,20 @@ class WalletViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Credit points after a payment (payment service account)",
-        description=f"Needs the `{DEPOSIT}` permission. `reference_id` (or the "
-        "Idempotency-Key header) is the payment's id: the same payment never credits twice.",
+        description=f"Needs the `{DEPOSIT}` permission, which only the payment service "
+        "account holds: a staff member (superusers included) is refused with 403 "
+        "`permission_denied`, a deposit into the caller's own wallet with 403 "
+        "`self_dealing_forbidden`. `reference_id` (or the Idempotency-Key header) is the "
+        "payment's id: the same payment never credits twice.",
         request=DepositInputSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses=write_responses(
             TransactionResponseSerializer,
-            {400: AMOUNT_ERRORS, 403: ["permission_denied"], 409: ["request_in_progress"]},
+            {
+                400: AMOUNT_ERRORS,
+                403: ["permission_denied", "self_dealing_forbidden"],
+                409: ["request_in_progress"],
+            },
         ),
     )
     @action(

@@ -57,12 +57,16 @@ class AdminUserViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Adjust a user's points (signed, with a reason)",
-        description=f"Needs the `{ADJUST}` permission. An amount whose magnitude "
-        "is at least `WALLET_APPROVAL_THRESHOLD` (default 10,000; 0 = off) is not booked: "
-        'it becomes a pending approval request (`202 {"approval"}`) that another staff '
-        f"member with `{APPROVE}` approves or rejects. A request that could "
-        "not be booked now (the balance would go negative) is refused at once with 402. "
-        "Repeating the reference replays the request (200, `Idempotent-Replayed: true`).",
+        description=f"Needs the `{ADJUST}` permission. Not booked but a pending approval "
+        'request (`202 {"approval"}`) that another staff member with '
+        f"`{APPROVE}` approves or rejects: an amount whose magnitude is at least "
+        "`WALLET_APPROVAL_THRESHOLD` (default 10,000; 0 = off); a credit that, with the "
+        "positive adjustments the requester or this wallet got without a second person in "
+        "the last `WALLET_APPROVAL_WINDOW_HOURS` (default 24), reaches that threshold; and "
+        "any change to a staff member's wallet (a superuser approves it). Your own wallet: "
+        "403 `self_dealing_forbidden`. A request that could not be booked now (the balance "
+        "would go negative) is refused at once with 402. Repeating the reference replays "
+        "the request (200, `Idempotent-Replayed: true`).",
         request=AdjustInputSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={
@@ -71,7 +75,7 @@ class AdminUserViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
                 {
                     400: AMOUNT_ERRORS,
                     402: ["insufficient_balance"],
-                    403: ["permission_denied"],
+                    403: ["permission_denied", "self_dealing_forbidden"],
                     404: ["not_found"],
                     409: ["request_in_progress"],
                 },
@@ -161,14 +165,15 @@ class AdminTransactionViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSe
     @extend_schema(
         summary="Refund a spend (full when amount is omitted)",
         description=f"Needs the `{REFUND}` permission. Refunding a job's spend "
-        "marks the job `refunded`.",
+        "marks the job `refunded`. Never into your own wallet, and into a staff member's "
+        "only by a superuser (403 `self_dealing_forbidden`).",
         request=RefundInputSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses=write_responses(
             TransactionResponseSerializer,
             {
                 400: [*AMOUNT_ERRORS, "not_refundable", "refund_exceeds_original"],
-                403: ["permission_denied"],
+                403: ["permission_denied", "self_dealing_forbidden"],
                 404: ["not_found"],
                 409: ["request_in_progress"],
             },
@@ -259,9 +264,11 @@ class AdminApprovalViewSet(
     @extend_schema(
         summary="Approve a request: the adjustment is booked now",
         description=f"Needs `{APPROVE}`; not the requester's own request (403 "
-        "`self_approval_forbidden`). Books the adjustment under the usual rules, exactly "
-        "once: a balance that would go negative is 402 and the request stays pending; a "
-        "request already decided or expired is 409 `approval_not_pending`.",
+        "`self_approval_forbidden`), not a request for your own wallet, and for a staff "
+        "member's wallet only a superuser (403 `self_dealing_forbidden`). Books the "
+        "adjustment under the usual rules, exactly once: a balance that would go negative "
+        "is 402 and the request stays pending; a request already decided or expired is 409 "
+        "`approval_not_pending`.",
         request=ApproveInputSerializer,
         responses={
             201: ApprovalDecisionResponseSerializer,
@@ -269,7 +276,11 @@ class AdminApprovalViewSet(
                 {
                     400: ["validation_error"],
                     402: ["insufficient_balance"],
-                    403: ["permission_denied", "self_approval_forbidden"],
+                    403: [
+                        "permission_denied",
+                        "self_approval_forbidden",
+                        "self_dealing_forbidden",
+                    ],
                     404: ["not_found"],
                     409: ["approval_not_pending"],
                 }
@@ -288,14 +299,19 @@ class AdminApprovalViewSet(
 
     @extend_schema(
         summary="Reject a request, with a reason; nothing is booked",
-        description=f"Needs `{APPROVE}`; not the requester's own request.",
+        description=f"Needs `{APPROVE}`; not the requester's own request, not one for "
+        "your own wallet, and for a staff member's wallet only a superuser.",
         request=RejectInputSerializer,
         responses={
             200: ApprovalResponseSerializer,
             **error_responses(
                 {
                     400: ["validation_error"],
-                    403: ["permission_denied", "self_approval_forbidden"],
+                    403: [
+                        "permission_denied",
+                        "self_approval_forbidden",
+                        "self_dealing_forbidden",
+                    ],
                     404: ["not_found"],
                     409: ["approval_not_pending"],
                 }

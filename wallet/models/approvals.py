@@ -96,6 +96,14 @@ class ApprovalRequest(models.Model):
                 condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("requested_by")),
                 name="approval_four_eyes",
             ),
+            # Nobody asks for or decides a change to their own wallet (migration 0009).
+            models.CheckConstraint(
+                condition=~Q(requested_by=F("user")), name="approval_not_asked_by_owner"
+            ),
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("user")),
+                name="approval_not_decided_by_owner",
+            ),
             # Approved exactly when an adjustment was booked for it.
             models.CheckConstraint(
                 condition=Q(status=ApprovalStatus.APPROVED, transaction__isnull=False)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 
 from divine_whispers.db.compiled import CompiledQuery
 from divine_whispers.db.faults import row_locks_disabled
@@ -190,6 +190,13 @@ class Transaction(models.Model):
                 condition=Q(status="success", type__in=["spend", "transfer_out"]),
                 name="txn_velocity",
             ),
+            # The cumulative approval threshold sums one staff member's recent credits
+            # (wallet/services/_minting.py) across every wallet.
+            models.Index(
+                fields=["actor", "created_at"],
+                condition=Q(amount__gt=0, actor__isnull=False),
+                name="txn_credit_by_actor",
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=~Q(amount=0), name="txn_amount_non_zero"),
@@ -218,6 +225,11 @@ class Transaction(models.Model):
             models.CheckConstraint(
                 condition=~Q(type=TransactionType.ADJUSTMENT) | ~Q(description=""),
                 name="txn_adjustment_has_reason",
+            ),
+            # Nobody credits their own wallet (migration 0009; NOT VALID on PostgreSQL).
+            models.CheckConstraint(
+                condition=~Q(type__in=["adjustment", "deposit"], actor=F("user")),
+                name="txn_no_self_credit",
             ),
             models.UniqueConstraint(
                 fields=["wallet", "type", "reference_id"],

@@ -11,16 +11,19 @@ Either all of it commits or nothing does.
 The operations live in one module each (deposits, spending, transfers, refunds,
 adjustments with their approvals, repairs, api_keys) and return the types of `results`.
 Private modules beside them hold what the operations share: `_checks` (replay, velocity,
-balance and confirmation checks), `_booking` (rows, audit events and their writes),
-`_fast_path` (the two-statement spend and transfer in raw SQL) and `_observed` (the
+balance and confirmation checks), `_minting` (who may create points: staff never deposit,
+no self-dealing, the cumulative approval threshold), `_booking` (rows, audit events and
+their writes), `_fast_path` (the two-statement spend and transfer in raw SQL) and `_observed` (the
 metrics and log line of every operation). This package re-exports the public names
 only, so callers keep writing `from wallet import services; services.spend(...)`.
 """
 
+from wallet.services._minting import self_dealing_message
 from wallet.services.adjustments import (
     ApprovalDecision,
     ApprovalResult,
     adjust,
+    approval_cause_now,
     approval_required,
     approve_adjustment,
     reject_adjustment,
@@ -43,6 +46,7 @@ __all__ = [
     "SpendResult",
     "TransferResult",
     "adjust",
+    "approval_cause_now",
     "approval_required",
     "approve_adjustment",
     "deposit",
@@ -56,6 +60,7 @@ __all__ = [
     "repair_balance",
     "revoke_tokens",
     "save_new_token",
+    "self_dealing_message",
     "spend",
     "stale_pending",
     "transfer",

@@ -40,15 +40,37 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services import _booking, _checks
+from wallet.services import _booking, _checks, _minting
 from wallet.services._observed import observed
 from wallet.services.results import OperationResult
 
 
 def approval_required(amount: int) -> bool:
-    """Whether an adjustment of `amount` needs a second staff member (0 = approvals off)."""
+    """Whether an adjustment of `amount` needs a second staff member on its own, whatever
+    was booked before (0 = approvals off); see `_approval_cause` for the whole rule."""
     threshold = settings.WALLET_APPROVAL_THRESHOLD
     return threshold > 0 and abs(amount) >= threshold
+
+
+def _approval_cause(wallet: Wallet, amount: int, actor: Any, now: datetime) -> str | None:
+    """Why this adjustment needs a second person, or None: it is large (`amount`), a staff
+    member's wallet (`staff_wallet`: always, and a superuser decides), or it takes what its
+    requester or its wallet received alone in the window to the threshold (`cumulative`).
+    Both wallets must be locked (the caller's one ascending statement)."""
+    if approval_required(amount):
+        return "amount"
+    if _minting.owner_is_staff(wallet):
+        return "staff_wallet"
+    alone = _minting.booked_alone(
+        requester_id=_minting.actor_id(actor), wallet_id=wallet.pk, now=now
+    )
+    return "cumulative" if alone.would_reach(amount) else None
+
+
+def approval_cause_now(*, wallet: Wallet, amount: int, actor: Any) -> str | None:
+    """What `adjust` would decide now, read without locks (a confirmation page's preview;
+    the service decides again under the locks)."""
+    return _approval_cause(wallet, amount, actor, timezone.now())
 
 
 @observed("adjust")
@@ -63,26 +85,31 @@ def adjust(
 ) -> OperationResult | ApprovalResult:
     """A signed correction by finance staff, with a written reason.
 
-    An amount at or above `WALLET_APPROVAL_THRESHOLD` (in magnitude) is not booked: it
-    becomes a pending `ApprovalRequest` (returned as an `ApprovalResult`) that another
-    staff member approves or rejects. A reference names one request or one booking:
-    repeating it replays whichever it named, with other parameters it is refused.
-    `expected_balance`: the balance the admin's confirmation page showed (see refund).
+    Not booked but opened as a pending `ApprovalRequest` (returned as an `ApprovalResult`)
+    that another staff member approves or rejects: an amount at or above
+    `WALLET_APPROVAL_THRESHOLD` in magnitude, any change to a staff member's wallet, and
+    a credit that would take what its requester or its wallet got alone within
+    `WALLET_APPROVAL_WINDOW_HOURS` to the threshold (see `_minting`). Nobody adjusts
+    their own wallet (`self_dealing_forbidden`, audited). A reference names one request
+    or one booking: repeating it replays whichever it named, with other parameters it is
+    refused. `expected_balance`: the balance the admin's confirmation page showed.
     """
     amount = validate_signed_amount(amount, maximum=settings.WALLET_MAX_TRANSACTION_AMOUNT)
     reason = validate_text(reason, field="reason", required=True, max_length=REASON_MAX_LENGTH)
     reference_id = validate_reference(reference_id)
     user_id = _checks.checked_user_id(user)
     fingerprint = _checks.fingerprint_of(op="adjust", amount=amount, reason=reason)
-    needs_approval = approval_required(amount)
-    if needs_approval and _actor_id(actor) is None:
-        raise ValidationFailed(
-            "An adjustment that needs approval must name the staff member asking for it.",
-            field="actor",
-        )
+    requester_id = _minting.actor_id(actor)
 
     def operation() -> OperationResult | ApprovalResult | Rejection:
-        wallet = Wallet.objects.lock_for_user(user_id)
+        # The requester's own wallet is locked too (same ascending statement): it
+        # serialises their cumulative sum across wallets and processes.
+        wallets = Wallet.objects.lock_for_users({user_id, requester_id} - {None})
+        wallet = wallets[user_id]
+        if requester_id == user_id:
+            return _minting.refuse_self_dealing(
+                wallet, actor, action="wallet.adjustment", amount=amount, why="own_wallet"
+            )
         requested = _find_approval_replay(wallet, reference_id, fingerprint)
         if requested is not None:
             return ApprovalResult(requested, replayed=True)
@@ -97,8 +124,14 @@ def adjust(
             )
         now = timezone.now()
         asked = _AskedAdjustment(amount, reason, reference_id, fingerprint)
-        if needs_approval:
-            return ApprovalResult(_open_approval(wallet, asked, actor=actor, now=now))
+        cause = _approval_cause(wallet, amount, actor, now)
+        if cause is not None:
+            if requester_id is None:
+                raise ValidationFailed(
+                    "An adjustment that needs approval must name the staff member asking for it.",
+                    field="actor",
+                )
+            return ApprovalResult(_open_approval(wallet, asked, actor=actor, now=now, cause=cause))
         row = _adjustment_row(wallet, asked, actor=actor, now=now)
         _booking.commit_rows([row], actor, now, {"reason": reason})
         return OperationResult(row)
@@ -133,12 +166,6 @@ class ApprovalResult:
 class ApprovalDecision:
     approval: ApprovalRequest
     transaction: Transaction | None = None
-
-
-def _actor_id(actor: Any) -> int | None:
-    if actor is None or not getattr(actor, "is_authenticated", False):
-        return None
-    return actor.pk
 
 
 def _find_approval_replay(
@@ -181,7 +208,7 @@ def _approval_event(
 
 
 def _open_approval(
-    wallet: Wallet, asked: _AskedAdjustment, *, actor: Any, now: datetime
+    wallet: Wallet, asked: _AskedAdjustment, *, actor: Any, now: datetime, cause: str
 ) -> ApprovalRequest:
     approval = ApprovalRequest.objects.create(
         wallet=wallet,
@@ -202,8 +229,19 @@ def _open_approval(
         reference_id=asked.reference_id,
         expires_at=approval.expires_at.isoformat(),
         threshold=settings.WALLET_APPROVAL_THRESHOLD,
+        cause=cause,
     )
-    save_events([event])
+    events = [event]
+    if cause == "cumulative":
+        # One person's many small credits reached the threshold together: flagged.
+        flag = {
+            "threshold": settings.WALLET_APPROVAL_THRESHOLD,
+            "window_hours": settings.WALLET_APPROVAL_WINDOW_HOURS,
+        }
+        events.append(
+            _approval_event(wallet, approval, "suspicious.cumulative_amount", actor, **flag)
+        )
+    save_events(events)
     _booking.persist_wallets([wallet], now)
     return approval
 
@@ -230,7 +268,7 @@ def _decision_refusal(
     The requester never decides (checked first: it holds whatever the status). A
     request found past its expiry is marked `expired` and audited, once.
     """
-    if approval.requested_by_id == _actor_id(actor):
+    if approval.requested_by_id == _minting.actor_id(actor):
         return _checks.reject(
             wallet,
             SelfApprovalForbidden(approval_id=approval.pk),
@@ -240,6 +278,9 @@ def _decision_refusal(
             approval_id=approval.pk,
             decision=decision,
         )
+    dealing = _self_dealing_decision(wallet, approval, actor, decision)
+    if dealing is not None:
+        return dealing
     if approval.status == ApprovalStatus.PENDING and approval.is_expired(now):
         approval.status = ApprovalStatus.EXPIRED
         approval.decided_at = now
@@ -250,6 +291,24 @@ def _decision_refusal(
     if approval.status != ApprovalStatus.PENDING:
         raise _not_pending(approval)
     return None
+
+
+def _self_dealing_decision(
+    wallet: Wallet, approval: ApprovalRequest, actor: Any, decision: str
+) -> Rejection | None:
+    """Nobody decides a request about their own wallet; a staff member's wallet needs a
+    superuser (other than the requester, checked before) to decide (audited refusals)."""
+    why = _minting.decision_barrier(_minting.wallet_owner(wallet), actor)
+    if why is None:
+        return None
+    return _minting.refuse_self_dealing(
+        wallet,
+        actor,
+        action=f"approval.{decision}",
+        amount=approval.amount,
+        why=why,
+        approval_id=approval.pk,
+    )
 
 
 def _not_pending(approval: ApprovalRequest) -> ApprovalNotPending:
@@ -271,7 +330,7 @@ def _decide(
     approval_id = _checks.id_of(
         approval, ApprovalRequest, "approval must be an approval request id.", field="approval"
     )
-    if _actor_id(actor) is None:
+    if _minting.actor_id(actor) is None:
         raise ValidationFailed("A decision must name the staff member deciding.", field="actor")
 
     def operation() -> ApprovalDecision | Rejection:

@@ -20,30 +20,59 @@ from knox.models import get_digest_token
 from knox.settings import CONSTANTS as KNOX
 
 from audit.services import record_system_event
+from divine_whispers.errors import PermissionRefused
 from wallet.models import ApiToken
 
 
-def may_issue_for(issuer: AbstractBaseUser, user: AbstractBaseUser) -> bool:
+def may_issue_for(issuer: AbstractBaseUser | None, user: AbstractBaseUser) -> bool:
     """Whether `issuer` may hand out a key acting as `user`: never a way to gain rights.
 
-    A superuser may issue for anyone; anybody else only for active users who are not
-    superusers and hold no permission the issuer lacks.
+    Only for an active account. Anyone for themselves (the same rights, by definition);
+    for someone else only a superuser, and never for an account holding a right the
+    issuer lacks. `None` is the operator at the server's shell (`manage.py issue_token`),
+    who can reach the database anyway: allowed, and audited as the system.
     """
+    return issue_refusal(issuer, user) is None
+
+
+def issue_refusal(issuer: AbstractBaseUser | None, user: AbstractBaseUser) -> str | None:
+    """Why `issuer` may not issue a key for `user` (a message for the page), or None."""
     if not user.is_active:
-        return False
-    if issuer.is_superuser:
-        return True
-    if user.is_superuser:
-        return False
-    return user.get_all_permissions() <= issuer.get_all_permissions()
+        return "No key is issued for an inactive account."
+    if issuer is None or issuer.pk == user.pk:
+        return None
+    if not issuer.is_superuser:
+        return "Only a superuser may issue an API key for another account."
+    if not user.get_all_permissions() <= issuer.get_all_permissions():
+        return "No key is issued for an account holding rights beyond your own."
+    return None
+
+
+def refuse_issue(issuer: AbstractBaseUser | None, user: AbstractBaseUser) -> str | None:
+    """`issue_refusal`, and when it refuses an audit event on the system chain
+    (`auth.token_issue_refused`, committed on its own: nothing else happens)."""
+    refusal = issue_refusal(issuer, user)
+    if refusal is not None:
+        record_system_event(
+            action="auth.token_issue_refused",
+            actor=issuer,
+            metadata={"user_id": user.pk, "reason": refusal},
+        )
+    return refusal
 
 
 def save_new_token(
     token: ApiToken, *, expires_in: timedelta | None = None, actor: AbstractBaseUser | None = None
 ) -> str:
-    """Give the unsaved `token` (user and name set) a fresh key, save it, return the key."""
+    """Give the unsaved `token` (user and name set) a fresh key, save it, return the key.
+
+    `actor` None: the operator's command, audited as the system. Anyone else must pass
+    `may_issue_for` (refused with `PermissionRefused`, audited)."""
     if expires_in is not None and expires_in <= timedelta(0):
         raise ValueError("expires_in must be positive")
+    refusal = refuse_issue(actor, token.user)
+    if refusal is not None:
+        raise PermissionRefused(refusal, user_id=token.user_id)
     digest, key = get_digest_token()
     token.digest = digest
     token.token_key = key[: KNOX.TOKEN_KEY_LENGTH]

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
-from divine_whispers.db.transactions import run_atomically
+from divine_whispers.db.transactions import Rejection, run_atomically
 from divine_whispers.money import (
     DESCRIPTION_MAX_LENGTH,
     validate_positive_amount,
@@ -22,7 +22,7 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services import _booking, _checks
+from wallet.services import _booking, _checks, _minting
 from wallet.services._observed import observed
 from wallet.services.results import OperationResult
 
@@ -36,7 +36,12 @@ def deposit(
     actor: AbstractBaseUser | None = None,
     description: Any = "",
 ) -> OperationResult:
-    """Credit points after a real payment; `reference_id` is the payment's id."""
+    """Credit points after a real payment; `reference_id` is the payment's id.
+
+    The payment service account's operation: a staff member (superusers included) is
+    refused (`permission_denied`), and so is a deposit into the actor's own wallet
+    (`self_dealing_forbidden`), each audited. No actor: the system (operators' tools).
+    """
     amount = validate_positive_amount(amount, maximum=settings.WALLET_MAX_TRANSACTION_AMOUNT)
     reference_id = validate_reference(reference_id, required=True)
     description = validate_text(
@@ -45,11 +50,14 @@ def deposit(
     user_id = _checks.checked_user_id(user)
     fingerprint = _checks.fingerprint_of(op="deposit", amount=amount, description=description)
 
-    def operation() -> OperationResult:
+    def operation() -> OperationResult | Rejection:
         wallet = Wallet.objects.lock_for_user(user_id)
         earlier = _checks.find_replay(wallet, TransactionType.DEPOSIT, reference_id, fingerprint)
         if earlier is not None:
             return OperationResult(earlier, replayed=True)
+        refusal = _minting.deposit_refusal(wallet, actor, amount)
+        if refusal is not None:
+            return refusal
         now = timezone.now()
         booking = _booking.Booking(now, actor, reference_id, fingerprint)
         row = booking.row(wallet, TransactionType.DEPOSIT, amount, description=description)

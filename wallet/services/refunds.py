@@ -14,7 +14,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from divine_whispers.db.faults import crash_point
-from divine_whispers.db.transactions import run_atomically
+from divine_whispers.db.transactions import Rejection, run_atomically
 from divine_whispers.errors import (
     JobNotCancellable,
     NotFound,
@@ -34,7 +34,7 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services import _booking, _checks
+from wallet.services import _booking, _checks, _minting
 from wallet.services._observed import observed
 from wallet.services.results import JobRefundResult, OperationResult
 
@@ -105,6 +105,10 @@ def refund(
     refundable when they confirmed. Checked under the wallet lock, after the replay
     check, so a Back + resubmit of an old confirmation is either a replay of its own
     refund or refused as stale (`StaleConfirmation`), never a second refund.
+
+    Nobody refunds into their own wallet, and only a superuser into a staff member's
+    (`self_dealing_forbidden`, audited). A job's own refund (`refund_job`: its failure, or
+    its owner cancelling it) gives back exactly what the job cost and is not a staff act.
     """
     amount = _validated_refund_amount(amount)
     reason = validate_text(reason, field="reason", required=True, max_length=REASON_MAX_LENGTH)
@@ -114,7 +118,7 @@ def refund(
     )
     fingerprint = _checks.fingerprint_of(op="refund", spend=spend_id, amount=amount, reason=reason)
 
-    def operation() -> OperationResult:
+    def operation() -> OperationResult | Rejection:
         owner_id = Transaction.objects.filter(pk=spend_id).values_list("user_id", flat=True).first()
         if owner_id is None:
             raise NotFound(transaction_id=spend_id)
@@ -123,6 +127,9 @@ def refund(
         earlier = _checks.find_replay(wallet, TransactionType.REFUND, reference_id, fingerprint)
         if earlier is not None:
             return OperationResult(earlier, replayed=True)
+        refusal = _minting.credit_refusal(wallet, actor, action="wallet.refund", amount=amount)
+        if refusal is not None:
+            return refusal
         original = Transaction.objects.get(pk=spend_id)
         now = timezone.now()
         booking = _booking.Booking(now, actor, reference_id, fingerprint)

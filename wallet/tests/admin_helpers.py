@@ -24,6 +24,11 @@ for _name, _rights in importlib.import_module(
     GROUPS[_name] = GROUPS[_name] + _rights
 _REPORT = importlib.import_module("wallet.migrations.0004_finance_report")
 GROUPS[_REPORT.GROUP] = GROUPS[_REPORT.GROUP] + [_REPORT.REPORT_PERMISSION]
+# Rights later data migrations take from the groups (no staff group may deposit).
+for _name, _rights in importlib.import_module(
+    "wallet.migrations.0009_minting_controls"
+).TAKEN.items():
+    GROUPS[_name] = [right for right in GROUPS[_name] if right not in _rights]
 
 
 def staff_group(name: str) -> Group:

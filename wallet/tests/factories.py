@@ -21,3 +21,26 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 class StaffFactory(UserFactory):
     is_staff = True
+
+
+class PaymentAccountFactory(UserFactory):
+    """The payment service account: not staff, holding `wallet.deposit_points` alone (the
+    only account that may deposit, see wallet/services/_minting.py)."""
+
+    username = "payments"
+
+    @factory.post_generation
+    def deposit_right(self, create: bool, extracted, **kwargs) -> None:
+        if create:
+            from django.contrib.auth.models import Permission
+
+            self.user_permissions.add(
+                Permission.objects.get(content_type__app_label="wallet", codename="deposit_points")
+            )
+
+
+def payment_account():
+    """The one payment service account of a test (created on first use: create it before
+    starting threads that use it)."""
+    existing = get_user_model().objects.filter(username="payments").first()
+    return existing if existing is not None else PaymentAccountFactory()

@@ -22,7 +22,7 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 from wallet.selectors import REPORT_AMOUNTS
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 
 
 @contextmanager
@@ -60,7 +60,9 @@ def _random_operation(rng, number, who, people, staff, reading, seed) -> None:
     kind = rng.choice(["deposit", "deposit", "spend", "spend", "refund", "transfer", "adjust"])
     ref = f"story-{seed}-{number}"
     if kind == "deposit":
-        services.deposit(user=who, amount=rng.randint(1, 500), reference_id=ref, actor=staff)
+        services.deposit(
+            user=who, amount=rng.randint(1, 500), reference_id=ref, actor=payment_account()
+        )
     elif kind == "spend":
         services.spend(user=who, job_type=reading, reference_id=ref)
     elif kind == "refund":

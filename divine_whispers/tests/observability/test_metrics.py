@@ -18,6 +18,7 @@ from divine_whispers.observability import metrics
 from divine_whispers.tests.metrics_helpers import samples, total, value
 from jobs.models import Job, JobStatus
 from wallet import services
+from wallet.tests.factories import payment_account
 
 pytestmark = pytest.mark.django_db
 
@@ -159,8 +160,8 @@ def test_validation_refusals_carry_their_code(client, user):
 def test_large_amounts_are_counted(client, user, staff, settings):
     settings.WALLET_LARGE_AMOUNT_THRESHOLD = 1000
     before = scrape(client)
-    services.deposit(user=user, amount=1000, reference_id="big", actor=staff)
-    services.deposit(user=user, amount=999, reference_id="small", actor=staff)
+    services.deposit(user=user, amount=1000, reference_id="big", actor=payment_account())
+    services.deposit(user=user, amount=999, reference_id="small", actor=payment_account())
     after = scrape(client)
     name = "divine_whispers_large_amount_events_total"
     assert value(after, name, type="deposit") - value(before, name, type="deposit") == 1

@@ -28,7 +28,7 @@ from django.db import connection
 from divine_whispers.tests.metrics_helpers import samples, value
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import UserFactory, payment_account
 
 ROOT = Path(__file__).resolve().parents[3]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -93,12 +93,11 @@ def _wait_until_up(base: str, process: subprocess.Popen, log: Path) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_spends_served_by_four_workers_are_all_counted(tmp_path, client_for):
-    staff = StaffFactory()
     job_type = JobTypeFactory(code="metrics-reading", price=3)
     tokens = []
     for index in range(USERS):
         user = UserFactory()
-        services.deposit(user=user, amount=100, reference_id=f"mp-{index}", actor=staff)
+        services.deposit(user=user, amount=100, reference_id=f"mp-{index}", actor=payment_account())
         # The Authorization value the API expects, however tokens are issued and stored.
         tokens.append(client_for(user)._credentials["HTTP_AUTHORIZATION"])
     connection.close()  # the server's workers use the database from here on

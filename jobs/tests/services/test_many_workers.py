@@ -23,7 +23,7 @@ from jobs.tests.handlers_for_tests import COUNTED, SLOW
 from jobs.worker import WorkerPool
 from wallet import services as wallet_services
 from wallet.models import Transaction, TransactionType, Wallet
-from wallet.tests.factories import UserFactory
+from wallet.tests.factories import UserFactory, payment_account
 from wallet.tests.helpers import assert_ledger_consistent, run_concurrently
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_worker")]
@@ -51,7 +51,10 @@ def make_workload(
     for person in people:
         initial[person.pk] = per_user * PRICE + 5
         wallet_services.deposit(
-            user=person, amount=initial[person.pk], reference_id=f"pay-{person.pk}", actor=staff
+            user=person,
+            amount=initial[person.pk],
+            reference_id=f"pay-{person.pk}",
+            actor=payment_account(),
         )
 
     def buy_all(index: int) -> list[tuple[int, Job, bool]]:

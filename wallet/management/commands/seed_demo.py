@@ -4,12 +4,13 @@ fixed reference, so running it twice replays instead of doubling the money."""
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from jobs.models import JobType
 from wallet import services
+from wallet.permissions import DEPOSIT
 
 DEMO_PASSWORD = "whispers-demo-2026"
 DEMO_JOB_TYPES = [
@@ -23,7 +24,8 @@ DEMO_USERS = [
     ("bob", False, None),
     ("support", True, "support"),
     ("finance", True, "finance"),
-    ("payments", True, "finance"),
+    # The payment service account: no staff flag, no staff group, one right of its own.
+    ("payments", False, None),
 ]
 
 
@@ -34,16 +36,17 @@ class Command(BaseCommand):
         with transaction.atomic():
             users = {name: self._user(name, staff, group) for name, staff, group in DEMO_USERS}
             self._admin()
+            users["payments"].user_permissions.add(_deposit_permission())
             for code, name, price, description in DEMO_JOB_TYPES:
                 JobType.objects.get_or_create(
                     code=code, defaults={"name": name, "price": price, "description": description}
                 )
-        finance = users["finance"]
+        payments = users["payments"]
         services.deposit(
-            user=users["alice"], amount=1000, reference_id="demo-pay-alice-1", actor=finance
+            user=users["alice"], amount=1000, reference_id="demo-pay-alice-1", actor=payments
         )
         services.deposit(
-            user=users["bob"], amount=500, reference_id="demo-pay-bob-1", actor=finance
+            user=users["bob"], amount=500, reference_id="demo-pay-bob-1", actor=payments
         )
         services.spend(user=users["alice"], job_type="fortune", reference_id="demo-spend-alice-1")
         services.transfer(
@@ -53,13 +56,13 @@ class Command(BaseCommand):
             reference_id="demo-transfer-alice-bob-1",
             description="Happy birthday, Bob!",
         )
-        # A large adjustment waiting for a second person: `payments` asked, so `finance`
-        # (or `admin`) finds it in Approval requests → "Waiting for my decision".
+        # A large adjustment waiting for a second person: `admin` asked, so `finance`
+        # finds it in Approval requests → "Waiting for my decision".
         services.adjust(
             user=users["bob"],
             amount=25_000,
             reason="Demo: goodwill credit after the November outage",
-            actor=users["payments"],
+            actor=get_user_model().objects.get(username="admin"),
             reference_id="demo-approval-bob-1",
         )
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
@@ -82,9 +85,20 @@ class Command(BaseCommand):
             user.save()
         if group:
             user.groups.add(Group.objects.get(name=group))
+        else:
+            # Earlier seeds put `payments` in `finance` as staff: take that back.
+            user.groups.clear()
+            if user.is_staff != staff:
+                user.is_staff = staff
+                user.save(update_fields=["is_staff"])
         return user
 
     def _admin(self) -> None:
         User = get_user_model()
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@example.com", DEMO_PASSWORD)
+
+
+def _deposit_permission() -> Permission:
+    app_label, codename = DEPOSIT.split(".")
+    return Permission.objects.get(content_type__app_label=app_label, codename=codename)

@@ -41,11 +41,17 @@ class RunContext:
 
     user_ids: list[int]
     inactive_user_id: int
-    actor_id: int
+    actor_id: int  # the staff member who refunds and adjusts
     job_codes: dict[str, str]  # symbolic → real code
+    payer_id: int = 0  # the payment service account that deposits (no staff member may)
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
+
+    def payer(self) -> Any:
+        from django.contrib.auth import get_user_model
+
+        return get_user_model().objects.get(pk=self.payer_id)
 
 
 _worker_context: RunContext | None = None
@@ -100,7 +106,7 @@ def _call(op: dict, ctx: RunContext) -> Any:
             return services.refund(spend_txn=deposit_id, reason="sim: not a spend", actor=actor)
     if kind in ("deposit", "deposit_reuse"):
         return services.deposit(
-            user=user_id, amount=op["amount"], reference_id=op["ref"], actor=actor
+            user=user_id, amount=op["amount"], reference_id=op["ref"], actor=ctx.payer()
         )
     if kind.startswith("spend"):
         return services.spend(
@@ -206,6 +212,7 @@ def create_scratch(tag: str) -> RunContext:
     user_ids = [make_user(f"u{i}") for i in range(USER_COUNT)]
     inactive = make_user("gone", is_active=False)
     actor = make_user("finance", is_staff=True)
+    payer = make_user("payments")
     codes = {}
     for symbol, price in [*JOB_TYPES.items(), (INACTIVE_JOB_TYPE, 5)]:
         code = f"sim-{tag}-{symbol}"
@@ -216,7 +223,7 @@ def create_scratch(tag: str) -> RunContext:
             active=symbol != INACTIVE_JOB_TYPE,
         )
         codes[symbol] = code
-    return RunContext(user_ids, inactive, actor, codes)
+    return RunContext(user_ids, inactive, actor, codes, payer)
 
 
 def retire_scratch(ctx: RunContext) -> None:
@@ -227,6 +234,6 @@ def retire_scratch(ctx: RunContext) -> None:
     from jobs.models import JobType
 
     get_user_model().objects.filter(
-        pk__in=[*ctx.user_ids, ctx.inactive_user_id, ctx.actor_id]
+        pk__in=[*ctx.user_ids, ctx.inactive_user_id, ctx.actor_id, ctx.payer_id]
     ).update(is_active=False)
     JobType.objects.filter(code__in=ctx.job_codes.values()).update(active=False)

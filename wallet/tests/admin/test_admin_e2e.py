@@ -29,7 +29,7 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import ApprovalRequest, Transaction, TransactionType, Wallet
 from wallet.tests.admin_helpers import staff_in_group
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import UserFactory, payment_account
 from wallet.tests.helpers import assert_ledger_consistent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -143,10 +143,9 @@ def csp_violations(page) -> list[str]:
 @pytest.fixture
 def alice_spend() -> Transaction:
     """alice gets 1000 points and spends 120 on a three-card tarot: balance 880."""
-    cashier = StaffFactory(username="cashier")
     alice = UserFactory(username="alice", email="alice@example.com")
     tarot = JobTypeFactory(code="tarot", name="Three-card tarot", price=120)
-    services.deposit(user=alice, amount=1000, reference_id="pay-alice-1", actor=cashier)
+    services.deposit(user=alice, amount=1000, reference_id="pay-alice-1", actor=payment_account())
     return services.spend(user=alice, job_type=tarot, reference_id="order-alice-1").transaction
 
 
@@ -315,9 +314,8 @@ def test_back_and_resubmit_cannot_book_a_second_refund_unknowingly(
 def test_four_eyes_request_approve_and_reject_in_the_browser(live_server, chromium):
     from playwright.sync_api import expect
 
-    cashier = StaffFactory(username="cashier")
     bob = UserFactory(username="bob", email="bob@example.com")
-    services.deposit(user=bob, amount=2_000, reference_id="pay-bob-1", actor=cashier)
+    services.deposit(user=bob, amount=2_000, reference_id="pay-bob-1", actor=payment_account())
     requester = staff_member("fin-ann", "finance")
     approver = staff_member("fin-ben", "finance")
     wallet_id = Wallet.objects.get(user=bob).pk

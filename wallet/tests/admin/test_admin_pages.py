@@ -25,9 +25,9 @@ SUPPORT_RIGHTS = {
     "jobs.view_job",
     "jobs.view_jobtype",
 }
+# No `wallet.deposit_points`: the payment service account's alone (migration 0009).
 FINANCE_RIGHTS = SUPPORT_RIGHTS | {
     "wallet.adjust_points",
-    "wallet.deposit_points",
     "jobs.change_jobtype",
     "wallet.approve_adjustment",
     "wallet.view_report",

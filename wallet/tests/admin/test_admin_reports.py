@@ -14,7 +14,7 @@ from audit.models import AuditEvent
 from wallet import services
 from wallet.models import Transaction
 from wallet.tests.admin_helpers import logged_in, staff_in_group, staff_with_permissions
-from wallet.tests.factories import JobTypeFactory, StaffFactory, UserFactory
+from wallet.tests.factories import JobTypeFactory, StaffFactory, UserFactory, payment_account
 from wallet.tests.report_story import booked_at, random_story
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +37,7 @@ def story():
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     tarot = JobTypeFactory(code="tarot", name="Three-card tarot", price=120)
     with booked_at(datetime(2026, 4, 2, 9, tzinfo=UTC)):
-        services.deposit(user=alice, amount=1000, reference_id="pay-1", actor=staff)
+        services.deposit(user=alice, amount=1000, reference_id="pay-1", actor=payment_account())
         spend = services.spend(user=alice, job_type=tarot, reference_id="order-1").transaction
         services.refund(spend_txn=spend, amount=20, reason="late", actor=staff)
         services.transfer(sender=alice, recipient=bob, amount=100)
@@ -262,10 +262,9 @@ def test_timeline_summary_adds_up_for_every_wallet_of_a_random_story():
 def test_timeline_is_paginated(story):
     from wallet.admin.timeline import TIMELINE_PAGE_SIZE
 
-    staff = StaffFactory(username="cashier2")
     carol = UserFactory(username="carol")
     for number in range(TIMELINE_PAGE_SIZE):
-        services.deposit(user=carol, amount=1, reference_id=f"c{number}", actor=staff)
+        services.deposit(user=carol, amount=1, reference_id=f"c{number}", actor=payment_account())
     client = logged_in(staff_in_group("sup", "support"))
     first = client.get(timeline_url(carol))
     total = first.context["page"].paginator.count

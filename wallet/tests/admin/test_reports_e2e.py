@@ -19,7 +19,7 @@ from wallet import services
 from wallet.models import Transaction
 from wallet.tests.admin.test_admin_e2e import ARTIFACTS, PASSWORD, chromium  # noqa: F401 (fixture)
 from wallet.tests.admin_helpers import staff_in_group
-from wallet.tests.factories import JobTypeFactory, StaffFactory, UserFactory
+from wallet.tests.factories import JobTypeFactory, StaffFactory, UserFactory, payment_account
 from wallet.tests.report_story import booked_at, random_story, total_balance
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -46,7 +46,9 @@ def ledger():
     tarot = JobTypeFactory(code="tarot", name="Three-card tarot", price=120)
     moment = datetime(2026, 4, 10, 9, tzinfo=UTC)
     with booked_at(moment):
-        services.deposit(user=alice, amount=1000, reference_id="pay-alice-1", actor=staff)
+        services.deposit(
+            user=alice, amount=1000, reference_id="pay-alice-1", actor=payment_account()
+        )
     with booked_at(moment + timedelta(minutes=5)):
         spend = services.spend(user=alice, job_type=tarot, reference_id="order-1").transaction
     with booked_at(moment + timedelta(minutes=30)):

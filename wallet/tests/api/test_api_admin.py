@@ -54,6 +54,11 @@ def as_support(support, client_for):
 
 
 @pytest.fixture
+def as_payments(payer, client_for):
+    return client_for(payer)
+
+
+@pytest.fixture
 def as_user(user, client_for):
     return client_for(user)
 
@@ -79,8 +84,8 @@ def denied_events() -> list[dict]:
 # --- deposit ------------------------------------------------------------------------
 
 
-def test_payment_account_deposits_with_the_payment_reference(user, finance, as_finance):
-    response = as_finance.post(
+def test_payment_account_deposits_with_the_payment_reference(user, payer, as_payments):
+    response = as_payments.post(
         DEPOSIT, {"user_id": user.pk, "amount": 300, "reference_id": "pay-1"}, format="json"
     )
 
@@ -88,13 +93,13 @@ def test_payment_account_deposits_with_the_payment_reference(user, finance, as_f
     txn = response.json()["transaction"]
     assert (txn["type"], txn["amount"], txn["reference_id"]) == ("deposit", 300, "pay-1")
     assert txn["user_id"] == user.pk
-    assert Transaction.objects.get(pk=txn["id"]).actor == finance
+    assert Transaction.objects.get(pk=txn["id"]).actor == payer
     assert balance_of(user) == 300
     assert_ledger_consistent()
 
 
-def test_deposit_takes_the_reference_from_the_idempotency_key_header(user, as_finance):
-    response = as_finance.post(
+def test_deposit_takes_the_reference_from_the_idempotency_key_header(user, as_payments):
+    response = as_payments.post(
         DEPOSIT, {"user_id": user.pk, "amount": 5}, format="json", HTTP_IDEMPOTENCY_KEY="pay-h"
     )
 
@@ -102,10 +107,10 @@ def test_deposit_takes_the_reference_from_the_idempotency_key_header(user, as_fi
     assert response.json()["transaction"]["reference_id"] == "pay-h"
 
 
-def test_deposit_without_any_reference_is_400(user, as_finance):
+def test_deposit_without_any_reference_is_400(user, as_payments):
     before = ledger_snapshot()
 
-    response = as_finance.post(DEPOSIT, {"user_id": user.pk, "amount": 5}, format="json")
+    response = as_payments.post(DEPOSIT, {"user_id": user.pk, "amount": 5}, format="json")
 
     assert error_of(response) == (400, "validation_error")
     assert response.json()["error"]["details"]["fields"] == {
@@ -115,11 +120,11 @@ def test_deposit_without_any_reference_is_400(user, as_finance):
 
 
 @pytest.mark.parametrize(("literal", "code"), BAD_AMOUNT_LITERALS, ids=BAD_AMOUNT_IDS)
-def test_deposit_refuses_every_bad_amount_and_changes_nothing(user, as_finance, literal, code):
+def test_deposit_refuses_every_bad_amount_and_changes_nothing(user, as_payments, literal, code):
     before = ledger_snapshot()
 
     response = post_raw(
-        as_finance, DEPOSIT, body_with({"user_id": user.pk, "reference_id": "p"}, amount=literal)
+        as_payments, DEPOSIT, body_with({"user_id": user.pk, "reference_id": "p"}, amount=literal)
     )
 
     assert error_of(response) == (400, code)
@@ -140,11 +145,11 @@ def test_deposit_refuses_every_bad_amount_and_changes_nothing(user, as_finance, 
         ("987654321", "unknown_recipient"),
     ],
 )
-def test_deposit_refuses_bad_or_unknown_users(as_finance, user_id, code):
+def test_deposit_refuses_bad_or_unknown_users(as_payments, user_id, code):
     before = ledger_snapshot()
 
     response = post_raw(
-        as_finance, DEPOSIT, body_with({"amount": 5, "reference_id": "p"}, user_id=user_id)
+        as_payments, DEPOSIT, body_with({"amount": 5, "reference_id": "p"}, user_id=user_id)
     )
 
     assert error_of(response) == (400, code)

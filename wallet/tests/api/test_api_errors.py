@@ -38,6 +38,9 @@ CONTRACT_STATUS = {
     "velocity_limit_exceeded": 429,
     "self_approval_forbidden": 403,
     "approval_not_pending": 409,
+    # Minting controls: a service's own refusal of an actor, and self-dealing.
+    "permission_denied": 403,
+    "self_dealing_forbidden": 403,
     # Admin confirmation pages only; the API never passes what a page showed.
     "stale_confirmation": 409,
 }

@@ -13,8 +13,8 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, Wallet
 from wallet.services.api_keys import issue_token
-from wallet.tests.api_helpers import error_of, staff_in, staff_with
-from wallet.tests.factories import UserFactory
+from wallet.tests.api_helpers import error_of, staff_in
+from wallet.tests.factories import UserFactory, payment_account
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot, run_concurrently
 
 SPEND = "/api/v1/wallet/spend"
@@ -72,7 +72,7 @@ def test_transfer_replay_and_reuse(user, other_user, as_user, fund):
 
 @pytest.mark.django_db
 def test_deposit_replay_and_reuse(user, client_for):
-    payments = client_for(staff_in("finance", "payments"))
+    payments = client_for(payment_account())
     body = {"user_id": user.pk, "amount": 100, "reference_id": "pay-77"}
     first = payments.post(DEPOSIT, body, format="json")
     before = ledger_snapshot()
@@ -186,7 +186,7 @@ def test_ten_racing_requests_with_one_key_make_exactly_one_effect(live_server, f
     JobTypeFactory(code="fortune", price=50)
     sender, recipient = UserFactory(), UserFactory()
     fund(sender, 1000)
-    caller = staff_with("wallet.deposit_points", "psp") if operation == "deposit" else sender
+    caller = payment_account() if operation == "deposit" else sender
     _row, token = issue_token(caller)
     path, body, txn_type, owner, expected = {
         "spend": (SPEND, {"job_type": "fortune"}, "spend", sender, 950),

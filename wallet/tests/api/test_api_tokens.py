@@ -168,9 +168,9 @@ def _issuer(*codenames: str):
     return staff
 
 
-def test_staff_with_the_permission_issue_a_key_in_the_admin_shown_once(client, user):
-    staff = _issuer("add_apitoken", "view_apitoken", "delete_apitoken")
-    client.force_login(staff)
+def test_a_superuser_issues_a_key_in_the_admin_shown_once(client, user):
+    root = StaffFactory(username="key-root", is_superuser=True)
+    client.force_login(root)
     response = client.post(
         "/admin/wallet/apitoken/add/",
         {"user": user.pk, "name": "partner", "expires_in_days": "7"},
@@ -198,10 +198,66 @@ def test_staff_without_the_permission_cannot_issue(client, user):
     assert not ApiToken.objects.exists()
 
 
-def test_staff_cannot_issue_a_key_for_someone_with_more_rights(client):
-    client.force_login(_issuer("add_apitoken", "view_apitoken"))
-    root = UserFactory(username="root-user", is_superuser=True, is_staff=True)
-    response = client.post("/admin/wallet/apitoken/add/", {"user": root.pk, "name": "x"})
+def _refused_issues() -> list[dict]:
+    return list(
+        AuditEvent.objects.filter(action="auth.token_issue_refused").values_list(
+            "actor_id", "metadata"
+        )
+    )
+
+
+@pytest.mark.parametrize("target", ["customer", "peer_finance", "superuser"])
+def test_staff_with_the_permission_cannot_issue_a_key_for_someone_else(client, target):
+    """Key issuance as a lever: a key for a customer (move their points) or for a peer
+    (approve one's own request as the peer) is refused, with a clear message, audited."""
+    issuer = _issuer("add_apitoken", "view_apitoken", "adjust_points", "approve_adjustment")
+    client.force_login(issuer)
+    other = {
+        "customer": lambda: UserFactory(username="a-customer"),
+        "peer_finance": lambda: _peer("adjust_points", "approve_adjustment"),
+        "superuser": lambda: UserFactory(username="root-user", is_superuser=True, is_staff=True),
+    }[target]()
+
+    response = client.post("/admin/wallet/apitoken/add/", {"user": other.pk, "name": "x"})
+
     assert response.status_code == 200
-    assert b"no rights beyond your own" in response.content
+    assert b"Only a superuser may issue an API key for another account." in response.content
     assert not ApiToken.objects.exists()
+    assert [(actor, meta["user_id"]) for actor, meta in _refused_issues()] == [
+        (issuer.pk, other.pk)
+    ]
+
+
+def test_staff_may_issue_a_key_for_themselves(client):
+    issuer = _issuer("add_apitoken", "view_apitoken")
+    client.force_login(issuer)
+
+    response = client.post("/admin/wallet/apitoken/add/", {"user": issuer.pk, "name": "mine"})
+
+    assert response.status_code == 200
+    assert ApiToken.objects.get().user == issuer
+
+
+def test_the_service_refuses_a_key_for_someone_else_whoever_calls_it(user):
+    from divine_whispers.errors import PermissionRefused
+
+    issuer = _issuer("add_apitoken")
+    with pytest.raises(PermissionRefused):
+        issue_token(user, actor=issuer)
+    assert not ApiToken.objects.exists()
+    assert len(_refused_issues()) == 1
+
+
+def test_the_operator_command_issues_for_anyone_audited_as_the_system(user):
+    call_command("issue_token", user.username, stdout=io.StringIO(), stderr=io.StringIO())
+
+    event = AuditEvent.objects.get(action="auth.token_issued")
+    assert (event.actor_id, event.metadata["user_id"]) == (None, user.pk)
+
+
+def _peer(*codenames: str):
+    peer = StaffFactory(username="peer-finance")
+    peer.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="wallet", codename__in=codenames)
+    )
+    return peer

@@ -11,7 +11,7 @@ import pytest
 from wallet import selectors, services
 from wallet.models import Transaction, TransactionStatus, TransactionType
 from wallet.tests.api_helpers import error_of, staff_in
-from wallet.tests.factories import JobTypeFactory, StaffFactory, UserFactory
+from wallet.tests.factories import JobTypeFactory, StaffFactory, UserFactory, payment_account
 from wallet.tests.report_story import booked_at, expected_days, random_story, total_balance
 
 pytestmark = pytest.mark.django_db
@@ -121,8 +121,8 @@ def test_one_day_of_every_kind_of_row(as_finance):
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     tarot = JobTypeFactory(code="tarot", price=120)
     with booked_at(datetime(2026, 4, 2, 9, 0, tzinfo=UTC)):
-        services.deposit(user=alice, amount=1000, reference_id="pay-1", actor=staff)
-        services.deposit(user=bob, amount=50, reference_id="pay-2", actor=staff)
+        services.deposit(user=alice, amount=1000, reference_id="pay-1", actor=payment_account())
+        services.deposit(user=bob, amount=50, reference_id="pay-2", actor=payment_account())
         spend = services.spend(user=alice, job_type=tarot).transaction
         services.refund(spend_txn=spend, amount=20, reason="late", actor=staff)
         services.transfer(sender=alice, recipient=bob, amount=100)
@@ -216,7 +216,6 @@ def test_random_story_reconciles_exactly_with_the_ledger(as_finance, settings, s
 
 
 def test_day_boundaries_follow_the_report_timezone(as_finance, settings):
-    staff = StaffFactory(username="cashier")
     alice = UserFactory(username="alice")
     instants = {
         "a": datetime(2026, 3, 1, 14, 59, 59, 999999, tzinfo=UTC),  # Tokyo 03-01 23:59:59.999999
@@ -226,7 +225,9 @@ def test_day_boundaries_follow_the_report_timezone(as_finance, settings):
     }
     for number, (name, moment) in enumerate(instants.items(), start=1):
         with booked_at(moment):
-            services.deposit(user=alice, amount=10**number, reference_id=name, actor=staff)
+            services.deposit(
+                user=alice, amount=10**number, reference_id=name, actor=payment_account()
+            )
 
     def deposited(zone: str) -> list[int]:
         settings.REPORT_TIMEZONE = zone
@@ -243,7 +244,6 @@ def test_a_dst_day_has_23_hours(as_finance, settings):
     """Europe/Berlin, 2026-03-29: 00:00 CET (23:00 UTC the day before) to 24:00 CEST
     (22:00 UTC); a row one microsecond either side belongs to the neighbour day."""
     settings.REPORT_TIMEZONE = "Europe/Berlin"
-    staff = StaffFactory(username="cashier")
     alice = UserFactory(username="alice")
     moments = [
         datetime(2026, 3, 28, 22, 59, 59, 999999, tzinfo=UTC),  # 03-28
@@ -253,7 +253,9 @@ def test_a_dst_day_has_23_hours(as_finance, settings):
     ]
     for number, moment in enumerate(moments, start=1):
         with booked_at(moment):
-            services.deposit(user=alice, amount=number, reference_id=f"p{number}", actor=staff)
+            services.deposit(
+                user=alice, amount=number, reference_id=f"p{number}", actor=payment_account()
+            )
     body = get_report(as_finance, "2026-03-28", "2026-03-30")
     assert [d["deposited"] for d in body["days"]] == [1, 2 + 3, 4]
     assert [d["closing_liability"] for d in body["days"]] == [1, 6, 10]
@@ -265,7 +267,9 @@ def test_opening_liability_uses_each_wallets_latest_row_before_the_range(as_fina
     day = datetime(2026, 6, 1, 12, tzinfo=UTC)
     for offset, who in enumerate(users):
         with booked_at(day + timedelta(hours=offset)):
-            services.deposit(user=who, amount=100, reference_id=f"a{offset}", actor=staff)
+            services.deposit(
+                user=who, amount=100, reference_id=f"a{offset}", actor=payment_account()
+            )
         with booked_at(day + timedelta(days=1, hours=offset)):
             services.adjust(user=who, amount=-40, reason="fee", actor=staff)
     body = get_report(as_finance, "2026-06-02", "2026-06-03")

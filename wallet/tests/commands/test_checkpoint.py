@@ -17,6 +17,7 @@ from audit.models import AuditEvent, LedgerVerification, wallet_chain
 from audit.tests.helpers import populate_ledger, sql, triggers_disabled, verify
 from wallet import services
 from wallet.models import Transaction, Wallet
+from wallet.tests.factories import payment_account
 
 pytestmark = pytest.mark.django_db
 
@@ -66,7 +67,7 @@ def test_json_report_carries_a_checkpoint_of_every_chain(ledger):
 
 def test_appending_after_a_checkpoint_stays_clean(ledger, tmp_path):
     path = _save_checkpoint(tmp_path)
-    services.deposit(user=ledger.alice, amount=5, reference_id="later", actor=ledger.staff)
+    services.deposit(user=ledger.alice, amount=5, reference_id="later", actor=payment_account())
     run = verify("--checkpoint", path)
     assert run.code == 0, run.stdout
     chains = len(json.loads(Path(path).read_text())["checkpoint"]["chains"])
@@ -86,7 +87,9 @@ def test_the_reports_say_whether_a_checkpoint_was_used(ledger, tmp_path):
 
 
 def test_truncated_newest_rows_pass_plain_verify_but_not_the_checkpoint(ledger, tmp_path):
-    before = services.deposit(user=ledger.alice, amount=40, reference_id="p2", actor=ledger.staff)
+    before = services.deposit(
+        user=ledger.alice, amount=40, reference_id="p2", actor=payment_account()
+    )
     services.spend(user=ledger.alice, job_type="tarot", reference_id="newest")
     path = _save_checkpoint(tmp_path)
     wallet = Wallet.objects.get(user=ledger.alice)

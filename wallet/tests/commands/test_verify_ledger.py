@@ -18,6 +18,7 @@ from divine_whispers.request_context import (
 )
 from wallet import services
 from wallet.models import Wallet
+from wallet.tests.factories import payment_account
 from wallet.tests.helpers import ledger_snapshot
 from wallet.verification import verify_ledger
 
@@ -213,7 +214,9 @@ def test_key_rotation_old_events_still_verify(ledger, staff):
         "AUDIT_HMAC_OLD_KEYS": {"k1": old_key},
     }
     with override_settings(**rotated):
-        services.deposit(user=ledger.alice, amount=10, reference_id="after-rotation", actor=staff)
+        services.deposit(
+            user=ledger.alice, amount=10, reference_id="after-rotation", actor=payment_account()
+        )
         assert set(AuditEvent.objects.values_list("key_id", flat=True)) == {"k1", "k2"}
         assert verify().code == 0
     # Forgetting the old key: its events cannot be checked, and verify says which.
@@ -238,7 +241,7 @@ def test_client_ip_is_hashed_as_stored(user, staff, remote_addr, stored):
     """PostgreSQL's inet canonicalises IPv6; hashing the raw value was a false alarm."""
     token = set_request_context(RequestContext(request_id="req-1", ip=remote_addr))
     try:
-        services.deposit(user=user, amount=5, reference_id="ip", actor=staff)
+        services.deposit(user=user, amount=5, reference_id="ip", actor=payment_account())
     finally:
         reset_request_context(token)
     assert AuditEvent.objects.get(action="wallet.deposit").ip == stored

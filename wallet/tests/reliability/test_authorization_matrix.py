@@ -21,11 +21,12 @@ from django.urls import URLResolver, get_resolver
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.tests.api_helpers import staff_in
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_velocity_limit")]
 
-ROLES = ("anonymous", "user", "other", "support", "finance", "superuser")
+# `payments`: the payment service account (not staff, `wallet.deposit_points` alone).
+ROLES = ("anonymous", "user", "other", "payments", "support", "finance", "superuser")
 AUTHENTICATED = ROLES[1:]
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -90,8 +91,12 @@ ROUTES: dict[str, Route] = {
         lambda w: f"{API}/wallet/transactions/{w['spend'].pk}", {"get": owner_only(200)}
     ),
     "wallet-balance": Route(lambda w: f"{API}/wallet/balance", {"get": everyone(200)}),
+    # Only the payment service account deposits: staff lack the right, and a superuser, who
+    # holds every right, is refused by the service (403 after the method is known: 405).
     "wallet-deposit": Route(
-        lambda w: f"{API}/wallet/deposit", {"post": staff(201, "finance", "superuser")}
+        lambda w: f"{API}/wallet/deposit",
+        {"post": staff(201, "payments")},
+        gate=_gate(staff(201, "payments", "superuser")),
     ),
     "wallet-spend": Route(lambda w: f"{API}/wallet/spend", {"post": everyone(201)}),
     "wallet-transfer": Route(lambda w: f"{API}/wallet/transfer", {"post": everyone(201)}),
@@ -192,16 +197,17 @@ def world(settings, client_for, api_client):
     settings.API_THROTTLE_RATE = "100000/minute"
     settings.API_ANON_THROTTLE_RATE = "100000/minute"
     JobTypeFactory(code="fortune", price=5)
-    cashier = StaffFactory(username="matrix-cashier")
     people = {
         "user": UserFactory(username="matrix-user"),
         "other": UserFactory(username="matrix-other"),
         "support": staff_in("support", "matrix-support"),
         "finance": staff_in("finance", "matrix-finance"),
         "superuser": StaffFactory(username="matrix-root", is_superuser=True),
+        "payments": payment_account(),
     }
     for person in people.values():
-        services.deposit(user=person, amount=10_000, reference_id=f"mx-{person.pk}", actor=cashier)
+        # The system seeds (no actor): the payment account may not credit its own wallet.
+        services.deposit(user=person, amount=10_000, reference_id=f"mx-{person.pk}", actor=None)
     owner = people["user"]
     spend, job = services.spend(user=owner, job_type="fortune")
 

@@ -18,7 +18,7 @@ from django.db import connection, connections, transaction
 from divine_whispers.errors import InsufficientBalance
 from wallet import services
 from wallet.models import Wallet
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import UserFactory, payment_account
 from wallet.tests.reliability.invariants import assert_all_invariants
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_velocity_limit")]
@@ -47,10 +47,11 @@ def _snapshot(wallet_ids: list[int]) -> tuple[list[int], int]:
 
 
 def run_bank_workload(transfers_per_writer: int, reads_per_reader: int) -> dict:
-    staff = StaffFactory()
     users = [UserFactory() for _ in range(WALLETS)]
     for user in users:
-        services.deposit(user=user, amount=PER_WALLET, reference_id=f"bank-{user.pk}", actor=staff)
+        services.deposit(
+            user=user, amount=PER_WALLET, reference_id=f"bank-{user.pk}", actor=payment_account()
+        )
     wallet_ids = list(
         Wallet.objects.filter(user__in=users).order_by("id").values_list("id", flat=True)
     )

@@ -29,7 +29,7 @@ from jobs.models import Job, JobStatus
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, Wallet
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 from wallet.tests.helpers import ledger_snapshot
 from wallet.tests.reliability.invariants import assert_all_invariants
 
@@ -100,7 +100,9 @@ def world():
     alice, bob = UserFactory(), UserFactory()
     JobTypeFactory(code="crashy", price=40)
     for user in (alice, bob):
-        services.deposit(user=user, amount=500, reference_id=f"seed-{user.pk}", actor=staff)
+        services.deposit(
+            user=user, amount=500, reference_id=f"seed-{user.pk}", actor=payment_account()
+        )
     spend_txn, _ = services.spend(user=alice, job_type="crashy", reference_id="to-refund")
     return {"staff": staff, "alice": alice, "bob": bob, "spend": spend_txn}
 

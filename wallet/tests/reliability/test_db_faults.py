@@ -22,7 +22,7 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, Wallet
 from wallet.tests.api_helpers import error_of, staff_with
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import UserFactory, payment_account
 from wallet.tests.helpers import ledger_snapshot
 from wallet.tests.reliability.invariants import assert_all_invariants
 
@@ -65,10 +65,11 @@ def armed():
 def world(settings, client_for):
     settings.API_THROTTLE_RATE = "100000/minute"
     JobTypeFactory(code="fortune", price=50)
-    cashier = StaffFactory()
     alice, bob = UserFactory(), UserFactory()
     for user in (alice, bob):
-        services.deposit(user=user, amount=1000, reference_id=f"seed-{user.pk}", actor=cashier)
+        services.deposit(
+            user=user, amount=1000, reference_id=f"seed-{user.pk}", actor=payment_account()
+        )
     spend, job = services.spend(user=alice, job_type="fortune")
     refunder = staff_with("wallet.refund_transaction", "fault-refunder")
     return {

@@ -8,9 +8,10 @@ refused for a reason the schema does not state) and negative data (invalid: must
 refused), running every check — no 5xx, documented status codes, content types, headers
 and bodies, positive acceptance, negative rejection, missing required headers,
 unsupported methods, ignored authentication, and the custom check of
-wallet/tests/reliability/schemathesis_hooks.py. It runs once as a plain user and once as
-a staff member holding every permission of the apps (who reaches every staff
-operation), and fails on any finding.
+wallet/tests/reliability/schemathesis_hooks.py. It runs once as a plain user, once as a
+staff member holding every permission of the apps (who reaches every staff operation)
+and once as the payment service account (the only one whose deposits succeed), and
+fails on any finding.
 Afterwards every ledger invariant (and `verify_ledger`) must still hold.
 
 Bounded by default (`--max-examples 5` per operation); the `stress` run sends many more.
@@ -33,7 +34,7 @@ from django.contrib.auth.models import Permission
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.services.api_keys import issue_token
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 from wallet.tests.reliability.invariants import assert_all_invariants
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -51,13 +52,21 @@ def api_world(settings) -> dict[str, str]:
     finance.user_permissions.add(
         *Permission.objects.filter(content_type__app_label__in=["wallet", "jobs", "audit"])
     )
+    # Staff never deposit, and nobody deals with their own wallet: the staff run meets
+    # `permission_denied` on the deposit and `self_dealing_forbidden` on its own id, so
+    # the payment service account has a run of its own, where deposits succeed.
+    payer = payment_account()
     alice, bob = UserFactory(username="fuzz-alice"), UserFactory(username="fuzz-bob")
     JobTypeFactory(code="fortune", price=50)
     JobTypeFactory(code="retired", price=5, active=False)
     for user in (finance, alice, bob):
-        services.deposit(user=user, amount=500_000, reference_id=f"fuzz-{user.pk}", actor=finance)
+        services.deposit(user=user, amount=500_000, reference_id=f"fuzz-{user.pk}", actor=payer)
     services.spend(user=alice, job_type="fortune")
-    return {"user": issue_token(alice)[1], "staff": issue_token(finance)[1]}
+    return {
+        "user": issue_token(alice)[1],
+        "staff": issue_token(finance)[1],
+        "payments": issue_token(payer)[1],
+    }
 
 
 def _schemathesis_executable() -> str:

@@ -32,7 +32,7 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction
 from wallet.tests.api_helpers import error_of, staff_with
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import UserFactory, payment_account
 from wallet.tests.helpers import ledger_snapshot
 from wallet.tests.reliability.invariants import assert_all_invariants
 from wallet.tests.reliability.test_db_faults import terminate_this_backend
@@ -47,17 +47,18 @@ POINTS = {"atomic.begin": "not_applied", "atomic.commit": "unknown", "committed"
 def world(settings, client_for):
     settings.API_THROTTLE_RATE = "100000/minute"
     JobTypeFactory(code="fortune", price=50)
-    cashier = StaffFactory()
     alice, bob = UserFactory(), UserFactory()
     for user in (alice, bob):
-        services.deposit(user=user, amount=100_000, reference_id=f"seed-{user.pk}", actor=cashier)
+        services.deposit(
+            user=user, amount=100_000, reference_id=f"seed-{user.pk}", actor=payment_account()
+        )
     spend, job = services.spend(user=alice, job_type="fortune")
     return {
         "job": job,
         "alice": client_for(alice),
         "refunder": client_for(staff_with("wallet.refund_transaction", "outcome-refunder")),
         "finance": client_for(staff_with("wallet.adjust_points", "outcome-finance")),
-        "payer": client_for(staff_with("wallet.deposit_points", "outcome-payer")),
+        "payer": client_for(payment_account()),
         "alice_user": alice,
         "bob": bob,
         "spend": spend,

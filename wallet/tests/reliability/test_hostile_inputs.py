@@ -14,7 +14,7 @@ import pytest
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.tests.api_helpers import error_of
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 from wallet.tests.helpers import ledger_snapshot
 from wallet.tests.reliability.invariants import assert_all_invariants
 
@@ -29,7 +29,7 @@ def world(settings, client_for):
     JobTypeFactory(code="fortune", price=50)
     root = StaffFactory(username="hostile-root", is_superuser=True)
     other = UserFactory(username="hostile-other")
-    services.deposit(user=root, amount=10_000, reference_id="hostile-seed", actor=root)
+    services.deposit(user=root, amount=10_000, reference_id="hostile-seed", actor=payment_account())
     spend, job = services.spend(user=root, job_type="fortune")
     return {"client": client_for(root), "root": root, "other": other, "spend": spend, "job": job}
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db.models import Count, Sum
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -41,7 +42,7 @@ from divine_whispers.errors import (
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, TransactionType, Wallet
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 from wallet.tests.helpers import OPERATION_ACTIONS
 from wallet.tests.reliability.invariants import assert_all_invariants
 
@@ -73,6 +74,11 @@ class LedgerMachine(RuleBasedStateMachine):
         tag = next(_machine_ids)
         self.users = [UserFactory(username=f"mb{tag}-u{i}") for i in range(USERS)]
         self.staff = StaffFactory(username=f"mb{tag}-staff")
+        self.payer = payment_account()
+        # The cumulative approval threshold: what the staff member, and each wallet, got
+        # by positive adjustments without a second person (the run stays in one window).
+        self.alone_by_staff = 0
+        self.alone_into = {user.pk: 0 for user in self.users}
         for code, price in PRICES.items():
             JobTypeFactory(code=code, price=price)
         self.model = {user.pk: 0 for user in self.users}
@@ -106,7 +112,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def deposit(self, who: int, amount: int):
         user = self.users[who]
         kwargs = {"user": user, "amount": amount, "reference_id": self._ref("pay")}
-        kwargs["actor"] = self.staff
+        kwargs["actor"] = self.payer
         result = services.deposit(**kwargs)
         assert not result.replayed
         self.model[user.pk] += amount
@@ -208,7 +214,17 @@ class LedgerMachine(RuleBasedStateMachine):
                 services.adjust(**kwargs)
             assert self._balances_unchanged(before)
             return multiple()
+        threshold = settings.WALLET_APPROVAL_THRESHOLD
+        alone = max(self.alone_by_staff, self.alone_into[user.pk])
+        if threshold > 0 and amount > 0 and alone + amount >= threshold:
+            before = self._state()
+            assert isinstance(services.adjust(**kwargs), services.ApprovalResult)
+            assert self._balances_unchanged(before)
+            return multiple()
         result = services.adjust(**kwargs)
+        if amount > 0:
+            self.alone_by_staff += amount
+            self.alone_into[user.pk] += amount
         self.model[user.pk] += amount
         self.flows += amount
         return Call("adjust", kwargs, {**kwargs, "reason": "another reason"}, result.transaction.pk)
@@ -240,7 +256,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 "user": first,
                 "amount": amount,
                 "reference_id": "bad",
-                "actor": self.staff,
+                "actor": self.payer,
             },
             "transfer": {"sender": first, "recipient": second, "amount": amount},
             "adjust": {"user": first, "amount": amount, "reason": "bad", "actor": self.staff},

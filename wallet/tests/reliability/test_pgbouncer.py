@@ -28,7 +28,7 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Wallet
 from wallet.tests import pgbouncer_workers
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import UserFactory, payment_account
 from wallet.tests.reliability.invariants import assert_all_invariants
 
 PGBOUNCER = shutil.which("pgbouncer") or (
@@ -102,11 +102,12 @@ logfile = {folder}/pgbouncer.log
 
 
 def _spend_through(port: int, pooling: bool) -> tuple[Counter, list]:
-    staff = StaffFactory()
     JobTypeFactory(code="pooled", price=PRICE)
     owners = [UserFactory() for _ in range(PROCESSES)]
     for owner in owners:
-        services.deposit(user=owner, amount=10_000, reference_id=f"seed-{owner.pk}", actor=staff)
+        services.deposit(
+            user=owner, amount=10_000, reference_id=f"seed-{owner.pk}", actor=payment_account()
+        )
     db_name = connection.settings_dict["NAME"]
     connection.close()
     spawn = multiprocessing.get_context("spawn")

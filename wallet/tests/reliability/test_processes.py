@@ -16,7 +16,7 @@ from jobs.models import Job
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Wallet
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import UserFactory, payment_account
 from wallet.tests.reliability import workers
 from wallet.tests.reliability.invariants import assert_all_invariants
 
@@ -28,11 +28,11 @@ PRICE = 3
 
 def run_hot_wallet(spends_per_process: int) -> dict[str, int]:
     attempts = PROCESSES * spends_per_process
-    owner, staff = UserFactory(), StaffFactory()
+    owner = UserFactory()
     JobTypeFactory(code="hot", price=PRICE)
     # Enough for about 90% of the attempts: both outcomes must occur.
     initial = PRICE * (attempts * 9 // 10) + 1
-    services.deposit(user=owner, amount=initial, reference_id="hot-seed", actor=staff)
+    services.deposit(user=owner, amount=initial, reference_id="hot-seed", actor=payment_account())
     db_name = connection.settings_dict["NAME"]
     connection.close()
 

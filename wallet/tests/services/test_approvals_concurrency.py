@@ -10,7 +10,7 @@ from divine_whispers.errors import ApprovalNotPending
 from wallet import services
 from wallet.models import ApprovalRequest, Transaction, TransactionType, Wallet
 from wallet.tests.admin_helpers import staff_in_group
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import UserFactory, payment_account
 from wallet.tests.helpers import assert_ledger_consistent, run_concurrently
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,9 +20,8 @@ APPROVERS = 8
 
 @pytest.fixture
 def request_and_approvers():
-    cashier = StaffFactory(username="cashier")
     owner = UserFactory(username="owner")
-    services.deposit(user=owner, amount=1_000, reference_id="pay-1", actor=cashier)
+    services.deposit(user=owner, amount=1_000, reference_id="pay-1", actor=payment_account())
     requester = staff_in_group("requester", "finance")
     approvers = [staff_in_group(f"approver{i}", "finance") for i in range(APPROVERS)]
     approval = services.adjust(

@@ -14,7 +14,7 @@ from jobs.models import Job
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, TransactionType, Wallet
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 from wallet.tests.helpers import assert_ledger_consistent, run_concurrently
 
 pytestmark = [
@@ -31,7 +31,9 @@ def no_velocity_limit():
 
 
 def _fund(user, amount: int, staff) -> None:
-    services.deposit(user=user, amount=amount, reference_id=f"seed-{user.pk}", actor=staff)
+    services.deposit(
+        user=user, amount=amount, reference_id=f"seed-{user.pk}", actor=payment_account()
+    )
 
 
 def test_32_threads_spending_on_one_wallet_never_overdraw():
@@ -102,9 +104,10 @@ def test_ten_identical_requests_racing_have_exactly_one_effect(operation):
     owner, friend = UserFactory(), UserFactory()
     JobTypeFactory(code="fortune", price=10)
     _fund(owner, 1000, staff)
+    payer = payment_account()
     calls = {
         "deposit": lambda: services.deposit(
-            user=owner, amount=25, reference_id="same-key", actor=staff
+            user=owner, amount=25, reference_id="same-key", actor=payer
         ),
         "spend": lambda: services.spend(user=owner, job_type="fortune", reference_id="same-key"),
         "transfer": lambda: services.transfer(
@@ -121,10 +124,10 @@ def test_ten_identical_requests_racing_have_exactly_one_effect(operation):
 
 
 def test_first_time_wallet_creation_races_without_errors():
-    staff = StaffFactory()
-    newcomer = UserFactory()
+    newcomer, payer = UserFactory(), payment_account()
     results = run_concurrently(
-        lambda i: services.deposit(user=newcomer, amount=1, reference_id=f"p{i}", actor=staff), 12
+        lambda i: services.deposit(user=newcomer, amount=1, reference_id=f"p{i}", actor=payer),
+        12,
     )
     assert not [r for r in results if isinstance(r, (BaseException, DomainError))]
     assert Wallet.objects.filter(user=newcomer).count() == 1

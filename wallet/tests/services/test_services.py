@@ -25,6 +25,7 @@ from jobs.models import Job, JobStatus
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, TransactionType, Wallet
+from wallet.tests.factories import payment_account
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot
 
 pytestmark = pytest.mark.django_db
@@ -39,8 +40,8 @@ def balance_of(user) -> int:
 # --- deposit ---------------------------------------------------------------------------
 
 
-def test_deposit_credits_wallet_records_ledger_row_and_audit_event(user, staff):
-    result = services.deposit(user=user, amount=300, reference_id="pay-1", actor=staff)
+def test_deposit_credits_wallet_records_ledger_row_and_audit_event(user, payer):
+    result = services.deposit(user=user, amount=300, reference_id="pay-1", actor=payer)
 
     txn = result.transaction
     assert (txn.type, txn.amount, txn.balance_after, txn.reference_id) == (
@@ -49,59 +50,59 @@ def test_deposit_credits_wallet_records_ledger_row_and_audit_event(user, staff):
         300,
         "pay-1",
     )
-    assert txn.actor == staff
+    assert txn.actor == payer
     assert balance_of(user) == 300
     event = AuditEvent.objects.get(transaction=txn)
     assert (event.action, event.balance_before, event.balance_after) == ("wallet.deposit", 0, 300)
-    assert event.actor == staff
+    assert event.actor == payer
     assert_ledger_consistent()
 
 
-def test_deposit_replay_with_same_reference_returns_original_and_changes_nothing(user, staff):
-    first = services.deposit(user=user, amount=300, reference_id="pay-1", actor=staff)
+def test_deposit_replay_with_same_reference_returns_original_and_changes_nothing(user, payer):
+    first = services.deposit(user=user, amount=300, reference_id="pay-1", actor=payer)
     before = ledger_snapshot()
 
-    again = services.deposit(user=user, amount=300, reference_id="pay-1", actor=staff)
+    again = services.deposit(user=user, amount=300, reference_id="pay-1", actor=payer)
 
     assert again.replayed and again.transaction.pk == first.transaction.pk
     assert ledger_snapshot() == before
 
 
-def test_deposit_same_reference_other_amount_is_refused(user, staff):
-    services.deposit(user=user, amount=300, reference_id="pay-1", actor=staff)
+def test_deposit_same_reference_other_amount_is_refused(user, payer):
+    services.deposit(user=user, amount=300, reference_id="pay-1", actor=payer)
     before = ledger_snapshot()
     with pytest.raises(IdempotencyKeyReused):
-        services.deposit(user=user, amount=301, reference_id="pay-1", actor=staff)
+        services.deposit(user=user, amount=301, reference_id="pay-1", actor=payer)
     assert ledger_snapshot() == before
 
 
 @pytest.mark.parametrize("amount", BAD_AMOUNTS)
-def test_deposit_rejects_bad_amounts(user, staff, amount):
+def test_deposit_rejects_bad_amounts(user, payer, amount):
     before = ledger_snapshot()
     with pytest.raises(ValidationFailed):
-        services.deposit(user=user, amount=amount, reference_id="pay-x", actor=staff)
+        services.deposit(user=user, amount=amount, reference_id="pay-x", actor=payer)
     assert ledger_snapshot() == before
 
 
 @pytest.mark.parametrize("reference", [None, "", "x" * 256, "tab\there", "ünïcode"])
-def test_deposit_requires_a_printable_reference(user, staff, reference):
+def test_deposit_requires_a_printable_reference(user, payer, reference):
     with pytest.raises(ValidationFailed):
-        services.deposit(user=user, amount=10, reference_id=reference, actor=staff)
+        services.deposit(user=user, amount=10, reference_id=reference, actor=payer)
     assert Transaction.objects.count() == 0
 
 
 @override_settings(WALLET_MAX_TRANSACTION_AMOUNT=1000)
-def test_deposit_above_limit_is_amount_too_large(user, staff):
+def test_deposit_above_limit_is_amount_too_large(user, payer):
     with pytest.raises(AmountTooLarge):
-        services.deposit(user=user, amount=1001, reference_id="pay-big", actor=staff)
+        services.deposit(user=user, amount=1001, reference_id="pay-big", actor=payer)
     with pytest.raises(AmountTooLarge):
-        services.deposit(user=user, amount=2**70, reference_id="pay-huge", actor=staff)
+        services.deposit(user=user, amount=2**70, reference_id="pay-huge", actor=payer)
     assert Transaction.objects.count() == 0
 
 
 @override_settings(WALLET_LARGE_AMOUNT_THRESHOLD=100)
-def test_large_amount_is_allowed_but_flagged(user, staff):
-    result = services.deposit(user=user, amount=100, reference_id="pay-1", actor=staff)
+def test_large_amount_is_allowed_but_flagged(user, payer):
+    result = services.deposit(user=user, amount=100, reference_id="pay-1", actor=payer)
     actions = list(
         AuditEvent.objects.filter(transaction=result.transaction).values_list("action", flat=True)
     )
@@ -359,7 +360,7 @@ def test_operations_on_an_unknown_user_id_are_not_found(staff):
 
     before = ledger_snapshot()
     with pytest.raises(NotFound):
-        services.deposit(user=10**9, amount=5, reference_id="pay-ghost", actor=staff)
+        services.deposit(user=10**9, amount=5, reference_id="pay-ghost", actor=payment_account())
     with pytest.raises(NotFound):
         services.adjust(user=10**9, amount=5, reason="ghost", actor=staff)
     with pytest.raises(ValidationFailed):

@@ -29,7 +29,7 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Transaction, Wallet
 from wallet.services import _fast_path
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import UserFactory, payment_account
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot, run_concurrently
 
 pytestmark = pytest.mark.django_db
@@ -295,9 +295,9 @@ def test_a_failing_job_insert_in_the_one_statement_rolls_back_everything(
 @pytest.mark.django_db(transaction=True)
 @override_settings(WALLET_VELOCITY_LIMIT=5, WALLET_VELOCITY_WINDOW_SECONDS=60)
 def test_racing_spends_never_pass_the_velocity_limit():
-    staff, owner = StaffFactory(), UserFactory()
+    owner = UserFactory()
     JobTypeFactory(code="fortune", price=10)
-    services.deposit(user=owner, amount=1000, reference_id="seed", actor=staff)
+    services.deposit(user=owner, amount=1000, reference_id="seed", actor=payment_account())
 
     results = run_concurrently(lambda i: services.spend(user=owner, job_type="fortune"), 12)
 

@@ -21,7 +21,7 @@ from wallet import services
 from wallet.models import Transaction, Wallet, new_transfer_id
 from wallet.services import _fast_path
 from wallet.services._checks import fingerprint_of
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import UserFactory, payment_account
 from wallet.tests.helpers import assert_ledger_consistent, ledger_snapshot, run_concurrently
 from wallet.tests.services.test_spend_fast_path import _row_values
 
@@ -264,9 +264,11 @@ def test_a_failing_insert_in_the_one_statement_rolls_back_everything(user, other
 
 @pytest.mark.django_db(transaction=True)
 def test_racing_transfers_both_ways_never_deadlock_or_lose_points():
-    staff, alice, bob = StaffFactory(), UserFactory(), UserFactory()
+    alice, bob = UserFactory(), UserFactory()
     for target in (alice, bob):
-        services.deposit(user=target, amount=1000, reference_id=f"seed-{target.pk}", actor=staff)
+        services.deposit(
+            user=target, amount=1000, reference_id=f"seed-{target.pk}", actor=payment_account()
+        )
 
     def move(i: int):
         sender, recipient = (alice, bob) if i % 2 else (bob, alice)
@@ -285,9 +287,11 @@ def test_racing_transfers_both_ways_never_deadlock_or_lose_points():
 @pytest.mark.django_db(transaction=True)
 @override_settings(WALLET_VELOCITY_LIMIT=5, WALLET_VELOCITY_WINDOW_SECONDS=60)
 def test_racing_transfers_never_pass_the_velocity_limit():
-    staff, owner, friend = StaffFactory(), UserFactory(), UserFactory()
+    owner, friend = UserFactory(), UserFactory()
     for target in (owner, friend):
-        services.deposit(user=target, amount=1000, reference_id=f"seed-{target.pk}", actor=staff)
+        services.deposit(
+            user=target, amount=1000, reference_id=f"seed-{target.pk}", actor=payment_account()
+        )
 
     results = run_concurrently(
         lambda i: services.transfer(sender=owner, recipient=friend, amount=3), 12
