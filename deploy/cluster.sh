@@ -394,6 +394,11 @@ backend app
     default-server check inter 1s fall 2 rise 2
     server app1 127.0.0.1:${APP_PORTS[0]}
     server app2 127.0.0.1:${APP_PORTS[1]}
+    # When every app server fails its check (/healthz: the database has no leader), the
+    # requests still go to them: their 503 says whether a write was applied
+    # (details.outcome), which a bare 503 from HAProxy cannot.
+    server app1-backup 127.0.0.1:${APP_PORTS[0]} backup no-check
+    server app2-backup 127.0.0.1:${APP_PORTS[1]} backup no-check
 $(haproxy_pg_listen pg_leader "$WRITE_PORT" /primary)
 $(haproxy_pg_listen pg_replica "$READ_PORT" /replica)
 

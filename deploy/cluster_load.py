@@ -20,7 +20,7 @@ import subprocess
 import time
 from collections import Counter
 
-from failover_drill import ROOT, Load, log, setup_users, sql
+from drill_client import ROOT, Load, log, setup_users, sql
 
 OUT = ROOT / "artifacts" / "cluster-load"
 
