@@ -204,6 +204,10 @@ postgresql:
     rewind: {username: postgres}
   parameters:
     unix_socket_directories: '$STATE/run'
+  # Patroni owns the recovery parameters (it removes them from postgresql.auto.conf): a
+  # replay delay for the read routing drill goes here (replica-delay).
+  recovery_conf:
+    recovery_min_apply_delay: '${APPLY_DELAY:-0}'
   pg_hba:
     - local all all trust
     - host all all 127.0.0.1/32 trust
@@ -226,6 +230,11 @@ start_member() { # start_member NAME: its Patroni (as postgres; it runs PostgreS
   else
     spawn "patroni-$name" patroni "$STATE/patroni/$name.yml"
   fi
+}
+
+replica_delay() { # replica_delay NAME DELAY: the member replays WAL DELAY late (e.g. 5s)
+  APPLY_DELAY=$2 write_patroni_yml "$(member_index "$1")"
+  patronictl_ reload "$SCOPE" "$1" --force >/dev/null
 }
 
 member_index() { case "$1" in pg1) echo 1 ;; pg2) echo 2 ;; *) die "no member $1" ;; esac; }
@@ -354,6 +363,11 @@ listen $1
     option httpchk
     http-check send meth GET uri $3
     http-check expect status 200
+EOF
+  # A member holding the leader key answers /primary 200 while its promotion is still
+  # running (read-only for a moment): writes go to it only once it runs as the primary.
+  [ "$3" = /primary ] && echo '    http-check expect rstring "\"role\": *\"(master|primary)\""'
+  cat <<EOF
     # Patroni's REST API answers 200 on $3 only on the member in that role. A member
     # marked down has its sessions cut: PgBouncer reconnects, to the new leader.
     default-server inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions
@@ -441,6 +455,26 @@ signal_member() { # signal_member SIGNAL NAME: a crashed (KILL) or frozen (STOP)
   kill "-$1" $pids 2>/dev/null || true
   [ "$1" = CONT ] && rm -f "$STATE/run/stopped-$2"
   return 0
+}
+
+haproxy_up() { # haproxy_up BACKEND SERVER: HAProxy has that server UP
+  curl -s "http://127.0.0.1:$STATS_PORT/stats;csv" | grep -q "^$1,$2,.*,UP,"
+}
+
+switchover() { # switchover NAME: planned, without an error for the clients
+  # PAUSE: PgBouncer lets running transactions finish, holds new ones and closes its
+  # server connections; Patroni moves the leader key (the old primary shuts down with
+  # no transaction in flight); once HAProxy routes to NAME, RESUME releases the queue.
+  local bin current
+  bin="$(pg_bin)"
+  current="$(role_holder /primary)"
+  [ -n "$current" ] && [ "$current" != "$1" ] || die "switchover: the leader is '$current'"
+  # In synchronous mode Patroni hands the key only to the synchronous standby.
+  wait_for 60 "$1 as the synchronous standby" member_is "$1" /sync
+  "$bin/psql" -h 127.0.0.1 -p "$PGBOUNCER_PORT" -U postgres -d pgbouncer -qc "PAUSE $DB" >/dev/null
+  trap '"$(pg_bin)/psql" -h 127.0.0.1 -p "$PGBOUNCER_PORT" -U postgres -d pgbouncer -qc "RESUME $DB" >/dev/null' EXIT
+  patronictl_ switchover --leader "$current" --candidate "$1" --force >"$STATE/log/switchover.log" 2>&1
+  wait_for 60 "HAProxy routing writes to $1" haproxy_up pg_leader "$1"
 }
 
 kill_etcd() { kill -KILL "$(cat "$STATE/run/etcd$1.pid")" 2>/dev/null || true; }
@@ -546,13 +580,15 @@ case "${1:-}" in
   member-stop) signal_member STOP "$2" ;;
   member-cont) signal_member CONT "$2" ;;
   member-start) start_member "$2" ;;
+  replica-delay) replica_delay "$2" "$3" ;;
+  switchover) switchover "$2" ;;
   etcd-kill) kill_etcd "$2" ;;
   etcd-start) start_etcd "$2" ;;
   app-start) start_app "$2" && wait_for_app "$2" ;;
   app-kill) kill_app "$2" ;;
   patronictl) shift && patronictl_ "$@" ;;
   *)
-    echo "usage: $0 start|stop|status|env|leader|replica|member-kill|member-stop|member-cont|member-start NAME|etcd-kill|etcd-start N|app-start|app-kill N|patronictl ARGS" >&2
+    echo "usage: $0 start|stop|status|env|leader|replica|switchover NAME|replica-delay NAME DELAY|member-kill|member-stop|member-cont|member-start NAME|etcd-kill|etcd-start N|app-start|app-kill N|patronictl ARGS" >&2
     exit 2
     ;;
 esac

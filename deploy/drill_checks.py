@@ -227,3 +227,21 @@ def acks_by_server(ops: list[Op], marks: list[tuple[str, float]]) -> dict[str, d
             row = table.setdefault(server or "?", {})
             row[period] = row.get(period, 0) + 1
     return table
+
+
+def external_metrics_missing(rules_dir: Path, urls: list[str]) -> set[str]:
+    """The Patroni and etcd metrics alerts.yml uses that the live cluster's /metrics do
+    not expose (the suite checks them against a capture: external-metrics.txt)."""
+    import re
+    import urllib.request
+
+    used = set(re.findall(r"\b(?:patroni|etcd)_\w+", (rules_dir / "alerts.yml").read_text()))
+    live: set[str] = set()
+    for url in urls:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE):
+            live.add(name)
+            if kind == "histogram":
+                live.update(name + suffix for suffix in ("_bucket", "_count", "_sum"))
+    return used - live

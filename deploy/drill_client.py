@@ -142,7 +142,6 @@ def issue_token(user) -> str:
 
 
 @dataclass
-@dataclass
 class Op:
     key: str
     user_id: int

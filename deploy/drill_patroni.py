@@ -14,7 +14,7 @@ import threading
 import time
 
 import psycopg
-from drill_client import JOB_TYPE, RETRY_DEADLINE_SECONDS, Client, Op, sql
+from drill_client import JOB_TYPE, RETRY_DEADLINE_SECONDS, Client, Op, cluster, sql, wait_until
 
 
 def members() -> dict[str, tuple[int, int]]:
@@ -195,8 +195,10 @@ def replica_reads(standby_url: str) -> int:
 
 
 def set_apply_delay(standby_url: str, delay: str) -> None:
-    sql(standby_url, f"ALTER SYSTEM SET recovery_min_apply_delay = '{delay}'")
-    sql(standby_url, "SELECT pg_reload_conf()")
+    """Through Patroni (it owns the recovery parameters), then wait until it applied it."""
+    cluster("replica-delay", cluster("replica"), delay)
+    wanted = "0" if delay in ("0", "0s") else delay
+    wait_until(lambda: sql(standby_url, "SHOW recovery_min_apply_delay")[0][0] == wanted, 20)
 
 
 class BackgroundWriter:

@@ -47,6 +47,7 @@ import drill_checks as checks
 from drill_client import (
     INITIAL_POINTS,
     OUT,
+    ROOT,
     STATE,
     Load,
     cluster,
@@ -133,15 +134,11 @@ class Drill:
         if rejoined is None or synced is None:
             self.findings.append(f"[{label}] {old} did not come back as a synchronous standby")
         fig["pg_rewind_runs"] = patroni_log_count(old, "pg_rewind exit code=0")
-        # What Patroni did: no acknowledged write without a leader, checked per app server.
-        fig["gap"] = (round(fault, 2), round(new_at, 2))
-        in_gap = checks.acked_in_gap(load.ops, (fault, new_at))
-        fig["acked_without_leader"] = sum(len(keys) for keys in in_gap.values())
-        if in_gap:
-            self.findings.append(f"[{label}] acknowledged while no member was leader: {in_gap}")
         if probe:
+            probe.finish()  # before the failback makes its member the leader again
             fig["fence_acked_before"] = probe.acked_between(0, fault)
             fig["fence_acked_after"] = probe.acked_between(new_at)
+            fig["fence_attempts"] = dict(Counter(seen for _, _, seen in probe.attempts))
             if fig["fence_acked_before"] == 0:
                 self.findings.append(f"[{label}] the rogue client never committed (control)")
             if fig["fence_acked_after"]:
@@ -154,14 +151,27 @@ class Drill:
             checkpoint, self.leader_url, self.findings
         )
         time.sleep(2)
-        fig.update(self.switchover(label, load, current=new, target=old))
-        load.finish()
-        if probe:
-            probe.finish()
-            fig["fence_attempts"] = dict(Counter(seen for _, _, seen in probe.attempts))
+        switched = self.switchover(label, current=new, target=old)
+        fig["switchover_leader_after"] = self.report["switchovers"][label]
+        load.finish()  # every operation is in load.ops once its retries are over
         self.ops += load.ops
-        self.common_figures(fig, load.ops, fault, [(f"{old} leader", 0), (f"{new} leader", new_at)])
+        # What Patroni did: no acknowledged write without a leader, checked per app server.
+        fig["gap"] = (round(fault, 2), round(new_at, 2))
+        self.gap_check(label, fig, load.ops, (fault, new_at))
+        first = checks.first_ack_after(load.ops, switched)
+        fig["switchover_first_ack_after"] = first and round(first, 2)
+        fig["switchover_clients_saw"] = checks.failure_window(
+            load.ops, switched, switched + (first or 30)
+        )
+        marks = [(f"{old} leader", 0), (f"{new} leader", new_at), ("failback", switched)]
+        self.common_figures(fig, load.ops, fault, marks)
         return fig
+
+    def gap_check(self, label: str, fig: dict, ops: list, gap: tuple[float, float]) -> None:
+        in_gap = checks.acked_in_gap(ops, gap)
+        fig["acked_without_leader"] = sum(len(keys) for keys in in_gap.values())
+        if in_gap:
+            self.findings.append(f"[{label}] acknowledged while no member was leader: {in_gap}")
 
     def app_kill(self, load: Load, fig: dict) -> None:
         time.sleep(4)
@@ -178,27 +188,22 @@ class Drill:
         fig["app_down_after"], fig["app_up_after"] = down and round(down, 2), up and round(up, 2)
         fig["app_kill_clients_saw"] = checks.failure_window(load.ops, killed, killed + (down or 5))
 
-    def switchover(self, label: str, load: Load, current: str, target: str) -> dict:
-        log(f"[{label}] fail back: patronictl switchover {current} → {target}")
+    def switchover(self, label: str, current: str, target: str) -> float:
+        """deploy/cluster.sh switchover (PgBouncer PAUSE, patronictl switchover, RESUME);
+        returns when it began."""
+        log(f"[{label}] fail back: planned switchover {current} → {target}")
         began = self.now()
-        cluster("patronictl", "switchover", "--leader", current, "--candidate", target, "--force")
+        cluster("switchover", target)
         back_at, back = self.monitor.wait_leader(after=began, timeout=60, not_=current)
+        self.report.setdefault("switchovers", {})[label] = self.rel(back_at, began)
         rejoined = self.monitor.wait_replica(current, after=began, timeout=90)
-        if (
-            back != target
-            or rejoined is None
-            or not wait_until(lambda: is_sync_standby(current), 60)
-        ):
+        synced = rejoined is not None and wait_until(lambda: is_sync_standby(current), 60)
+        if back != target or synced is None:
             self.findings.append(
                 f"[{label}] switchover to {target}: leader {back}, {current} rejoined: {rejoined}"
             )
         time.sleep(3)
-        first = checks.first_ack_after(load.ops, began)
-        return {
-            "switchover_leader_after": self.rel(back_at, began),
-            "switchover_first_ack_after": first and round(first, 2),
-            "switchover_clients_saw": checks.failure_window(load.ops, began, began + (first or 30)),
-        }
+        return began
 
     # --- scenario 3 --------------------------------------------------------------------
 
@@ -210,24 +215,8 @@ class Drill:
         one = self.now()
         cluster("etcd-kill", "1")
         time.sleep(8)
-        majority = self.now()
-        fig["one_down_leader_changes"] = len(self.monitor.leader_changes(one, majority))
-        fig["one_down_write_errors"] = checks.failure_window(
-            [op for op in load.ops if op.kind != "history"], one, majority
-        )
-        fig["one_down_acked"] = sum(
-            1
-            for op in load.ops
-            for _, a, w, _ in op.attempts
-            if one <= a <= majority and w in ("200", "201")
-        )
-        if (
-            fig["one_down_leader_changes"]
-            or fig["one_down_write_errors"]
-            or not fig["one_down_acked"]
-        ):
-            self.findings.append(f"[{label}] one etcd member down changed something: {fig}")
         log(f"[{label}] SIGKILL etcd member 2: no quorum")
+        majority = self.now()
         cluster("etcd-kill", "2")
         demoted = self.monitor.wait_no_leader(after=majority, timeout=60)
         fig["demoted_after"] = self.rel(demoted, majority)
@@ -244,34 +233,33 @@ class Drill:
             self.findings.append(f"[{label}] no leader after etcd came back")
             back_at = self.now()
         fig["leader_back_after"] = self.rel(back_at, restored)
-        first = checks.first_ack_after(load.ops, restored)
-        fig["first_ack_after_etcd_back"] = first and round(first, 2)
         fig["old_new"] = f"{before} → {leader}"
         other = next(name for name in members() if name != leader)
-        if self.monitor.wait_replica(
-            other, after=back_at - 1, timeout=90
-        ) is None or not wait_until(lambda: is_sync_standby(other), 60):
-            self.findings.append(
-                f"[{label}] {other} is not a synchronous standby after etcd came back"
-            )
+        rejoined = self.monitor.wait_replica(other, after=back_at - 1, timeout=90)
+        if rejoined is None or not wait_until(lambda: is_sync_standby(other), 60):
+            self.findings.append(f"[{label}] {other} is no synchronous standby after etcd is back")
         time.sleep(3)
-        load.finish()
+        load.finish()  # every operation is in load.ops once its retries are over
         self.ops += load.ops
-        outage = checks.failure_window(load.ops, demoted, back_at)
-        fig["outage_clients_saw"] = outage
-        if not any("(not_applied)" in seen for seen in outage):
+        writes = [op for op in load.ops if op.kind != "history"]
+        fig["one_down_leader_changes"] = len(self.monitor.leader_changes(one, majority))
+        fig["one_down_write_errors"] = checks.failure_window(writes, one, majority)
+        fig["one_down_acked"] = sum(
+            1 for op in writes for _, at, seen, _ in op.attempts
+            if one <= at <= majority and seen in ("200", "201")
+        )  # fmt: skip
+        changed = fig["one_down_leader_changes"] or fig["one_down_write_errors"]
+        if changed or not fig["one_down_acked"]:
+            self.findings.append(f"[{label}] one etcd member down changed something: {fig}")
+        first = checks.first_ack_after(load.ops, restored)
+        fig["first_ack_after_etcd_back"] = first and round(first, 2)
+        fig["clients_saw"] = checks.failure_window(load.ops, demoted, back_at + 1)
+        if not any("(not_applied)" in seen for seen in fig["clients_saw"]):
             self.findings.append(f"[{label}] no write answered 503 not_applied during the outage")
-        in_gap = checks.acked_in_gap(load.ops, (demoted, back_at))
-        fig["acked_without_leader"] = sum(len(keys) for keys in in_gap.values())
-        if in_gap:
-            self.findings.append(f"[{label}] acknowledged while no member was leader: {in_gap}")
         fig["gap"] = (round(demoted, 2), round(back_at, 2))
-        self.common_figures(
-            fig,
-            load.ops,
-            majority,
-            [("quorum", 0), ("no quorum", majority), ("etcd back", back_at)],
-        )
+        self.gap_check(label, fig, load.ops, (demoted, back_at))
+        marks = [("quorum", 0), ("no quorum", majority), ("etcd back", back_at)]
+        self.common_figures(fig, load.ops, demoted, marks)
         return fig
 
     # --- shared ------------------------------------------------------------------------
@@ -364,6 +352,12 @@ class Drill:
             ),
             "an ack inside a leaderless gap is reported": checks.gap_self_check(),
         }
+        urls = [f"http://127.0.0.1:{rest}/metrics" for _, rest in members().values()]
+        urls.append(f"http://{os.environ['CLUSTER_ETCD_ENDPOINTS'].split(',')[0]}/metrics")
+        missing = checks.external_metrics_missing(ROOT / "deploy" / "prometheus", urls)
+        self.report["alert_metrics_missing_live"] = sorted(missing)
+        if missing:
+            self.findings.append(f"alerts.yml uses metrics the live cluster lacks: {missing}")
         for name, ok in self.report["controls"].items():
             if not ok:
                 self.findings.append(f"control failed: {name}")
