@@ -26,13 +26,13 @@ docs:           ## documentation site (MkDocs, strict) into site/: open site/ind
 
 dr-drill:       ## backup + point-in-time restore drill on a throwaway cluster (docs/operations/backups.md)
 	scripts/dr-drill.sh $(ARGS)
-cluster:        ## HAProxy, 2 app servers, PgBouncer, primary + synchronous standby, 2 workers (docs/operations/cluster.md)
+cluster:        ## HAProxy, 2 app servers, PgBouncer, Patroni (primary + synchronous standby) on a 3-member etcd, 2 workers (docs/operations/cluster.md)
 	deploy/cluster.sh start
 
 cluster-stop:   ## stops everything `make cluster` started and removes .cluster/
 	deploy/cluster.sh stop
 
-failover-drill: ## under load: kill an app server, SIGKILL the primary, promote the standby; prove nothing acknowledged is lost
+failover-drill: ## under load: SIGKILL, then SIGSTOP the primary, then lose etcd members; measure what Patroni does, prove nothing acknowledged is lost
 	deploy/failover_drill.sh
 
 cluster-load:   ## capacity figures of a running `make cluster` (closed-loop clients through HAProxy)

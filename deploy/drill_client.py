@@ -42,7 +42,9 @@ def log(message: str) -> None:
 
 def cluster(*args: str) -> str:
     """deploy/cluster.sh ARGS; its standard output (e.g. the leader's name)."""
-    done = subprocess.run([CLUSTER_SH, *args], check=True, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run([CLUSTER_SH, *args], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"cluster.sh {' '.join(args)}: exit {done.returncode}: {done.stderr}")
     return done.stdout.strip()
 
 

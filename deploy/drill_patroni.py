@@ -136,7 +136,7 @@ def is_sync_standby(name: str) -> bool:
 class FenceProbe:
     """A client with its own connection straight to one member's PostgreSQL (no
     PgBouncer, no HAProxy to cut it), committing one row at a time to drill_fence.
-    attempts: (sent, answered, "ok" | error), times relative to t0."""
+    attempts: (sent, answered, "ok" | error, row id), times relative to t0."""
 
     def __init__(self, pg_port: int, database: str, t0: float) -> None:
         self.url = f"postgres://postgres@127.0.0.1:{pg_port}/{database}"
@@ -159,22 +159,29 @@ class FenceProbe:
     def _run(self) -> None:
         conn = None
         while not self.stop.is_set():
-            sent = time.monotonic() - self.t0
+            sent, row = time.monotonic() - self.t0, None
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.url, autocommit=True, connect_timeout=2)
-                conn.execute("INSERT INTO drill_fence DEFAULT VALUES")
-                seen = "ok"
+                row = conn.execute("INSERT INTO drill_fence DEFAULT VALUES RETURNING id")
+                row, seen = row.fetchone()[0], "ok"
             except psycopg.Error as exc:
                 seen = type(exc).__name__
                 conn = None
-            self.attempts.append((sent, time.monotonic() - self.t0, seen))
+            self.attempts.append((sent, time.monotonic() - self.t0, seen, row))
             time.sleep(0.1 if seen == "ok" else 0.5)
 
-    def acked_between(self, start: float, end: float = float("inf")) -> int:
-        return sum(
-            1 for sent, answered, seen in self.attempts if seen == "ok" and start < answered < end
-        )
+    def acked(self, sent_after: float = float("-inf"), sent_before: float = float("inf")) -> list:
+        return [a for a in self.attempts if a[2] == "ok" and sent_after < a[0] < sent_before]
+
+    def lost_on(self, leader_url: str) -> list[int]:
+        """Acknowledged rows the leader does not have: a commit acknowledged by a primary
+        whose history was then rewound away (split brain)."""
+        ids = [a[3] for a in self.acked()]
+        found = {
+            r[0] for r in sql(leader_url, "SELECT id FROM drill_fence WHERE id = ANY(%s)", (ids,))
+        }
+        return [i for i in ids if i not in found]
 
 
 # A backend publishes its table statistics when idle, at most once a second, else after

@@ -30,7 +30,7 @@ ROWS = [
     ("old primary back as standby (after fault / restart)", None),
     ("pg_rewind runs (old primary's Patroni log)", "pg_rewind_runs"),
     ("writes acked with no leader (all app servers)", "acked_without_leader"),
-    ("rogue direct commits acked before / after new leader", None),
+    ("rogue direct commits acked: sent before / after freeze", None),
     ("verify_ledger / checkpoint on the new leader", None),
     ("failback switchover → leader / first write", None),
     ("write outcome never known to a client", "outcome_unknown"),
@@ -57,11 +57,10 @@ def _row(key: str | None, label: str, fig: dict, lost: int) -> str:
             return "—"
         return f"{_v(fig['old_back_as_standby_after'])} / {_v(fig['old_back_after_restart'])}"
     if label.startswith("rogue"):
-        return (
-            f"{fig['fence_acked_before']} / {fig['fence_acked_after']}"
-            if "fence_acked_after" in fig
-            else "—"
-        )
+        if "fence_acked_after" not in fig:
+            return "—"
+        before, after, lost = fig["fence_acked_before"], fig["fence_acked_after"], fig["fence_lost"]
+        return f"{before} (missing {len(lost)}) / {after}"
     if label.startswith("verify_ledger"):
         return (
             f"{fig['verify_ledger']} / {fig['checkpoint_on_new_leader']}"

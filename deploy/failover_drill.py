@@ -136,14 +136,20 @@ class Drill:
         fig["pg_rewind_runs"] = patroni_log_count(old, "pg_rewind exit code=0")
         if probe:
             probe.finish()  # before the failback makes its member the leader again
-            fig["fence_acked_before"] = probe.acked_between(0, fault)
-            fig["fence_acked_after"] = probe.acked_between(new_at)
-            fig["fence_attempts"] = dict(Counter(seen for _, _, seen in probe.attempts))
+            # A commit sent before the freeze may be answered after SIGCONT (it committed,
+            # synchronously, before the freeze): it must be on the new leader. One sent
+            # after the freeze must never be acknowledged.
+            fig["fence_acked_before"] = len(probe.acked(sent_before=fault))
+            fig["fence_acked_after"] = len(probe.acked(sent_after=fault))
+            fig["fence_lost"] = probe.lost_on(self.leader_url)
+            fig["fence_attempts"] = dict(Counter(a[2] for a in probe.attempts))
             if fig["fence_acked_before"] == 0:
                 self.findings.append(f"[{label}] the rogue client never committed (control)")
-            if fig["fence_acked_after"]:
+            if fig["fence_acked_after"] or fig["fence_lost"]:
                 self.findings.append(
-                    f"[{label}] the old primary acknowledged commits after {new} was leader"
+                    f"[{label}] the frozen primary acknowledged commits sent after the freeze"
+                    f" ({fig['fence_acked_after']}) or ones the new leader lacks"
+                    f" ({fig['fence_lost']})"
                 )
         log(f"[{label}] verify_ledger and the pre-crash checkpoint on the new leader {new}")
         fig["verify_ledger"] = self.verify_ledger(label)
