@@ -34,6 +34,8 @@ ROWS = [
     ("verify_ledger / checkpoint on the new leader", None),
     ("failback switchover → leader / first write", None),
     ("write outcome never known to a client", "outcome_unknown"),
+    ("app server SIGKILL: DOWN / UP again after", None),
+    ("app server SIGKILL: clients saw", "app_kill_clients_saw"),
 ]
 
 
@@ -67,6 +69,10 @@ def _row(key: str | None, label: str, fig: dict, lost: int) -> str:
             if "verify_ledger" in fig
             else "—"
         )
+    if label.startswith("app server SIGKILL: DOWN"):
+        if "app_down_after" not in fig:
+            return "—"
+        return f"{_v(fig['app_down_after'])} / {_v(fig['app_up_after'])}"
     if label.startswith("failback"):
         if "switchover_leader_after" not in fig:
             return "—"
