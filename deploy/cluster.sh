@@ -52,6 +52,13 @@ WORKERS=2
 PATRONI_TTL="${PATRONI_TTL:-10}"
 PATRONI_LOOP_WAIT="${PATRONI_LOOP_WAIT:-2}"
 PATRONI_RETRY_TIMEOUT="${PATRONI_RETRY_TIMEOUT:-4}"
+# Patroni talks to etcd through its v2 API by default. Debian's Patroni 3.0.2 has a bug in
+# its etcd3 (v3 API) client: a leader whose lease expired (frozen, SIGSTOP) writes the
+# leader key again unconditionally when it wakes up, taking it back from the member that
+# was elected meanwhile (patroni/patroni#2689, fixed in 3.0.3); the failover drill caught
+# it. Its v2 client renews the key with a compare-and-swap on its own name, which fails
+# once another member holds it. PATRONI_DCS=etcd3 selects the v3 client (to reproduce).
+PATRONI_DCS="${PATRONI_DCS:-etcd}"
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -121,6 +128,7 @@ export CLUSTER_STANDBY_URL=postgres://postgres@127.0.0.1:$READ_PORT/$DB
 export CLUSTER_MEMBERS=pg1:${PG_PORTS[0]}:${REST_PORTS[0]},pg2:${PG_PORTS[1]}:${REST_PORTS[1]}
 export CLUSTER_ETCD_ENDPOINTS=$(etcd_endpoints)
 export CLUSTER_PATRONI_TTL=$PATRONI_TTL
+export CLUSTER_PATRONI_DCS=$PATRONI_DCS
 EOF
 }
 
@@ -140,7 +148,7 @@ start_etcd() { # start_etcd N (1..3); `etcd-start N` after a kill reuses the dat
     --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER_PORTS[$n - 1]}" \
     --initial-cluster "$cluster" --initial-cluster-token "dw-$BASE" \
     --initial-cluster-state "$state" --heartbeat-interval 100 --election-timeout 1000 \
-    --logger zap --log-level warn
+    --logger zap --log-level warn --enable-v2=true
 }
 
 etcd_healthy() { ETCDCTL_API=3 etcdctl --endpoints "$(etcd_endpoints)" endpoint health --cluster; }
@@ -165,7 +173,7 @@ log:
 restapi:
   listen: 127.0.0.1:${REST_PORTS[$n - 1]}
   connect_address: 127.0.0.1:${REST_PORTS[$n - 1]}
-etcd3:
+$PATRONI_DCS:
   hosts: $(etcd_endpoints)
 bootstrap:
   dcs:

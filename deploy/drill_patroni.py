@@ -114,6 +114,21 @@ class PatroniMonitor:
         found = self.wait(rejoined, after=after, timeout=timeout)
         return found[0] if found else None
 
+    def wait_settled(self, after: float, timeout: float) -> tuple[float | None, str | None]:
+        """(time, leader) of the first sweep after `after` with one leader and every other
+        member a replica on its timeline."""
+
+        def settled(sweep: dict) -> bool:
+            leaders = self.leaders(sweep)
+            if len(leaders) != 1:
+                return False
+            timeline = sweep[leaders[0]][2]
+            others = [v for n, v in sweep.items() if n != leaders[0]]
+            return all(v[1] == "replica" and v[2] == timeline for v in others)
+
+        found = self.wait(settled, after=after, timeout=timeout)
+        return (found[0], self.leaders(found[1])[0]) if found else (None, None)
+
     def two_leaders(self) -> list[tuple[float, list[str]]]:
         return [(t, self.leaders(s)) for t, s in self.sweeps if len(self.leaders(s)) > 1]
 

@@ -127,7 +127,16 @@ class Drill:
             log(f"[{label}] {old}'s host is back: its Patroni starts again")
             cluster("member-start", old)
         back = self.now()
-        rejoined = self.monitor.wait_replica(old, after=back, timeout=120)
+        rejoined, leader = self.monitor.wait_settled(after=back, timeout=120)
+        if leader == old:
+            # The woken ex-leader took the key back (Patroni 3.0.2's etcd3 client,
+            # deploy/cluster.sh): the elected leader was demoted and rewound instead.
+            self.findings.append(
+                f"[{label}] {old} took the leader key back from {new} after SIG{signal.upper()}"
+                f" ({os.environ.get('CLUSTER_PATRONI_DCS')}): {new} was demoted"
+            )
+            fig["old_new"] += f" → {old} (key taken back)"
+            old, new = new, old
         synced = rejoined is not None and wait_until(lambda: is_sync_standby(old), 60)
         fig["old_back_as_standby_after"] = self.rel(rejoined, fault)
         fig["old_back_after_restart"] = self.rel(rejoined, back)
@@ -157,8 +166,11 @@ class Drill:
             checkpoint, self.leader_url, self.findings
         )
         time.sleep(2)
-        switched = self.switchover(label, current=new, target=old)
-        fig["switchover_leader_after"] = self.report["switchovers"][label]
+        if cluster("leader") == new:
+            switched = self.switchover(label, current=new, target=old)
+            fig["switchover_leader_after"] = self.report["switchovers"][label]
+        else:
+            switched = self.now()  # the key went back to the old leader: nothing to fail back
         load.finish()  # every operation is in load.ops once its retries are over
         self.ops += load.ops
         # What Patroni did: no acknowledged write without a leader, checked per app server.
