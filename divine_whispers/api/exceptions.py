@@ -16,7 +16,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, InternalError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
@@ -198,6 +198,16 @@ def _unexpected(exc: BaseException) -> tuple[int, dict, dict]:
     return 500, body, {}
 
 
+def _connection_ended(exc: BaseException) -> bool:
+    """psycopg raises an InternalError without a SQLSTATE ("received 2 results from
+    command 'COMMIT'") when the server ends the connection in the middle of its answer —
+    a primary shut down by a failover or a switchover (docs/operations/cluster.md): the
+    connection is gone, as with an OperationalError. One the server sent has a SQLSTATE
+    and stays a 500."""
+    cause = exc.__cause__
+    return isinstance(exc, InternalError) and cause is not None and cause.sqlstate is None
+
+
 def classify(exc: BaseException) -> tuple[int, dict, dict]:
     """(status, body, headers) for any exception raised while serving an API request."""
     if isinstance(exc, errors.DomainError):
@@ -214,7 +224,7 @@ def classify(exc: BaseException) -> tuple[int, dict, dict]:
         return 413, error_body("request_too_large", "The request body is too large."), {}
     if isinstance(exc, SuspiciousOperation):
         return 400, error_body("validation_error", "Malformed request."), {}
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    if isinstance(exc, (OperationalError, InterfaceError)) or _connection_ended(exc):
         return _database_unavailable(exc)
     if isinstance(exc, drf.APIException):
         mapped = _drf_response(exc)

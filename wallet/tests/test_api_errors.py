@@ -6,8 +6,9 @@ from __future__ import annotations
 import inspect
 import logging
 
+import psycopg
 import pytest
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, InternalError, OperationalError
 from rest_framework import exceptions as drf
 
 from divine_whispers.api.exceptions import DOMAIN_STATUS, classify
@@ -86,6 +87,20 @@ def test_framework_and_database_errors_map_to_the_contract(exc, status, code):
 
     assert (got_status, body["error"]["code"]) == (status, code)
     assert set(body["error"]) == {"code", "message", "details"}
+
+
+def test_a_connection_the_server_ended_mid_answer_is_a_503_not_a_500():
+    """psycopg's "received 2 results from command 'COMMIT'" has no SQLSTATE: the server
+    ended the connection while answering (seen in the failover drill, a primary shutting
+    down). An error the server sent (it has a SQLSTATE) stays a 500."""
+    ended = InternalError("received 2 results from command 'COMMIT'")
+    ended.__cause__ = psycopg.InternalError("received 2 results from command 'COMMIT'")
+    sent = InternalError("cannot execute INSERT in a read-only transaction")
+    sent.__cause__ = psycopg.errors.ReadOnlySqlTransaction("read-only transaction")
+
+    assert classify(ended)[0] == 503
+    assert classify(ended)[1]["error"]["details"]["outcome"] in ("not_applied", "unknown")
+    assert classify(sent)[0] == 500
 
 
 def test_an_unknown_url_under_api_is_a_json_404(as_user, api_client):
