@@ -198,14 +198,22 @@ def _unexpected(exc: BaseException) -> tuple[int, dict, dict]:
     return 500, body, {}
 
 
+# 25006 read_only_sql_transaction: the server the connection reached is no primary (any
+# more, or not yet): a primary demoted or promoting during a failover.
+NOT_A_PRIMARY_SQLSTATES = frozenset({"25006"})
+
+
 def _connection_ended(exc: BaseException) -> bool:
-    """psycopg raises an InternalError without a SQLSTATE ("received 2 results from
-    command 'COMMIT'") when the server ends the connection in the middle of its answer —
-    a primary shut down by a failover or a switchover (docs/operations/cluster.md): the
-    connection is gone, as with an OperationalError. One the server sent has a SQLSTATE
-    and stays a 500."""
+    """A failover seen as an InternalError (docs/operations/cluster.md): psycopg raises one
+    without a SQLSTATE ("received 2 results from command 'COMMIT'") when the server ends
+    the connection in the middle of its answer — a primary shutting down — and the server
+    refuses a write with 25006 when the connection reached a member that is not the
+    primary. The database is unavailable, as with an OperationalError. Any other error
+    the server sent (it has a SQLSTATE) stays a 500."""
     cause = exc.__cause__
-    return isinstance(exc, InternalError) and cause is not None and cause.sqlstate is None
+    if not isinstance(exc, InternalError) or cause is None:
+        return False
+    return cause.sqlstate is None or cause.sqlstate in NOT_A_PRIMARY_SQLSTATES
 
 
 def classify(exc: BaseException) -> tuple[int, dict, dict]:

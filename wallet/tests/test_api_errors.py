@@ -89,18 +89,23 @@ def test_framework_and_database_errors_map_to_the_contract(exc, status, code):
     assert set(body["error"]) == {"code", "message", "details"}
 
 
-def test_a_connection_the_server_ended_mid_answer_is_a_503_not_a_500():
-    """psycopg's "received 2 results from command 'COMMIT'" has no SQLSTATE: the server
-    ended the connection while answering (seen in the failover drill, a primary shutting
-    down). An error the server sent (it has a SQLSTATE) stays a 500."""
+def test_a_failover_seen_as_an_internal_error_is_a_503_not_a_500():
+    """Seen in the failover drill: psycopg's "received 2 results from command 'COMMIT'"
+    (no SQLSTATE: the server ended the connection while answering, a primary shutting
+    down) and 25006 (the connection reached a member that is no primary). Any other error
+    the server sent stays a 500."""
     ended = InternalError("received 2 results from command 'COMMIT'")
     ended.__cause__ = psycopg.InternalError("received 2 results from command 'COMMIT'")
-    sent = InternalError("cannot execute INSERT in a read-only transaction")
-    sent.__cause__ = psycopg.errors.ReadOnlySqlTransaction("read-only transaction")
+    not_primary = InternalError("cannot execute SELECT FOR UPDATE in a read-only transaction")
+    not_primary.__cause__ = psycopg.errors.ReadOnlySqlTransaction("read-only transaction")
+    other = InternalError("internal error")
+    other.__cause__ = psycopg.errors.InternalError_("internal error")
 
-    assert classify(ended)[0] == 503
-    assert classify(ended)[1]["error"]["details"]["outcome"] in ("not_applied", "unknown")
-    assert classify(sent)[0] == 500
+    for failover in (ended, not_primary):
+        status, body, _ = classify(failover)
+        assert status == 503
+        assert body["error"]["details"]["outcome"] in ("not_applied", "unknown")
+    assert classify(other)[0] == 500
 
 
 def test_an_unknown_url_under_api_is_a_json_404(as_user, api_client):
