@@ -36,13 +36,13 @@ dr-drill:       ## backup + point-in-time restore drill on a throwaway cluster (
 production-drill: ## docs/operations/production.md's "Starting it", run as written on a fresh database (about a minute)
 	@$(call script,scripts/test.sh -m stress -s -p no:cacheprovider divine_whispers/tests/project/test_production_drill.py,pytest's exit code)
 
-cluster:        ## HAProxy, 2 app servers, PgBouncer, primary + synchronous standby, 2 workers (docs/operations/cluster.md)
+cluster:        ## HAProxy, 2 app servers, PgBouncer, Patroni (primary + synchronous standby) on a 3-member etcd, 2 workers (docs/operations/cluster.md)
 	deploy/cluster.sh start
 
 cluster-stop:   ## stops everything `make cluster` started and removes .cluster/
 	deploy/cluster.sh stop
 
-failover-drill: ## under load: kill an app server, SIGKILL the primary, promote the standby; prove nothing acknowledged is lost
+failover-drill: ## under load: SIGKILL, then SIGSTOP the primary, then lose etcd members; measure what Patroni does, prove nothing acknowledged is lost
 	@$(call script,deploy/failover_drill.sh,non-zero: a finding / 2: could not run)
 
 cluster-load:   ## capacity figures of a running `make cluster` (closed-loop clients through HAProxy)

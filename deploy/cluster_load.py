@@ -20,7 +20,7 @@ import subprocess
 import time
 from collections import Counter
 
-from failover_drill import ROOT, Load, log, setup_users, sql
+from drill_client import ROOT, Load, log, setup_users, sql
 
 OUT = ROOT / "artifacts" / "cluster-load"
 
@@ -78,7 +78,8 @@ def replay_lag_ms(primary_url: str) -> float:
 
 def run_step(base_url: str, users: list[dict], threads: int, seconds: float, seed: int) -> dict:
     primary = os.environ["CLUSTER_PRIMARY_URL"]
-    load = Load(base_url, users, threads, rate=1e9, seed=seed)
+    # Keys unique per run: a second run on the same cluster must not measure replays.
+    load = Load(base_url, users, threads, rate=1e9, seed=seed, label=f"load{seed}-{time.time_ns()}")
     _, wal_before = primary_state(primary)
     load.start()
     samples: list[dict] = []

@@ -1,554 +1,392 @@
-"""Failover drill: a running cluster (deploy/cluster.sh) under steady mixed load through
-HAProxy loses an app server, then its primary, and must lose nothing it acknowledged.
+"""Failover drill: a running cluster (deploy/cluster.sh: Patroni on etcd) under steady mixed
+load through HAProxy loses its primary three ways, and must lose nothing it acknowledged.
+The drill promotes nothing: it breaks things and measures what Patroni does.
 
-Timeline (seconds after the load starts):
-  read routing  before the load: the standby replays with a 1 s delay
-                (recovery_min_apply_delay); every user reads its own write at once
-                (read-your-writes across the two app servers), and the replica serves
-                reads; then with a delay over REPLICA_MAX_LAG_SECONDS it serves none
-  t = 4         SIGKILL app server 1 (master and workers); HAProxy must mark it DOWN
-  t = 10        app server 1 restarts and must come back UP (gunicorn boot: seconds)
-  t = U + 4     (U: app server 1 back UP) `verify_ledger --json` on the primary: the
-                checkpoint
-  t = U + 5     SIGKILL the primary (postmaster and every backend); a monitor that polls
-                it every 0.5 s declares it dead after 2 failures, promotes the standby
-                and repoints PgBouncer (deploy/cluster.sh promote)
-  t = U + 20    the load stops; retries in flight finish
-Then, on the new primary: every acknowledged operation (201, or 200 replay) is in the
-ledger exactly once with the amounts the client was told; no client key has two
-effects; no ledger row of a drill user is unexplained; every spend has its job, every
-transfer both legs; `verify_ledger` is clean and passes the pre-crash checkpoint; the
-time from the kill to the first acknowledged write is measured.
+Before the load, read routing: the replica (HAProxy's /replica check) replays 1 s, then
+5 s late; every user reads its own write at once and the replica serves reads only
+within REPLICA_MAX_LAG_SECONDS. Then three scenarios, each under its own load (8 client
+threads, ~40 operations/s: 50 % spends, 30 % transfers, 20 % history reads):
 
-The clients behave like the API guide (docs/api.md) asks clients to: every write carries an
-Idempotency-Key, and a write whose outcome is unknown (connection error, 502/503/504,
-409 request_in_progress) is retried with the same key until it gets an answer.
+  1 kill   at 4 s SIGKILL app server 1 (HAProxy must mark it DOWN; it restarts and must
+           come back UP); then a `verify_ledger --json` checkpoint on the leader and
+           SIGKILL of the leader's Patroni and PostgreSQL (a crashed host). Patroni on the
+           synchronous standby takes the leader key once it expires; the crashed member's
+           Patroni is started again (the host is back) and must rejoin as a standby by
+           itself (pg_rewind). verify_ledger and the checkpoint on the new leader; then a
+           planned switchover (patronictl) fails back.
+  2 stop   the same with SIGSTOP (a frozen host, the stand-in for a network partition):
+           a rogue client holding its own connection straight to the frozen primary keeps
+           committing; after SIGCONT the old primary must not acknowledge one commit once
+           the new leader exists (strict synchronous mode: its standby is gone) and must
+           rejoin as a standby. Fail back.
+  3 etcd   SIGKILL one etcd member (nothing may happen: no leader change, no failed
+           write), then a second (no quorum: Patroni demotes the primary; writes answer
+           503 not_applied), then start both again: service returns.
 
-Prints a summary, writes artifacts/failover-drill/ (report, client log) and exits
-non-zero on any finding.
+For every scenario: no write *sent* after the leader was lost and acknowledged before a
+leader existed again, per app server (that would be a primary Patroni did not elect);
+no moment where two members answered Patroni's /primary. At the end, on the leader:
+every acknowledged write (201, or 200 replay) is in the ledger exactly once with what the
+client was told, no key has two effects, every spend has its job, every transfer both
+legs, verify_ledger is clean, the job queue drains. Controls show the checks can fail.
+Prints one table, writes artifacts/failover-drill/ (report, client log), exits non-zero
+on any finding.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import logging
 import os
-import random
-import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from urllib.parse import urlsplit
+from dataclasses import asdict
 
-import psycopg
+import drill_checks as checks
+from drill_client import (
+    INITIAL_POINTS,
+    OUT,
+    ROOT,
+    STATE,
+    Load,
+    cluster,
+    haproxy_server_status,
+    log,
+    manage,
+    setup_users,
+    wait_until,
+)
+from drill_patroni import FenceProbe, PatroniMonitor, is_sync_standby, members, read_routing_phase
+from drill_table import print_table
 
-ROOT = Path(__file__).resolve().parent.parent
-CLUSTER_SH = str(ROOT / "deploy" / "cluster.sh")
-STATE = Path(os.environ.get("CLUSTER_STATE", ROOT / ".cluster"))
-OUT = ROOT / "artifacts" / "failover-drill"  # kept after `make cluster-stop`
-JOB_TYPE, PRICE = "fortune", 5
-INITIAL_POINTS = 5_000
-RETRY_STATUSES = {502, 503, 504}
-RETRY_DEADLINE_SECONDS = 60.0
-
-
-# --- helpers ---------------------------------------------------------------------------
-
-
-def log(message: str) -> None:
-    print(f"[drill {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def cluster(*args: str) -> None:
-    subprocess.run([CLUSTER_SH, *args], check=True, cwd=ROOT)
+DB = "divine_whispers"
 
 
-def manage(*args: str, database_url: str | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if database_url:
-        env["DATABASE_URL"] = database_url
-    return subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-
-
-def sql(url: str, query: str, params: tuple = ()) -> list[tuple]:
-    with psycopg.connect(url, connect_timeout=3, autocommit=True) as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def haproxy_server_status() -> dict[str, str]:
-    """Server name → UP/DOWN from HAProxy's CSV stats."""
-    stats = urlsplit(os.environ["CLUSTER_STATS_URL"])
-    conn = http.client.HTTPConnection(stats.hostname, stats.port, timeout=3)
-    conn.request("GET", stats.path + ";csv")
-    rows = conn.getresponse().read().decode().splitlines()
-    header = rows[0].lstrip("# ").split(",")
-    result = {}
-    for row in rows[1:]:
-        cells = dict(zip(header, row.split(","), strict=False))
-        if cells.get("pxname") == "app" and cells.get("svname", "").startswith("app"):
-            result[cells["svname"]] = cells["status"]
-    return result
-
-
-def wait_until(predicate, timeout: float, step: float = 0.2) -> float | None:
-    """Seconds until predicate() held, or None after timeout."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if predicate():
-                return time.monotonic() - start
-        except Exception:
-            pass
-        time.sleep(step)
-    return None
-
-
-# --- setup ----------------------------------------------------------------------------
-
-
-def setup_users(count: int, prefix: str = "drill") -> list[dict]:
-    """Drill users with points and API tokens, created through the services (Django)."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "divine_whispers.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    logging.getLogger("divine_whispers").setLevel(logging.WARNING)  # no line per deposit
-    from django.contrib.auth import get_user_model
-    from django.db import connections
-
-    from jobs.models import JobType
-    from wallet import services
-
-    user_model = get_user_model()
-    JobType.objects.update_or_create(
-        code=JOB_TYPE, defaults={"name": "Fortune", "price": PRICE, "active": True}
-    )
-    # The payment service account credits (no staff member may deposit).
-    cashier, _ = user_model.objects.get_or_create(username="drill-payments", is_staff=False)
-    users = []
-    for i in range(count):
-        user, _ = user_model.objects.get_or_create(username=f"{prefix}-{i:04d}")
-        services.deposit(
-            user=user, amount=INITIAL_POINTS, reference_id=f"{prefix}-seed-{i}", actor=cashier
+class Drill:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.t0 = args, time.monotonic()
+        self.base_url, self.leader_url = (
+            os.environ["CLUSTER_URL"],
+            os.environ["CLUSTER_PRIMARY_URL"],
         )
-        users.append({"id": user.pk, "username": user.username, "token": issue_token(user)})
-    connections.close_all()
-    return users
-
-
-def issue_token(user) -> str:
-    """An API key, issued by the function behind `manage.py issue_token` (hashed,
-    expiring keys); DRF's plain tokens on a version that predates them."""
-    try:
-        from wallet.services.api_keys import issue_token as issue
-    except ImportError:
-        from rest_framework.authtoken.models import Token
-
-        return Token.objects.get_or_create(user=user)[0].key
-    return issue(user, name="failover-drill")[1]
-
-
-# --- the clients ------------------------------------------------------------------------
-
-
-@dataclass
-class Op:
-    key: str
-    user_id: int
-    kind: str  # spend | transfer | history | read_own
-    body: dict = field(default_factory=dict)
-    # (sent at, answered at, what was seen), in seconds since the load started
-    attempts: list = field(default_factory=list)
-    status: int | None = None
-    outcome: str = "pending"  # acked | rejected:<code> | unknown | read
-    result: dict = field(default_factory=dict)
-    started: float = 0.0
-    finished: float = 0.0
-
-
-class Client:
-    """One HTTP request per connection (Connection: close), like a simple mobile client."""
-
-    def __init__(self, base_url: str, t0: float) -> None:
-        parts = urlsplit(base_url)
-        self.host, self.port, self.t0 = parts.hostname, parts.port, t0
+        self.monitor = PatroniMonitor(self.t0)
+        self.findings: list[str] = []
+        self.ops: list = []
+        self.users: list[dict] = []
+        self.report: dict = {"seed": args.seed, "users": args.users, "threads": args.threads}
 
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def request(self, method: str, path: str, token: str, body: dict | None, key: str | None):
-        headers = {"Authorization": f"Token {token}", "Connection": "close"}
-        payload = None
-        if body is not None:
-            payload = json.dumps(body)
-            headers["Content-Type"] = "application/json"
-        if key:
-            headers["Idempotency-Key"] = key
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        try:
-            conn.request(method, path, body=payload, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-            try:
-                parsed = json.loads(data) if data else {}
-            except ValueError:
-                parsed = {"raw": data[:200].decode(errors="replace")}
-            return response.status, parsed
-        finally:
-            conn.close()
+    def sleep_until(self, moment: float) -> None:
+        time.sleep(max(0.0, moment - self.now()))
 
-    def write(self, op: Op, path: str, token: str) -> None:
-        """Send until the answer is definitive; same Idempotency-Key every time."""
-        op.started = self.now()
-        while True:
-            sent = round(self.now(), 3)
-            try:
-                status, parsed = self.request("POST", path, token, op.body, op.key)
-                seen = str(status)
-                if status >= 400:
-                    code = parsed.get("error", {}).get("code", "")
-                    outcome = parsed.get("error", {}).get("details", {}).get("outcome")
-                    seen = f"{status} {code}".strip() + (f" ({outcome})" if outcome else "")
-            except (OSError, http.client.HTTPException) as exc:
-                status, parsed, seen = None, {}, f"connection error: {type(exc).__name__}"
-            op.attempts.append((sent, round(self.now(), 3), seen))
-            retry = status is None or status in RETRY_STATUSES or status == 500
-            retry = retry or (status == 409 and "request_in_progress" in seen)
-            retry = retry or (status == 429 and "throttled" in seen)
-            if retry and self.now() - op.started < RETRY_DEADLINE_SECONDS:
-                time.sleep(0.25)
-                continue
-            op.status, op.finished = status, self.now()
-            if status in (200, 201):
-                op.outcome, op.result = "acked", parsed
-            elif status is None or retry:
-                op.outcome = "unknown"
-            else:
-                op.outcome = f"rejected:{parsed.get('error', {}).get('code', status)}"
-            return
+    def load(self, label: str, seed: int) -> Load:
+        a = self.args
+        load = Load(self.base_url, self.users, a.threads, a.rate, seed, label=label, t0=self.t0)
+        load.start()
+        return load
 
-    def read(self, op: Op, path: str, token: str) -> None:
-        op.started = sent = round(self.now(), 3)
-        try:
-            op.status, op.result = self.request("GET", path, token, None, None)
-            op.attempts.append((sent, round(self.now(), 3), str(op.status)))
-        except (OSError, http.client.HTTPException) as exc:
-            error = f"connection error: {type(exc).__name__}"
-            op.attempts.append((sent, round(self.now(), 3), error))
-        op.outcome, op.finished = "read", self.now()
+    def rel(self, value: float | None, origin: float) -> float | None:
+        return None if value is None else round(value - origin, 2)
 
+    # --- scenarios 1 and 2 -----------------------------------------------------------
 
-class Load:
-    """Client threads running a seeded mix: spends, transfers, history reads."""
-
-    def __init__(self, base_url: str, users: list[dict], threads: int, rate: float, seed: int):
-        self.users, self.threads, self.rate, self.seed = users, threads, rate, seed
-        self.t0 = time.monotonic()
-        self.client = Client(base_url, self.t0)
-        self.ops: list[Op] = []
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.workers: list[threading.Thread] = []
-
-    def start(self) -> None:
-        self.t0 = self.client.t0 = time.monotonic()
-        for index in range(self.threads):
-            thread = threading.Thread(target=self._run, args=(index,), daemon=True)
-            thread.start()
-            self.workers.append(thread)
-
-    def finish(self) -> None:
-        self.stop.set()
-        for thread in self.workers:
-            thread.join(RETRY_DEADLINE_SECONDS + 35)
-
-    def _run(self, index: int) -> None:
-        rng = random.Random(self.seed * 1000 + index)
-        interval = self.threads / self.rate
-        # Each thread owns a disjoint slice of the users: a user's operations are
-        # sequential, as one device's would be.
-        mine = self.users[index :: self.threads]
-        n = 0
-        while not self.stop.is_set():
-            began = time.monotonic()
-            user = rng.choice(mine)
-            n += 1
-            op = self._one(rng, user, f"drill-{self.seed}-{index}-{n}")
-            with self.lock:
-                self.ops.append(op)
-            time.sleep(max(0.0, interval - (time.monotonic() - began)))
-
-    def _one(self, rng: random.Random, user: dict, key: str) -> Op:
-        roll = rng.random()
-        if roll < 0.5:
-            op = Op(key, user["id"], "spend", {"job_type": JOB_TYPE})
-            self.client.write(op, "/api/v1/wallet/spend", user["token"])
-        elif roll < 0.8:
-            recipient = rng.choice([u for u in self.users if u["id"] != user["id"]])
-            amount = rng.randint(1, 20)
-            op = Op(key, user["id"], "transfer", {"to_user_id": recipient["id"], "amount": amount})
-            self.client.write(op, "/api/v1/wallet/transfer", user["token"])
+    def member_failure(self, label: str, signal: str, seed: int) -> dict:
+        load, fig = self.load(label, seed), {}
+        if signal == "kill":
+            self.app_kill(load, fig)
+        old = cluster("leader")
+        other = next(name for name in members() if name != old)
+        checkpoint = STATE / f"checkpoint-{label}.json"
+        taken = manage("verify_ledger", "--json", "--no-progress", database_url=self.leader_url)
+        fig["checkpoint"] = checks.take_checkpoint(taken, checkpoint, self.findings)
+        probe = None
+        if signal == "stop":
+            probe = FenceProbe(members()[old][0], DB, self.t0).start()
+        time.sleep(2)
+        log(f"[{label}] SIG{signal.upper()} the leader {old} (its Patroni and PostgreSQL)")
+        cluster(f"member-{signal}", old)
+        fault = self.now()
+        new_at, new = self.monitor.wait_leader(after=fault, timeout=90, not_=old)
+        if new is None:
+            self.findings.append(f"[{label}] no new leader within 90 s")
+            load.finish()
+            return fig
+        log(f"[{label}] {new} is the leader {new_at - fault:.2f} s after the fault")
+        if new != other:
+            self.findings.append(f"[{label}] unexpected leader {new}")
+        fig["old_new"] = f"{old} → {new}"
+        fig["new_leader_after"] = round(new_at - fault, 2)
+        if signal == "stop":
+            self.sleep_until(new_at + 3)
+            log(f"[{label}] SIGCONT {old}")
+            cluster("member-cont", old)
         else:
-            op = Op(key, user["id"], "history")
-            self.client.read(op, "/api/v1/wallet/transactions", user["token"])
-        return op
-
-
-# --- phases -------------------------------------------------------------------------------
-
-
-# A backend publishes its table statistics when idle, at most once a second, else after
-# PostgreSQL's 10 s idle timeout: reading them later than that sees every scan.
-STATS_SETTLE_SECONDS = 11
-
-
-def replica_reads(standby_url: str) -> int:
-    """Scans of the ledger table served by the standby (its own statistics), once every
-    backend has published what it did so far."""
-    time.sleep(STATS_SETTLE_SECONDS)
-    rows = sql(
-        standby_url,
-        "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables"
-        " WHERE relname = 'wallet_transaction'",
-    )
-    return int(rows[0][0]) if rows else 0
-
-
-def set_apply_delay(standby_url: str, delay: str) -> None:
-    sql(standby_url, f"ALTER SYSTEM SET recovery_min_apply_delay = '{delay}'")
-    sql(standby_url, "SELECT pg_reload_conf()")
-
-
-class BackgroundWriter:
-    """Steady spends by a set of users (rotating, under the velocity limit), so the
-    standby's replay delay shows as lag."""
-
-    def __init__(self, client: Client, users: list[dict], label: str, ops: list[Op]) -> None:
-        self.client, self.users, self.label, self.ops = client, users, label, ops
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> BackgroundWriter:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(RETRY_DEADLINE_SECONDS + 5)
-
-    def _run(self) -> None:
-        n = 0
-        while not self.stop.is_set():
-            user = self.users[n % len(self.users)]
-            op = Op(f"drill-bg-{self.label}-{n}", user["id"], "spend", {"job_type": JOB_TYPE})
-            self.client.write(op, "/api/v1/wallet/spend", user["token"])
-            self.ops.append(op)
-            n += 1
-            time.sleep(0.2)
-
-
-def read_routing_phase(
-    base_url: str, users: list[dict], standby_url: str, pairs: int, ops: list[Op]
-) -> dict:
-    """With the standby replaying late while others write: a user who just wrote reads
-    the write at once (through HAProxy, round robin: usually from the other app server),
-    and a user who did not write reads from the replica only while its lag is within
-    the bound (the standby's own table statistics say whether it served the read)."""
-    client = Client(base_url, time.monotonic())
-    writers, readers, quiet = users[: len(users) // 2], users[len(users) // 2 : -1], users[-1]
-    report: dict = {}
-    for delay, label in (("1s", "within_bound"), ("5s", "over_bound")):
-        set_apply_delay(standby_url, delay)
-        with BackgroundWriter(client, writers, label, ops):
-            # Reading the statistics waits 11 s: the replay lag settles at about the delay.
-            before = replica_reads(standby_url)
-            read_errors = 0
-            for _ in range(pairs):
-                status, _ = client.request(
-                    "GET", "/api/v1/wallet/transactions", quiet["token"], None, None
+            log(f"[{label}] {old}'s host is back: its Patroni starts again")
+            cluster("member-start", old)
+        back = self.now()
+        rejoined, leader = self.monitor.wait_settled(after=back, timeout=120)
+        if leader == old:
+            # The woken ex-leader took the key back (Patroni 3.0.2's etcd3 client,
+            # deploy/cluster.sh): the elected leader was demoted and rewound instead.
+            self.findings.append(
+                f"[{label}] {old} took the leader key back from {new} after SIG{signal.upper()}"
+                f" ({os.environ.get('CLUSTER_PATRONI_DCS')}): {new} was demoted"
+            )
+            fig["old_new"] += f" → {old} (key taken back)"
+            old, new = new, old
+        synced = rejoined is not None and wait_until(lambda: is_sync_standby(old), 60)
+        fig["old_back_as_standby_after"] = self.rel(rejoined, fault)
+        fig["old_back_after_restart"] = self.rel(rejoined, back)
+        if rejoined is None or synced is None:
+            self.findings.append(f"[{label}] {old} did not come back as a synchronous standby")
+        fig["pg_rewind_runs"] = patroni_log_count(old, "pg_rewind exit code=0")
+        if probe:
+            probe.finish()  # before the failback makes its member the leader again
+            # A commit sent before the freeze may be answered after SIGCONT (it committed,
+            # synchronously, before the freeze): it must be on the new leader. One sent
+            # after the freeze must never be acknowledged.
+            fig["fence_acked_before"] = len(probe.acked(sent_before=fault))
+            fig["fence_acked_after"] = len(probe.acked(sent_after=fault))
+            fig["fence_lost"] = probe.lost_on(self.leader_url)
+            fig["fence_attempts"] = dict(Counter(a[2] for a in probe.attempts))
+            if fig["fence_acked_before"] == 0:
+                self.findings.append(f"[{label}] the rogue client never committed (control)")
+            if fig["fence_acked_after"] or fig["fence_lost"]:
+                self.findings.append(
+                    f"[{label}] the frozen primary acknowledged commits sent after the freeze"
+                    f" ({fig['fence_acked_after']}) or ones the new leader lacks"
+                    f" ({fig['fence_lost']})"
                 )
-                read_errors += status != 200
-            quiet_scans = replica_reads(standby_url) - before
-            missing = 0
-            for i in range(pairs):
-                user = readers[i % len(readers)]
-                op = Op(f"drill-rw-{label}-{i}", user["id"], "spend", {"job_type": JOB_TYPE})
-                client.write(op, "/api/v1/wallet/spend", user["token"])
-                ops.append(op)
-                if op.outcome != "acked":
-                    continue
-                status, history = client.request(
-                    "GET", "/api/v1/wallet/transactions", user["token"], None, None
-                )
-                read_errors += status != 200
-                ids = {row["id"] for row in history.get("results", [])}
-                missing += op.result["transaction"]["id"] not in ids
-        report[label] = {
-            "apply_delay": delay,
-            "quiet_reads": pairs,
-            "quiet_reads_served_by_replica_scans": quiet_scans,
-            "write_then_read_pairs": pairs,
-            "own_write_missing": missing,
-            "read_errors": read_errors,
+        log(f"[{label}] verify_ledger and the pre-crash checkpoint on the new leader {new}")
+        fig["verify_ledger"] = self.verify_ledger(label)
+        fig["checkpoint_on_new_leader"] = checks.check_checkpoint(
+            checkpoint, self.leader_url, self.findings
+        )
+        time.sleep(2)
+        if cluster("leader") != fig["old_new"].split()[0]:  # the leader before the fault
+            switched = self.switchover(label, current=new, target=old)
+            fig["switchover_leader_after"] = self.report["switchovers"][label]
+        else:
+            switched = self.now()  # the key went back to the old leader: nothing to fail back
+        load.finish()  # every operation is in load.ops once its retries are over
+        self.ops += load.ops
+        # What Patroni did: no acknowledged write without a leader, checked per app server.
+        fig["gap"] = (round(fault, 2), round(new_at, 2))
+        self.gap_check(label, fig, load.ops, (fault, new_at))
+        first = checks.first_ack_after(load.ops, switched)
+        fig["switchover_first_ack_after"] = first and round(first, 2)
+        fig["switchover_clients_saw"] = checks.failure_window(
+            load.ops, switched, switched + (first or 30)
+        )
+        marks = [(f"{old} leader", 0), (f"{new} leader", new_at), ("failback", switched)]
+        self.common_figures(fig, load.ops, fault, marks)
+        return fig
+
+    def gap_check(self, label: str, fig: dict, ops: list, gap: tuple[float, float]) -> None:
+        in_gap = checks.acked_in_gap(ops, gap)
+        fig["acked_without_leader"] = sum(len(keys) for keys in in_gap.values())
+        if in_gap:
+            self.findings.append(f"[{label}] acknowledged while no member was leader: {in_gap}")
+
+    def app_kill(self, load: Load, fig: dict) -> None:
+        time.sleep(4)
+        killed = self.now()
+        log("SIGKILL app server 1")
+        cluster("app-kill", "1")
+        down = wait_until(lambda: haproxy_server_status().get("app1") == "DOWN", 15)
+        if down is None:
+            self.findings.append("HAProxy never marked the killed app server DOWN")
+        cluster("app-start", "1")
+        up = wait_until(lambda: haproxy_server_status().get("app1") == "UP", 30)
+        if up is None:
+            self.findings.append("the restarted app server never came back UP in HAProxy")
+        fig["app_down_after"], fig["app_up_after"] = down and round(down, 2), up and round(up, 2)
+        fig["app_kill_clients_saw"] = checks.failure_window(load.ops, killed, killed + (down or 5))
+
+    def switchover(self, label: str, current: str, target: str) -> float:
+        """deploy/cluster.sh switchover (PgBouncer PAUSE, patronictl switchover, RESUME);
+        returns when it began."""
+        log(f"[{label}] fail back: planned switchover {current} → {target}")
+        began = self.now()
+        try:
+            cluster("switchover", target)
+        except RuntimeError as exc:  # reported; the drill goes on to verify what it has
+            self.findings.append(f"[{label}] switchover to {target} failed: {exc}")
+        back_at, back = self.monitor.wait_leader(after=began, timeout=60, not_=current)
+        self.report.setdefault("switchovers", {})[label] = self.rel(back_at, began)
+        rejoined = self.monitor.wait_replica(current, after=began, timeout=90)
+        synced = rejoined is not None and wait_until(lambda: is_sync_standby(current), 60)
+        if back != target or synced is None:
+            self.findings.append(
+                f"[{label}] switchover to {target}: leader {back}, {current} rejoined: {rejoined}"
+            )
+        time.sleep(3)
+        return began
+
+    # --- scenario 3 --------------------------------------------------------------------
+
+    def etcd_failure(self, label: str, seed: int) -> dict:
+        load, fig = self.load(label, seed), {}
+        time.sleep(3)
+        before = cluster("leader")
+        log(f"[{label}] SIGKILL etcd member 1 of 3")
+        one = self.now()
+        cluster("etcd-kill", "1")
+        time.sleep(8)
+        log(f"[{label}] SIGKILL etcd member 2: no quorum")
+        majority = self.now()
+        cluster("etcd-kill", "2")
+        demoted = self.monitor.wait_no_leader(after=majority, timeout=60)
+        fig["demoted_after"] = self.rel(demoted, majority)
+        if demoted is None:
+            self.findings.append(f"[{label}] the primary was not demoted without an etcd quorum")
+            demoted = self.now()
+        log(f"[{label}] demoted {fig['demoted_after']} s after quorum loss; etcd back in 6 s")
+        self.sleep_until(demoted + 6)
+        restored = self.now()
+        cluster("etcd-start", "1")
+        cluster("etcd-start", "2")
+        back_at, leader = self.monitor.wait_leader(after=restored, timeout=90)
+        if leader is None:
+            self.findings.append(f"[{label}] no leader after etcd came back")
+            back_at = self.now()
+        fig["leader_back_after"] = self.rel(back_at, restored)
+        fig["old_new"] = f"{before} → {leader}"
+        other = next(name for name in members() if name != leader)
+        rejoined = self.monitor.wait_replica(other, after=back_at - 1, timeout=90)
+        if rejoined is None or not wait_until(lambda: is_sync_standby(other), 60):
+            self.findings.append(f"[{label}] {other} is no synchronous standby after etcd is back")
+        time.sleep(3)
+        load.finish()  # every operation is in load.ops once its retries are over
+        self.ops += load.ops
+        writes = [op for op in load.ops if op.kind != "history"]
+        fig["one_down_leader_changes"] = len(self.monitor.leader_changes(one, majority))
+        fig["one_down_write_errors"] = checks.failure_window(writes, one, majority)
+        fig["one_down_acked"] = sum(
+            1 for op in writes for _, at, seen, _ in op.attempts
+            if one <= at <= majority and seen in ("200", "201")
+        )  # fmt: skip
+        changed = fig["one_down_leader_changes"] or fig["one_down_write_errors"]
+        if changed or not fig["one_down_acked"]:
+            self.findings.append(f"[{label}] one etcd member down changed something: {fig}")
+        first = checks.first_ack_after(load.ops, restored)
+        fig["first_ack_after_etcd_back"] = first and round(first, 2)
+        fig["clients_saw"] = checks.failure_window(load.ops, demoted, back_at + 1)
+        if not any("(not_applied)" in seen for seen in fig["clients_saw"]):
+            self.findings.append(f"[{label}] no write answered 503 not_applied during the outage")
+        fig["gap"] = (round(demoted, 2), round(back_at, 2))
+        self.gap_check(label, fig, load.ops, (demoted, back_at))
+        marks = [("quorum", 0), ("no quorum", majority), ("etcd back", back_at)]
+        self.common_figures(fig, load.ops, demoted, marks)
+        return fig
+
+    # --- shared ------------------------------------------------------------------------
+
+    def common_figures(self, fig: dict, ops: list, fault: float, marks: list) -> None:
+        writes = [op for op in ops if op.kind in ("spend", "transfer")]
+        fig["writes_sent"] = len(writes)
+        fig["acked"] = sum(op.outcome == "acked" for op in writes)
+        fig["outcome_unknown"] = sum(op.outcome == "unknown" for op in writes)
+        first = checks.first_ack_after(ops, fault)
+        fig["first_ack_after"] = first and round(first, 2)
+        fig.setdefault("clients_saw", checks.failure_window(ops, fault, fault + (first or 30)))
+        fig["acks_by_app_server"] = checks.acks_by_server(ops, marks)
+        fig["timeline"] = checks.timeline(ops, fault, 1, int((first or 10) + 2))
+        if first is None:
+            self.findings.append(f"no write acknowledged after the fault ({fig.get('old_new')})")
+
+    def verify_ledger(self, label: str) -> str:
+        verified = manage("verify_ledger", "--no-progress", database_url=self.leader_url)
+        if verified.returncode != 0:
+            self.findings.append(
+                f"[{label}] verify_ledger: {verified.stdout[-400:]}{verified.stderr[-400:]}"
+            )
+            return f"exit {verified.returncode}"
+        return "clean"
+
+    def read_routing(self) -> None:
+        setup_ops: list = []
+        standby = os.environ["CLUSTER_STANDBY_URL"]
+        routing = read_routing_phase(
+            self.base_url, self.users, standby, self.args.rw_pairs, setup_ops
+        )
+        self.ops += setup_ops
+        self.report["read_routing"] = routing
+        for name, figures in routing.items():
+            if figures["own_write_missing"] or figures["read_errors"]:
+                self.findings.append(f"read routing ({name}): {figures}")
+        if routing["within_bound"]["quiet_reads_served_by_replica_scans"] == 0:
+            self.findings.append("read routing: the replica served no reads within the lag bound")
+        if routing["over_bound"]["quiet_reads_served_by_replica_scans"] != 0:
+            self.findings.append("read routing: the replica served reads over the lag bound")
+
+    def run(self) -> int:
+        a = self.args
+        log(f"setting up {a.users} users with {INITIAL_POINTS} points each")
+        self.users = setup_users(a.users)
+        FenceProbe.create_table(self.leader_url)
+        self.monitor.start()
+        if not a.skip_read_routing:
+            log("read routing: the replica replays 1 s late, then 5 s late")
+            self.read_routing()
+        scenarios = {}
+        scenarios["1 SIGKILL primary"] = self.member_failure("kill", "kill", a.seed)
+        scenarios["2 SIGSTOP primary"] = self.member_failure("stop", "stop", a.seed + 1)
+        scenarios["3 etcd 1, then 2 of 3"] = self.etcd_failure("etcd", a.seed + 2)
+        self.monitor.finish()
+        self.report["scenarios"] = scenarios
+        for moment, names in self.monitor.two_leaders():
+            self.findings.append(f"two members answered /primary at t={moment}: {names}")
+        self.report["two_leader_sweeps"] = len(self.monitor.two_leaders())
+        self.report["sweeps"] = len(self.monitor.sweeps)
+        self.final_checks()
+        self.report["findings"] = self.findings
+        (OUT / "report.json").write_text(json.dumps(self.report, indent=2, default=str))
+        print_table(self.report)
+        log(f"report and the client log of every operation: {OUT}/")
+        return 1 if self.findings else 0
+
+    def final_checks(self) -> None:
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "client-log.json").write_text(
+            json.dumps([asdict(op) for op in self.ops], default=str)
+        )
+        leader = cluster("leader")
+        log(f"verifying every operation on the leader {leader}")
+        user_ids = [u["id"] for u in self.users]
+        self.report["jobs_left"] = checks.wait_for_jobs(self.leader_url, user_ids)
+        if self.report["jobs_left"].get("pending"):
+            self.findings.append(f"jobs still pending: {self.report['jobs_left']}")
+        counts, more = checks.verify(self.ops, self.users, self.leader_url)
+        self.findings += more
+        self.report["operations"] = counts
+        self.report["lost_by_scenario"] = Counter(
+            f.split()[3].split("-")[1] for f in more if f.startswith("LOST")
+        )
+        self.report["verify_ledger_final"] = self.verify_ledger("final")
+        self.report["controls"] = {
+            "a fabricated lost write is reported": checks.verifier_self_check(
+                self.users, self.leader_url
+            ),
+            "an ack inside a leaderless gap is reported": checks.gap_self_check(),
         }
-    set_apply_delay(standby_url, "0")
-    return report
+        urls = [f"http://127.0.0.1:{rest}/metrics" for _, rest in members().values()]
+        urls.append(f"http://{os.environ['CLUSTER_ETCD_ENDPOINTS'].split(',')[0]}/metrics")
+        missing = checks.external_metrics_missing(ROOT / "deploy" / "prometheus", urls)
+        self.report["alert_metrics_missing_live"] = sorted(missing)
+        if missing:
+            self.findings.append(f"alerts.yml uses metrics the live cluster lacks: {missing}")
+        for name, ok in self.report["controls"].items():
+            if not ok:
+                self.findings.append(f"control failed: {name}")
 
 
-def primary_monitor(primary_port: int, killed_at: list[float], result: dict) -> None:
-    """Declares the primary dead after 2 failed probes 0.5 s apart, then fails over."""
-    failures = 0
-    while failures < 2:
-        try:
-            psycopg.connect(
-                f"postgres://postgres@127.0.0.1:{primary_port}/postgres", connect_timeout=1
-            ).close()
-            failures = 0
-        except psycopg.OperationalError:
-            failures += 1
-        time.sleep(0.5)
-    result["detected_after"] = time.monotonic() - killed_at[0]
-    began = time.monotonic()
-    cluster("promote")
-    result["promote_seconds"] = time.monotonic() - began
-    result["promoted_after"] = time.monotonic() - killed_at[0]
-
-
-# --- verification -----------------------------------------------------------------------
-
-
-def verify(ops: list[Op], users: list[dict], primary_url: str) -> tuple[dict, list[str]]:
-    findings: list[str] = []
-    user_ids = [u["id"] for u in users]
-    rows = sql(
-        primary_url,
-        "SELECT t.id, t.wallet_id, w.user_id, t.type, t.amount, t.status, t.reference_id,"
-        " t.transfer_id, (SELECT j.id FROM jobs_job j WHERE j.transaction_id = t.id)"
-        " FROM wallet_transaction t JOIN wallet_wallet w"
-        " ON w.id = t.wallet_id WHERE w.user_id = ANY(%s)",
-        (user_ids,),
-    )
-    by_id = {row[0]: row for row in rows}
-    by_key: dict[tuple[int, str, str], list[tuple]] = {}
-    for row in rows:
-        if row[6]:
-            by_key.setdefault((row[2], row[3], row[6]), []).append(row)
-
-    writes = [op for op in ops if op.kind in ("spend", "transfer")]
-    sent_keys = {(op.user_id, op.key) for op in writes}
-    acked = [op for op in writes if op.outcome == "acked"]
-    for op in acked:
-        if op.kind == "spend":
-            txn = op.result.get("transaction", {})
-            row = by_id.get(txn.get("id"))
-            if row is None or row[4] != txn.get("amount") or row[6] != op.key:
-                findings.append(f"LOST acknowledged spend {op.key}: {txn}")
-            elif row[8] is None or row[8] != op.result.get("job", {}).get("id"):
-                findings.append(f"spend {op.key} without its job")
-        else:
-            debit, credit = op.result.get("debit", {}), op.result.get("credit", {})
-            debit_row, credit_row = by_id.get(debit.get("id")), by_id.get(credit.get("id"))
-            if debit_row is None or credit_row is None:
-                findings.append(f"LOST acknowledged transfer {op.key}: {debit} / {credit}")
-            elif debit_row[7] != credit_row[7] or debit_row[4] + credit_row[4] != 0:
-                findings.append(f"transfer {op.key} legs do not pair: {debit_row} {credit_row}")
-    # Exactly one effect per key; no effect of a key the clients were told was refused.
-    refused = {(op.user_id, op.key) for op in writes if op.outcome.startswith("rejected")}
-    for (user_id, txn_type, reference), found in by_key.items():
-        if reference.startswith("drill-seed-") or txn_type == "transfer_in":
-            continue
-        if len(found) != 1:
-            findings.append(f"key {reference} has {len(found)} effects")
-        if (user_id, reference) in refused:
-            findings.append(f"key {reference} was refused to the client but has an effect")
-        if (user_id, reference) not in sent_keys:
-            findings.append(f"ledger row with a key no client sent: {reference}")
-    for row in rows:
-        if row[3] in ("spend", "transfer_out") and not row[6]:
-            findings.append(f"unexplained {row[3]} row {row[0]} (no reference)")
-    unknown = [op.key for op in writes if op.outcome == "unknown"]
-    for op in writes:
-        if op.outcome == "unknown":
-            continue
-        if any(seen.startswith("500") for _, _, seen in op.attempts):
-            findings.append(f"{op.key} saw a 500: {op.attempts}")
-    counts = {
-        "writes_sent": len(writes),
-        "acknowledged": len(acked),
-        "acknowledged_after_retry": sum(len(op.attempts) > 1 for op in acked),
-        "replayed_200": sum(op.status == 200 for op in acked),
-        "refused": Counter(op.outcome for op in writes if op.outcome.startswith("rejected")),
-        "outcome_unknown": len(unknown),
-        "lost": sum("LOST" in f for f in findings),
-        "ledger_rows_checked": len(rows),
-    }
-    if unknown:
-        findings.append(f"{len(unknown)} writes never got an answer: {unknown[:5]}")
-    return counts, findings
-
-
-def timeline(ops: list[Op], origin: float, before: int, after: int) -> list[dict]:
-    """Per half second from `before` seconds before `origin` to `after` seconds after it
-    (times relative to `origin`): acknowledgements, and errors by what the client saw."""
-    rows = []
-    start, seconds = origin - before, before + after
-    for step in range(seconds * 2):
-        lo, hi = start + step / 2, start + (step + 1) / 2
-        seen: Counter = Counter()
-        for op in ops:
-            for _, answered, what in op.attempts:
-                if lo <= answered < hi:
-                    seen["ok" if what.startswith("20") else what] += 1
-        rows.append({"t": round(lo - origin, 1), "ok": seen.pop("ok", 0), "errors": dict(seen)})
-    return rows
-
-
-def verifier_self_check(users: list[dict], primary_url: str) -> bool:
-    """The check must be able to fail: an acknowledgement for a transaction that is not
-    in the ledger has to be reported as lost."""
-    fake = Op("drill-self-check", users[0]["id"], "spend", {"job_type": JOB_TYPE})
-    fake.outcome, fake.status = "acked", 201
-    fake.result = {"transaction": {"id": -1, "amount": -PRICE}, "job": {"id": -1}}
-    _, found = verify([fake], users, primary_url)
-    return any(finding.startswith("LOST acknowledged spend drill-self-check") for finding in found)
-
-
-def failure_window(ops: list[Op], start: float, end: float) -> dict:
-    """What the clients saw between two moments: every attempt that was not a success."""
-    seen: Counter = Counter()
-    for op in ops:
-        for _, answered, what in op.attempts:
-            if start <= answered <= end and not what.startswith("20"):
-                seen[what] += 1
-    return dict(seen)
-
-
-def first_ack_after(ops: list[Op], moment: float) -> float | None:
-    """Seconds from `moment` until a write *sent* after it was acknowledged."""
-    times = [
-        answered
-        for op in ops
-        if op.kind in ("spend", "transfer")
-        for sent, answered, what in op.attempts
-        if sent > moment and what in ("200", "201")
-    ]
-    return min(times) - moment if times else None
-
-
-# --- main --------------------------------------------------------------------------------
+def patroni_log_count(member: str, text: str) -> int:
+    path = STATE / "log" / f"patroni-{member}.log"
+    return path.read_text(errors="replace").count(text) if path.exists() else 0
 
 
 def main() -> int:
@@ -558,231 +396,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=40.0, help="operations per second")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("DRILL_SEED", "7")))
     parser.add_argument("--rw-pairs", type=int, default=40)
-    args = parser.parse_args()
-    base_url = os.environ["CLUSTER_URL"]
-    old_primary, new_primary = os.environ["CLUSTER_PRIMARY_URL"], os.environ["CLUSTER_STANDBY_URL"]
-    findings: list[str] = []
-    report: dict = {"seed": args.seed, "users": args.users, "threads": args.threads}
-
-    log(f"setting up {args.users} users with {INITIAL_POINTS} points each")
-    users = setup_users(args.users)
-
-    log("read routing: standby replaying 1 s late, then 5 s late (bound: REPLICA_MAX_LAG_SECONDS)")
-    setup_ops: list[Op] = []
-    routing = read_routing_phase(base_url, users, new_primary, args.rw_pairs, setup_ops)
-    report["read_routing"] = routing
-    for label, figures in routing.items():
-        if figures["own_write_missing"]:
-            findings.append(
-                f"read routing ({label}): {figures['own_write_missing']} own writes missing"
-            )
-        if figures["read_errors"]:
-            findings.append(f"read routing ({label}): {figures['read_errors']} failed reads")
-    if routing["within_bound"]["quiet_reads_served_by_replica_scans"] == 0:
-        findings.append("read routing: the replica served no reads while within the lag bound")
-    if routing["over_bound"]["quiet_reads_served_by_replica_scans"] != 0:
-        findings.append("read routing: the replica served reads while over the lag bound")
-
-    load = Load(base_url, users, args.threads, args.rate, args.seed)
-    log(f"load: {args.threads} client threads, ~{args.rate:.0f} ops/s through {base_url}")
-    load.start()
-    marks: dict[str, float] = {}
-
-    time.sleep(4)
-    marks["app_killed"] = load.client.now()
-    log("SIGKILL app server 1")
-    cluster("app-kill", "1")
-    down = wait_until(lambda: haproxy_server_status().get("app1") == "DOWN", 15)
-    report["app_marked_down_after"] = down
-    if down is None:
-        findings.append("HAProxy never marked the killed app server DOWN")
-    log(f"HAProxy marked app1 DOWN after {down}s")
-    time.sleep(max(0.0, 10 - load.client.now()))
-    marks["app_restarted"] = load.client.now()
-    cluster("app-start", "1")
-    up = wait_until(lambda: haproxy_server_status().get("app1") == "UP", 20)
-    report["app_back_up_after"] = up
-    if up is None:
-        findings.append("the restarted app server never came back UP in HAProxy")
-
-    app_up = load.client.now()
-    time.sleep(4)
-    checkpoint = STATE / "checkpoint-before-crash.json"
-    taken = manage("verify_ledger", "--json", "--no-progress", database_url=old_primary)
-    report["checkpoint"] = take_checkpoint(taken, checkpoint, findings)
-
-    time.sleep(max(0.0, app_up + 5 - load.client.now()))
-    log("SIGKILL the primary")
-    cluster("primary-kill")
-    # Taken once the kill has returned: an answer to a write sent after this moment
-    # cannot come from the old primary.
-    killed_at = [time.monotonic()]
-    marks["primary_killed"] = load.client.now()
-    failover: dict = {}
-    primary_monitor(int(os.environ["CLUSTER_PRIMARY_PORT"]), killed_at, failover)
-    log(f"standby promoted, PgBouncer repointed ({failover['promoted_after']:.2f}s after the kill)")
-
-    time.sleep(max(0.0, app_up + 20 - load.client.now()))
-    marks["load_stopped"] = load.client.now()
-    log("stopping the load; waiting for retries in flight")
-    load.finish()
-    load_ops = list(load.ops)
-    ops = setup_ops + load_ops
-
-    recovered = first_ack_after(load_ops, marks["primary_killed"])
-    report["failover"] = {
-        **{k: round(v, 3) for k, v in failover.items()},
-        "first_acknowledged_write_after_kill": recovered and round(recovered, 3),
-        "clients_saw": failure_window(
-            load_ops, marks["primary_killed"], marks["primary_killed"] + (recovered or 30)
-        ),
-        "timeline": timeline(load_ops, marks["primary_killed"], 1, 5),
-    }
-    report["app_kill"] = {
-        "clients_saw": failure_window(
-            load_ops, marks["app_killed"], marks["app_killed"] + (down or 5)
-        ),
-    }
-    if recovered is None:
-        findings.append("no write was acknowledged after the primary was killed")
-
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "client-log.json").write_text(json.dumps([asdict(op) for op in ops], default=str))
-    log("verifying on the new primary")
-    counts, more = verify(ops, users, new_primary)
-    findings += more
-    report["verifier_detects_a_lost_write"] = verifier_self_check(users, new_primary)
-    if not report["verifier_detects_a_lost_write"]:
-        findings.append("the verification did not notice a fabricated lost write")
-    report["operations"] = counts
-    report["reads"] = dict(Counter(str(op.status) for op in ops if op.kind == "history"))
-    verified = manage("verify_ledger", "--no-progress", database_url=new_primary)
-    report["verify_ledger"] = verified.returncode
-    if verified.returncode != 0:
-        findings.append(
-            f"verify_ledger on the new primary: {verified.stdout[-500:]}{verified.stderr[-500:]}"
-        )
-    report["checkpoint_after_failover"] = check_checkpoint(checkpoint, new_primary, findings)
-    report["jobs_left_pending"] = wait_for_jobs(new_primary, [u["id"] for u in users])
-    if report["jobs_left_pending"].get("pending"):
-        findings.append(f"jobs still pending 30 s after the load: {report['jobs_left_pending']}")
-
-    report["findings"] = findings
-    (OUT / "report.json").write_text(json.dumps(report, indent=2, default=str))
-    print_summary(report)
-    log(f"report and the client log of every operation: {OUT}/")
-    return 1 if findings else 0
-
-
-def take_checkpoint(taken: subprocess.CompletedProcess, path: Path, findings: list[str]) -> str:
-    if taken.returncode != 0:
-        findings.append(
-            f"verify_ledger before the crash: exit {taken.returncode} {taken.stderr[-300:]}"
-        )
-        return "failed"
-    body = json.loads(taken.stdout)
-    if "checkpoint" not in body:
-        findings.append("verify_ledger --json has no checkpoint (ops' checkpoints not merged)")
-        return "unsupported"
-    path.write_text(json.dumps(body["checkpoint"]))
-    return f"{len(body['checkpoint'].get('chains', body['checkpoint']))} chains"
-
-
-def check_checkpoint(path: Path, primary_url: str, findings: list[str]) -> str:
-    if not path.exists():
-        return "no checkpoint"
-    checked = manage(
-        "verify_ledger", "--no-progress", "--checkpoint", str(path), database_url=primary_url
-    )
-    if checked.returncode != 0:
-        findings.append(f"the pre-crash checkpoint fails after failover: {checked.stdout[-500:]}")
-        return "FAILED"
-    # The control: the same checkpoint with one chain's head rewritten must be refused.
-    forged = json.loads(path.read_text())
-    chain = next(iter(forged["chains"]))
-    forged["chains"][chain]["head"] = "0" * len(forged["chains"][chain]["head"])
-    forged_path = path.with_name("checkpoint-forged.json")
-    forged_path.write_text(json.dumps(forged))
-    refused = manage(
-        "verify_ledger", "--no-progress", "--checkpoint", str(forged_path), database_url=primary_url
-    )
-    if refused.returncode != 1:
-        findings.append(f"a forged checkpoint was not refused (exit {refused.returncode})")
-        return "passes (but a forged one was not refused)"
-    return "passes (a forged one is refused)"
-
-
-def wait_for_jobs(primary_url: str, user_ids: list[int]) -> dict[str, int]:
-    """The workers must drain the queue on the new primary. A job a worker was running
-    when the primary died stays `running` until JOBS_RUNNING_TIMEOUT_SECONDS passes
-    without a heartbeat; then the sweep fails and refunds it (counted, not a finding)."""
-
-    def left() -> dict[str, int]:
-        rows = sql(
-            primary_url,
-            "SELECT status, count(*) FROM jobs_job WHERE user_id = ANY(%s)"
-            " AND status IN ('pending', 'running') GROUP BY status",
-            (user_ids,),
-        )
-        return dict(rows)
-
-    wait_until(lambda: not left().get("pending") and not left().get("running"), 30, step=1.0)
-    return left()
-
-
-def _s(value: float | None) -> str:
-    return "never" if value is None else f"{value:.2f} s"
-
-
-def print_summary(report: dict) -> None:
-    ops, failover, app = report["operations"], report["failover"], report["app_kill"]
-    routing = report["read_routing"]
-    lines = [
-        ("writes sent", ops["writes_sent"]),
-        ("acknowledged (201, or 200 replay)", ops["acknowledged"]),
-        ("  of which after a retry", ops["acknowledged_after_retry"]),
-        ("  of which 200 replays", ops["replayed_200"]),
-        ("refused (definitive 4xx)", dict(ops["refused"]) or 0),
-        ("outcome never known", ops["outcome_unknown"]),
-        ("LOST acknowledged operations", ops["lost"]),
-        ("ledger rows checked", ops["ledger_rows_checked"]),
-        ("app kill: marked DOWN after", _s(report["app_marked_down_after"])),
-        ("app restart: back UP after", _s(report["app_back_up_after"])),
-        ("app kill: clients saw", app["clients_saw"] or "nothing"),
-        ("primary kill: detected after", _s(failover.get("detected_after"))),
-        ("  promoted + PgBouncer repointed after", _s(failover.get("promoted_after"))),
-        ("  first write acknowledged after", _s(failover["first_acknowledged_write_after_kill"])),
-        ("  clients saw until then", failover["clients_saw"] or "nothing"),
-        ("reads (history) by status", report["reads"]),
-        (
-            "read-your-writes misses (1 s / 5 s delay)",
-            "{} / {}".format(
-                routing["within_bound"]["own_write_missing"],
-                routing["over_bound"]["own_write_missing"],
-            ),
-        ),
-        (
-            "replica scans for a quiet user (1 s / 5 s)",
-            "{} / {}".format(
-                routing["within_bound"]["quiet_reads_served_by_replica_scans"],
-                routing["over_bound"]["quiet_reads_served_by_replica_scans"],
-            ),
-        ),
-        ("verify_ledger on the new primary (exit)", report["verify_ledger"]),
-        ("the check notices a fabricated lost write", report["verifier_detects_a_lost_write"]),
-        (f"pre-crash checkpoint ({report['checkpoint']})", report["checkpoint_after_failover"]),
-        ("jobs left pending / running", report["jobs_left_pending"] or 0),
-    ]
-    print("\n=== answers around the primary's kill (t = 0), per half second ===")
-    for row in failover["timeline"]:
-        print(f"t={row['t']:+5.1f} s  acknowledged {row['ok']:3d}  errors {row['errors'] or ''}")
-    print("\n=== failover drill summary ===")
-    for label, value in lines:
-        print(f"{label:<46} {value}")
-    print(f"findings: {len(report['findings'])}")
-    for finding in report["findings"][:30]:
-        print(f"  - {finding}")
-    print("RESULT:", "FAIL" if report["findings"] else "PASS")
+    parser.add_argument("--skip-read-routing", action="store_true")
+    return Drill(parser.parse_args()).run()
 
 
 if __name__ == "__main__":

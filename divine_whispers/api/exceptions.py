@@ -16,7 +16,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, InternalError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
@@ -176,6 +176,24 @@ def _unexpected(exc: BaseException) -> tuple[int, dict, dict]:
     return 500, body, {}
 
 
+# 25006 read_only_sql_transaction: the server the connection reached is no primary (any
+# more, or not yet): a primary demoted or promoting during a failover.
+NOT_A_PRIMARY_SQLSTATES = frozenset({"25006"})
+
+
+def _connection_ended(exc: BaseException) -> bool:
+    """A failover seen as an InternalError (docs/operations/cluster.md): psycopg raises one
+    without a SQLSTATE ("received 2 results from command 'COMMIT'") when the server ends
+    the connection in the middle of its answer — a primary shutting down — and the server
+    refuses a write with 25006 when the connection reached a member that is not the
+    primary. The database is unavailable, as with an OperationalError. Any other error
+    the server sent (it has a SQLSTATE) stays a 500."""
+    cause = exc.__cause__
+    if not isinstance(exc, InternalError) or cause is None:
+        return False
+    return cause.sqlstate is None or cause.sqlstate in NOT_A_PRIMARY_SQLSTATES
+
+
 def classify(exc: BaseException) -> tuple[int, dict, dict]:
     """(status, body, headers) for any exception raised while serving an API request."""
     if isinstance(exc, errors.DomainError):
@@ -192,7 +210,7 @@ def classify(exc: BaseException) -> tuple[int, dict, dict]:
         return 413, error_body("request_too_large", "The request body is too large."), {}
     if isinstance(exc, SuspiciousOperation):
         return 400, error_body("validation_error", "Malformed request."), {}
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    if isinstance(exc, (OperationalError, InterfaceError)) or _connection_ended(exc):
         return _database_unavailable(exc)
     if isinstance(exc, drf.APIException):
         mapped = _drf_response(exc)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import inspect
 import logging
 
+import psycopg
 import pytest
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, InternalError, OperationalError
 from rest_framework import exceptions as drf
 
 from divine_whispers import errors
@@ -91,6 +92,25 @@ def test_framework_and_database_errors_map_to_the_contract(exc, status, code):
 
     assert (got_status, body["error"]["code"]) == (status, code)
     assert set(body["error"]) == {"code", "message", "details"}
+
+
+def test_a_failover_seen_as_an_internal_error_is_a_503_not_a_500():
+    """Seen in the failover drill: psycopg's "received 2 results from command 'COMMIT'"
+    (no SQLSTATE: the server ended the connection while answering, a primary shutting
+    down) and 25006 (the connection reached a member that is no primary). Any other error
+    the server sent stays a 500."""
+    ended = InternalError("received 2 results from command 'COMMIT'")
+    ended.__cause__ = psycopg.InternalError("received 2 results from command 'COMMIT'")
+    not_primary = InternalError("cannot execute SELECT FOR UPDATE in a read-only transaction")
+    not_primary.__cause__ = psycopg.errors.ReadOnlySqlTransaction("read-only transaction")
+    other = InternalError("internal error")
+    other.__cause__ = psycopg.errors.InternalError_("internal error")
+
+    for failover in (ended, not_primary):
+        status, body, _ = classify(failover)
+        assert status == 503
+        assert body["error"]["details"]["outcome"] in ("not_applied", "unknown")
+    assert classify(other)[0] == 500
 
 
 def test_an_unknown_url_under_api_is_a_json_404(as_user, api_client):
