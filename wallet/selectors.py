@@ -24,7 +24,13 @@ from django.db.models.functions import Abs, Coalesce
 
 from audit.models import AuditEvent
 from jobs.models import Job
-from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.models import (
+    ApprovalRequest,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+    Wallet,
+)
 
 
 def wallet_for_user(*, user_id: int) -> Wallet:
@@ -349,6 +355,23 @@ def timeline_folded(
         ):
             events.setdefault(event.transaction_id, []).append(event)
     return jobs, events
+
+
+def recent_identical_adjustments(
+    *, wallet_id: int, amount: int, minutes: int, now: datetime
+) -> list[Transaction | ApprovalRequest]:
+    """Adjustments of exactly `amount` booked on the wallet, and approval requests for it,
+    in the last `minutes`: the admin warns before a second one (a double click, two
+    staff members working the same ticket). Oldest first; two small indexed queries."""
+    since = now - timedelta(minutes=minutes)
+    booked = Transaction.objects.successful().filter(
+        wallet_id=wallet_id, type=TransactionType.ADJUSTMENT, amount=amount, created_at__gte=since
+    )
+    asked = ApprovalRequest.objects.filter(
+        wallet_id=wallet_id, amount=amount, created_at__gte=since
+    ).exclude(transaction__isnull=False)
+    found = [*booked.select_related("actor"), *asked.select_related("requested_by")]
+    return sorted(found, key=lambda item: item.created_at)
 
 
 # --- Refunds of spends (admin labels) ----------------------------------------------------

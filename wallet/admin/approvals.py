@@ -30,7 +30,7 @@ from audit.models import AuditEvent
 from divine_whispers.errors import DomainError
 from divine_whispers.points_format import points, signed_points
 from wallet import permissions, services
-from wallet.admin.forms import RejectApprovalForm, domain_error_message
+from wallet.admin.forms import RejectApprovalForm, domain_error_message, with_code
 from wallet.admin.staff_flow import CONFIRM_TEMPLATE, ConfirmedFlowMixin, StaffOperationMixin
 from wallet.models import ApprovalRequest, ApprovalStatus, Wallet
 
@@ -320,13 +320,13 @@ class ApprovalRequestAdmin(
         return HttpResponseRedirect(admin_url(approval))
 
     @staticmethod
-    def _why_not(approval: ApprovalRequest, context: dict) -> str:
+    def _why_not(approval: ApprovalRequest, context: dict) -> SafeString:
         if context["is_requester"]:
-            return (
-                "You requested this adjustment: another staff member must decide it "
-                "(self_approval_forbidden)."
+            return with_code(
+                "You requested this adjustment: another staff member must decide it.",
+                "self_approval_forbidden",
             )
-        return (
-            f"This request is {approval.effective_status}; only a pending request can be "
-            "decided (approval_not_pending)."
+        return with_code(
+            f"This request is {approval.effective_status}; only a pending request can be decided.",
+            "approval_not_pending",
         )
