@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin
+from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
@@ -23,7 +24,8 @@ from audit.backoffice.pages import (
 )
 from audit.models import AuditEvent
 from jobs import services
-from jobs.models import Job, JobType
+from jobs.models import Job, JobStatus, JobType
+from wallet import selectors
 from wallet.models import Wallet
 
 
@@ -97,6 +99,28 @@ class JobTypeAdmin(admin.ModelAdmin):
         services.save_job_type(job_type=obj, actor=request.user)
 
 
+class JobStatusFilter(admin.SimpleListFilter):
+    """By status, with a refunded job split by what the ledger says: refunded in full,
+    or in part (the status alone says "refunded" for both)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        choices = [choice for choice in JobStatus.choices if choice[0] != JobStatus.REFUNDED]
+        return [*choices, ("refunded", "Refunded in full"), ("partial", "Partially refunded")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value == "partial":
+            return queryset.filter(refunded_points__gt=0, refunded_points__lt=F("points_used"))
+        if value == JobStatus.REFUNDED:
+            return queryset.filter(status=value, refunded_points__gte=F("points_used"))
+        if value in JobStatus.values:
+            return queryset.filter(status=value)
+        return queryset
+
+
 @admin.register(Job)
 class JobAdmin(AuditTrailButtonMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/jobs/job/change_form.html"
@@ -106,12 +130,12 @@ class JobAdmin(AuditTrailButtonMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "user",
         "job_type",
-        "status",
+        "status_label",
         "points_used_points",
         "transaction_link",
     )
     list_select_related = ("user", "job_type", "transaction")
-    list_filter = ("status", "job_type", ("created_at", admin.DateFieldListFilter))
+    list_filter = (JobStatusFilter, "job_type", ("created_at", admin.DateFieldListFilter))
     search_fields = (
         "user__username",
         "user__email",
@@ -130,7 +154,7 @@ class JobAdmin(AuditTrailButtonMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
                     "owner",
                     "wallet_link",
                     "job_type",
-                    "status",
+                    "status_label",
                     "points_used_points",
                     "transaction_link",
                     "refunds_list",
@@ -146,6 +170,7 @@ class JobAdmin(AuditTrailButtonMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     readonly_fields = (
         "owner",
+        "status_label",
         "wallet_link",
         "points_used_points",
         "transaction_link",
@@ -153,6 +178,18 @@ class JobAdmin(AuditTrailButtonMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     )
 
     points_used_points = points_column("points_used", "points used")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # What the ledger refunded of each job's spend: the status label and filter.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(refunded_points=selectors.refunded_subquery("transaction_id"))
+        )
+
+    @admin.display(description="status", ordering="status")
+    def status_label(self, job: Job) -> str:
+        return job.status_label()
 
     def audit_trail_url(self, job: Job) -> str:
         return changelist_url(AuditEvent, transaction__id__exact=job.transaction_id)

@@ -28,9 +28,9 @@ from audit.backoffice.pages import (
     points_column,
 )
 from audit.models import AuditEvent
-from divine_whispers.points_format import points
+from divine_whispers.points_format import points, refund_state
 from jobs.models import Job
-from wallet import permissions, services
+from wallet import permissions, selectors, services
 from wallet.admin.refund_flow import RefundFlowMixin, is_refundable_spend
 from wallet.admin.staff_flow import StaffOperationMixin
 from wallet.models import Transaction, TransactionStatus, TransactionType
@@ -55,7 +55,7 @@ TRANSACTION_COLUMNS = (
 
 
 def job_label(job: Job) -> str:
-    return f"Job #{job.pk} {job.job_type.name} ({job.get_status_display()})"
+    return f"Job #{job.pk} {job.job_type.name} ({job.status_label()})"
 
 
 def attach_counterparties(rows: list[Transaction]) -> None:
@@ -154,7 +154,7 @@ class TransactionAdmin(
     def _related_fields(self, txn: Transaction) -> tuple[str, ...]:
         fields: tuple[str, ...] = ("audit_link",)
         if txn.type == TransactionType.SPEND:
-            fields = ("job_link", "refundable", "refunds_list", *fields)
+            fields = ("refund_state_label", "job_link", "refundable", "refunds_list", *fields)
         elif txn.type == TransactionType.REFUND:
             fields = ("related_link", *fields)
         elif txn.transfer_id is not None:
@@ -172,6 +172,7 @@ class TransactionAdmin(
         "counterpart_link",
         "job_link",
         "refundable",
+        "refund_state_label",
         "refunds_list",
         "audit_link",
     )
@@ -232,7 +233,12 @@ class TransactionAdmin(
 
     @admin.display(description="job")
     def job_link(self, txn: Transaction) -> SafeString | str:
-        job = Job.objects.filter(transaction=txn).select_related("job_type").first()
+        job = (
+            Job.objects.filter(transaction=txn)
+            .select_related("job_type")
+            .annotate(refunded_points=selectors.refunded_subquery("transaction_id"))
+            .first()
+        )
         return admin_link(job, job_label(job) if job else None)
 
     @admin.display(description="refundable remaining")
@@ -240,6 +246,11 @@ class TransactionAdmin(
         if txn.status != TransactionStatus.SUCCESS:
             return "0 points (not successful)"
         return f"{points(services.refundable_remaining(txn))} of {points(-txn.amount)} points"
+
+    @admin.display(description="refunded")
+    def refund_state_label(self, txn: Transaction) -> str:
+        refunded = selectors.refunded_totals([txn.pk]).get(txn.pk, 0)
+        return refund_state(refunded, -txn.amount)
 
     @admin.display(description="refunds")
     def refunds_list(self, txn: Transaction) -> SafeString | str:
