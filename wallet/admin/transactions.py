@@ -219,7 +219,7 @@ class TransactionAdmin(
     def related_link(self, txn: Transaction) -> SafeString | str:
         if txn.related_transaction_id is None:
             return "—"
-        return admin_link(txn.related_transaction, f"spend {txn.related_transaction}")
+        return admin_link(txn.related_transaction)
 
     @admin.display(description="counterpart")
     def counterpart_link(self, txn: Transaction) -> SafeString | str:

@@ -53,3 +53,60 @@ def test_the_job_list_filter_tells_full_from_partial_refunds(partial):
     assert [job.transaction_id for job in full_only.context["cl"].result_list] == [
         partial["full"].pk
     ]
+
+
+# --- Approvals --------------------------------------------------------------------
+
+
+@pytest.fixture
+def approvals():
+    """Two finance staff; ann asks for +500,000 (pending) and +20,000 (approved by ben)."""
+    bob = UserFactory(username="bob")
+    ann, ben = staff_in_group("fin-ann", "finance"), staff_in_group("fin-ben", "finance")
+    services.deposit(user=bob, amount=74_945, reference_id="pay-bob", actor=ann)
+    pending = services.adjust(user=bob, amount=500_000, reason="Bulk credit", actor=ann)
+    decided = services.adjust(user=bob, amount=20_000, reason="Goodwill", actor=ann)
+    services.approve_adjustment(approval=decided.approval.pk, actor=ben)
+    return {"ann": ann, "ben": ben, "pending": pending.approval, "decided": decided.approval}
+
+
+def test_an_approver_lands_on_the_requests_waiting_for_their_decision(approvals):
+    ben = logged_in(approvals["ben"])
+    landed = ben.get("/admin/wallet/approvalrequest/")
+    assert landed.status_code == 302 and landed["Location"].endswith("?whose=to_decide")
+    queue = ben.get(landed["Location"])
+    assert [row.pk for row in queue.context["cl"].result_list] == [approvals["pending"].pk]
+    everything = ben.get("/admin/wallet/approvalrequest/", {"whose": "all"})
+    assert len(everything.context["cl"].result_list) == 2
+    html = everything.content.decode()
+    whose = html[html.index("By whose") :]
+    assert "All requests" in whose and ">All</a>" not in whose[: whose.index("</ul>")]
+    # Filtered from a wallet's page: no redirect.
+    wallet_id = approvals["pending"].wallet_id
+    assert ben.get(f"/admin/wallet/approvalrequest/?wallet__id__exact={wallet_id}").status_code == 200
+
+
+def test_the_home_page_counts_requests_waiting(approvals):
+    home = logged_in(approvals["ben"]).get("/admin/").content.decode()
+    assert "1 approval request waits for your decision" in home
+    own = logged_in(approvals["ann"]).get("/admin/").content.decode()
+    assert "No approval request waits for your decision." in own  # ann's own never count
+    support = logged_in(staff_in_group("sup", "support")).get("/admin/").content.decode()
+    assert "approvals-waiting" not in support
+
+
+def test_a_decided_request_shows_its_result_not_a_booking_to_come(approvals):
+    ben = logged_in(approvals["ben"])
+    decided = approvals["decided"]
+    decided.refresh_from_db()
+    back = ben.get(f"/admin/wallet/approvalrequest/{decided.pk}/approve/").content.decode()
+    assert "This request was already approved by fin-ben" in back
+    assert "leaving a balance of 94,945 points" in back
+    assert "→" not in back and 'id="confirm-button"' not in back
+    page = ben.get(f"/admin/wallet/approvalrequest/{decided.pk}/change/").content.decode()
+    assert "Expires at" not in page and "field-expires_at" not in page
+    pending = ben.get(f"/admin/wallet/approvalrequest/{approvals['pending'].pk}/change/")
+    assert "field-expires_at" in pending.content.decode()
+    listing = ben.get("/admin/wallet/approvalrequest/", {"whose": "all"}).content.decode()
+    assert listing.count("expires 20") == 1  # only the pending request
+    assert f"Adjustment #{decided.transaction_id} (+20,000 points)" in listing
