@@ -83,7 +83,8 @@ def test_an_approver_lands_on_the_requests_waiting_for_their_decision(approvals)
     assert "All requests" in whose and ">All</a>" not in whose[: whose.index("</ul>")]
     # Filtered from a wallet's page: no redirect.
     wallet_id = approvals["pending"].wallet_id
-    assert ben.get(f"/admin/wallet/approvalrequest/?wallet__id__exact={wallet_id}").status_code == 200
+    from_wallet = ben.get("/admin/wallet/approvalrequest/", {"wallet__id__exact": wallet_id})
+    assert from_wallet.status_code == 200
 
 
 def test_the_home_page_counts_requests_waiting(approvals):
