@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from audit.backoffice.csv_export import CsvExportMixin
+from audit.backoffice.filter_chips import FilterChipsMixin
 from audit.backoffice.links import admin_link, user_label
 from audit.backoffice.pages import BackOfficeMedia, ReadOnlyAdminMixin, brand_site, points_column
 from audit.labels import ACTION_LABELS, action_label
@@ -79,7 +80,7 @@ class ActorFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(CsvExportMixin, FilterChipsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     csv_columns = AUDIT_EVENT_COLUMNS
     # No History button: events are never edited, the trail is their history.
     change_form_template = "admin/audit/auditevent/change_form.html"

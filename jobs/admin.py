@@ -15,6 +15,7 @@ from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
 from audit.backoffice.fields import StrictIntegerField
+from audit.backoffice.filter_chips import FilterChipsMixin
 from audit.backoffice.links import admin_link, admin_links, admin_url, changelist_url, user_label
 from audit.backoffice.pages import (
     AuditTrailButtonMixin,
@@ -122,7 +123,7 @@ class JobStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Job)
-class JobAdmin(AuditTrailButtonMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class JobAdmin(AuditTrailButtonMixin, FilterChipsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/jobs/job/change_form.html"
     Media = BackOfficeMedia
     list_display = (

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from audit.backoffice.filter_chips import FilterChipsMixin
 from audit.backoffice.links import (
     admin_link,
     admin_url,
@@ -90,6 +91,7 @@ class MineFilter(admin.SimpleListFilter):
 @admin.register(ApprovalRequest)
 class ApprovalRequestAdmin(
     AuditTrailButtonMixin,
+    FilterChipsMixin,
     ConfirmedFlowMixin,
     StaffOperationMixin,
     ReadOnlyAdminMixin,

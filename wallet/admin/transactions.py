@@ -20,6 +20,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from audit.backoffice.csv_export import CsvExportMixin
+from audit.backoffice.filter_chips import FilterChipsMixin
 from audit.backoffice.links import admin_link, admin_links, changelist_url, user_label
 from audit.backoffice.pages import (
     AuditTrailButtonMixin,
@@ -91,6 +92,7 @@ def search_transfer_id(queryset: QuerySet, search_term: str) -> tuple[QuerySet, 
 class TransactionAdmin(
     AuditTrailButtonMixin,
     CsvExportMixin,
+    FilterChipsMixin,
     RefundFlowMixin,
     StaffOperationMixin,
     ReadOnlyAdminMixin,

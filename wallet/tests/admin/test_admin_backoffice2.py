@@ -111,3 +111,26 @@ def test_a_decided_request_shows_its_result_not_a_booking_to_come(approvals):
     listing = ben.get("/admin/wallet/approvalrequest/", {"whose": "all"}).content.decode()
     assert listing.count("expires 20") == 1  # only the pending request
     assert f"Adjustment #{decided.transaction_id} (+20,000 points)" in listing
+
+
+# --- Lists reached from a record --------------------------------------------------
+
+
+def test_lists_reached_from_a_record_name_their_filter_in_a_removable_chip(partial):
+    client = logged_in(staff_in_group("sup", "support"))
+    spend = partial["spend"]
+    wallet_id = spend.wallet_id
+    ledger = client.get("/admin/wallet/transaction/", {"wallet__id__exact": wallet_id})
+    html = ledger.content.decode()
+    assert 'id="filter-chips"' in html
+    assert "Wallet: <strong>Wallet of alice (" in html
+    assert 'href="/admin/wallet/transaction/" class="filter-chip-remove"' in html
+    audit = client.get("/admin/audit/auditevent/", {"transaction__id__exact": spend.pk}).content
+    assert f"Transaction: <strong>Spend #{spend.pk} (-120 points)</strong>" in audit.decode()
+    jobs = client.get("/admin/jobs/job/", {"user__id__exact": spend.user_id, "q": "x"}).content
+    assert "User: <strong>alice</strong>" in jobs.decode()
+    assert 'href="/admin/jobs/job/?q=x" class="filter-chip-remove"' in jobs.decode()
+    missing = client.get("/admin/wallet/transaction/", {"wallet__id__exact": "999999"})
+    assert "#999999 (not found)" in missing.content.decode()
+    plain = client.get("/admin/wallet/transaction/").content.decode()
+    assert 'id="filter-chips"' not in plain
