@@ -34,6 +34,8 @@ def brand_site(site: admin.AdminSite) -> None:
     site.index_title = "Wallets, ledger and audit"
     site.site_url = None
     site.enable_nav_sidebar = False
+    # One empty marker everywhere: Django's default "-" would sit next to our "—".
+    site.empty_value_display = "—"
 
 
 class BackOfficeMedia:

@@ -208,6 +208,7 @@ def adjust_confirmation(
     if refused:
         return {
             "summary": summary,
+            "summary_title": "What you asked for",
             "refusal": (
                 f"This adjustment cannot be booked: the wallet holds {points(balance)} points, "
                 f"and {signed_points(amount)} would take the balance below zero. Nothing "

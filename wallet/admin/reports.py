@@ -104,7 +104,7 @@ class FinanceReportAdmin(admin.ModelAdmin):
         """The form and the chosen days (None when the form is invalid); without any
         parameter, the default range."""
         if not self.has_view_permission(request):
-            raise PermissionDenied
+            raise PermissionDenied(permissions.VIEW_REPORT)
         if "from" not in request.GET and "to" not in request.GET:
             first, last = default_range()
             return ReportRangeForm(initial={"from_": first, "to": last}), first, last

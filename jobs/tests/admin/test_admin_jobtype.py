@@ -83,7 +83,7 @@ def test_saving_without_a_price_change_writes_no_price_event(finance, job_type):
         ("0", "at least 1"),
         ("-5", "at least 1"),
         ("", "required"),
-        ("1000001", "at most 1000000"),
+        ("1000001", "at most 1,000,000 points"),
     ],
 )
 def test_invalid_price_is_a_form_error_and_changes_nothing(finance, job_type, price, fragment):

@@ -221,7 +221,7 @@ def test_a_balance_change_since_the_form_makes_the_confirmation_stale(finance, w
         ("-10.0", "decimal zero", "amount", "whole number"),
         ("2e3", "exponent", "amount", "whole number"),
         ("ten", "word", "amount", "whole number"),
-        ("1000001", "too large", "amount", "at most 1000000"),
+        ("1000001", "too large", "amount", "between -1,000,000 and 1,000,000 points"),
         ("10", "x" * 501, "reason", "at most 500 characters"),
     ],
 )

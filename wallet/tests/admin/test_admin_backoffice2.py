@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from audit.models import AuditEvent
 from jobs.models import Job
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
@@ -134,3 +135,39 @@ def test_lists_reached_from_a_record_name_their_filter_in_a_removable_chip(parti
     assert "#999999 (not found)" in missing.content.decode()
     plain = client.get("/admin/wallet/transaction/").content.decode()
     assert 'id="filter-chips"' not in plain
+
+
+# --- Words ------------------------------------------------------------------------
+
+
+def test_the_report_403_names_the_real_permission_and_records_it():
+    support = staff_in_group("sup", "support")
+    page = logged_in(support).get("/admin/wallet/financereport/")
+    html = page.content.decode()
+    assert page.status_code == 403
+    assert '<code id="missing-permission">wallet.view_report</code>' in html
+    assert "view_financereport" not in html
+    assert "add you to the group that holds it: <em>finance</em>" in html
+    event = AuditEvent.objects.get(action="admin.permission_denied")
+    assert event.metadata["permission"] == "wallet.view_report"
+
+
+def test_a_403_no_group_can_lift_does_not_send_staff_to_a_group():
+    page = logged_in(staff_in_group("fin", "finance")).get("/admin/wallet/wallet/add/")
+    html = page.content.decode()
+    assert page.status_code == 403
+    assert "wallet.add_wallet" in html
+    assert "No staff group holds this permission: only an administrator can do this." in html
+    assert "ask an administrator to add you" not in html
+
+
+def test_one_empty_marker_and_readable_labels(partial):
+    client = logged_in(staff_in_group("sup", "support"))
+    listing = client.get("/admin/wallet/transaction/").content.decode()
+    assert '<td class="field-reference_id">-</td>' not in listing
+    assert '<td class="field-reference_id">—</td>' in listing  # the refunds have none
+    refund = partial["spend"].refunds.get()
+    page = client.get(f"/admin/wallet/transaction/{refund.pk}/change/").content.decode()
+    assert f"Refund #{refund.pk} (+30 points)" in page  # title and breadcrumb
+    assert f"Spend #{partial['spend'].pk} (-120 points)" in page  # "refund of" link
+    assert f"#{refund.pk} refund +30" not in page
