@@ -171,3 +171,43 @@ def test_one_empty_marker_and_readable_labels(partial):
     assert f"Refund #{refund.pk} (+30 points)" in page  # title and breadcrumb
     assert f"Spend #{partial['spend'].pk} (-120 points)" in page  # "refund of" link
     assert f"#{refund.pk} refund +30" not in page
+
+
+# --- The audit event page ---------------------------------------------------------
+
+
+def test_an_audit_event_links_its_previous_event_and_the_last_clean_verification(partial):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audit.models import LedgerVerification
+
+    client = logged_in(staff_in_group("sup", "support"))
+    refund_event = AuditEvent.objects.get(action="wallet.refund", transaction__amount=30)
+    page = client.get(f"/admin/audit/auditevent/{refund_event.pk}/change/").content.decode()
+    previous = AuditEvent.objects.filter(chain=refund_event.chain, id__lt=refund_event.pk).first()
+    assert f'/admin/audit/auditevent/{previous.pk}/change/">Audit #{previous.pk} Spend' in page
+    assert "No clean verify_ledger run recorded yet." in page
+    LedgerVerification.objects.create(result="ok", finished_at=timezone.now())
+    page = client.get(f"/admin/audit/auditevent/{refund_event.pk}/change/").content.decode()
+    assert "✔ Chain verified up to here" in page
+    first = AuditEvent.objects.filter(chain=refund_event.chain).order_by("id").first()
+    first_page = client.get(f"/admin/audit/auditevent/{first.pk}/change/").content.decode()
+    assert "none: the first event of its chain" in first_page
+    LedgerVerification.objects.all().delete()
+    LedgerVerification.objects.create(
+        result="ok", finished_at=timezone.now() - timedelta(days=1)
+    )
+    later = client.get(f"/admin/audit/auditevent/{refund_event.pk}/change/").content.decode()
+    assert "not verified yet" in later
+
+
+def test_audit_events_are_searchable_by_reason_and_exports_are_labelled(partial):
+    client = logged_in(staff_in_group("sup", "support"))
+    found = client.get("/admin/audit/auditevent/", {"q": "wrong reading"})
+    assert [event.action for event in found.context["cl"].result_list] == ["wallet.refund"]
+    client.get("/admin/audit/auditevent/export.csv")
+    listing = client.get("/admin/audit/auditevent/", {"action": "admin.export_csv"})
+    assert len(listing.context["cl"].result_list) == 1
+    assert "List exported as CSV" in listing.content.decode()
