@@ -3,7 +3,6 @@ transaction. Events are append-only and hash-chained; the admin can only show th
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.contrib import admin
@@ -17,7 +16,13 @@ from django.utils.safestring import SafeString
 from audit.backoffice.csv_export import CsvExportMixin
 from audit.backoffice.filter_chips import FilterChipsMixin
 from audit.backoffice.links import admin_link, user_label
-from audit.backoffice.pages import BackOfficeMedia, ReadOnlyAdminMixin, brand_site, points_column
+from audit.backoffice.pages import (
+    BackOfficeMedia,
+    ReadOnlyAdminMixin,
+    brand_site,
+    points_column,
+    pretty_json,
+)
 from audit.labels import ACTION_LABELS, action_label
 from audit.models import AuditEvent, LedgerVerification
 
@@ -214,5 +219,4 @@ class AuditEventAdmin(CsvExportMixin, FilterChipsMixin, ReadOnlyAdminMixin, admi
 
     @admin.display(description="metadata")
     def metadata_pretty(self, event: AuditEvent) -> SafeString:
-        text = json.dumps(event.metadata, indent=2, sort_keys=True, default=str)
-        return format_html("<pre>{}</pre>", text)
+        return pretty_json(event.metadata)

@@ -22,11 +22,14 @@ from audit.backoffice.pages import (
     BackOfficeMedia,
     ReadOnlyAdminMixin,
     points_column,
+    pretty_json,
 )
 from audit.models import AuditEvent
 from jobs import services
 from jobs.models import Job, JobStatus, JobType
+from wallet import permissions as wallet_permissions
 from wallet import selectors
+from wallet import services as wallet_services
 from wallet.models import Wallet
 
 
@@ -162,7 +165,7 @@ class JobAdmin(AuditTrailButtonMixin, FilterChipsMixin, ReadOnlyAdminMixin, admi
                 )
             },
         ),
-        ("Work", {"fields": ("input", "result", "error", "attempts")}),
+        ("Work", {"fields": ("input_pretty", "result_pretty", "error", "attempts")}),
         (
             "Timeline",
             {"fields": ("created_at", "started_at", "heartbeat_at", "finished_at", "updated_at")},
@@ -171,6 +174,8 @@ class JobAdmin(AuditTrailButtonMixin, FilterChipsMixin, ReadOnlyAdminMixin, admi
 
     readonly_fields = (
         "owner",
+        "input_pretty",
+        "result_pretty",
         "status_label",
         "wallet_link",
         "points_used_points",
@@ -191,6 +196,22 @@ class JobAdmin(AuditTrailButtonMixin, FilterChipsMixin, ReadOnlyAdminMixin, admi
     @admin.display(description="status", ordering="status")
     def status_label(self, job: Job) -> str:
         return job.status_label()
+
+    @admin.display(description="input")
+    def input_pretty(self, job: Job) -> SafeString:
+        return pretty_json(job.input)
+
+    @admin.display(description="result")
+    def result_pretty(self, job: Job) -> SafeString:
+        return pretty_json(job.result)
+
+    def extra_change_context(self, request: HttpRequest, job: Job) -> dict[str, Any]:
+        """A Refund… shortcut to the spend's refund form, for staff who may refund, while
+        something of the spend remains refundable (the form itself re-checks)."""
+        refundable = request.user.has_perm(wallet_permissions.REFUND) and (
+            wallet_services.refundable_remaining(job.transaction) > 0
+        )
+        return {"refund_url": admin_url(job.transaction, "refund") if refundable else ""}
 
     def audit_trail_url(self, job: Job) -> str:
         return changelist_url(AuditEvent, transaction__id__exact=job.transaction_id)

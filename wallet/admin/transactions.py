@@ -27,6 +27,7 @@ from audit.backoffice.pages import (
     BackOfficeMedia,
     ReadOnlyAdminMixin,
     points_column,
+    short_reference,
 )
 from audit.models import AuditEvent
 from divine_whispers.points_format import points, refund_state
@@ -110,7 +111,7 @@ class TransactionAdmin(
         "status",
         "balance_after_points",
         "counterparty_label",
-        "reference_id",
+        "reference_short",
         "related_link",
     )
     list_display_links = ("id", "created_at")
@@ -170,6 +171,7 @@ class TransactionAdmin(
         "signed_amount",
         "balance_after_points",
         "counterparty_label",
+        "reference_short",
         "related_link",
         "counterpart_link",
         "job_link",
@@ -181,6 +183,10 @@ class TransactionAdmin(
 
     signed_amount = points_column("amount", "amount", signed=True)
     balance_after_points = points_column("balance_after", "balance after")
+
+    @admin.display(description="reference", ordering="reference_id")
+    def reference_short(self, txn: Transaction) -> SafeString | str:
+        return short_reference(txn.reference_id)
 
     @admin.display(description="other party")
     def counterparty_label(self, txn: Transaction) -> str:

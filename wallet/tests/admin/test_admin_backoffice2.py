@@ -10,7 +10,7 @@ from audit.models import AuditEvent
 from jobs.models import Job
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
-from wallet.tests.admin_helpers import logged_in, staff_in_group
+from wallet.tests.admin_helpers import logged_in, staff_in_group, staff_with_permissions
 from wallet.tests.factories import StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -164,8 +164,8 @@ def test_a_403_no_group_can_lift_does_not_send_staff_to_a_group():
 def test_one_empty_marker_and_readable_labels(partial):
     client = logged_in(staff_in_group("sup", "support"))
     listing = client.get("/admin/wallet/transaction/").content.decode()
-    assert '<td class="field-reference_id">-</td>' not in listing
-    assert '<td class="field-reference_id">—</td>' in listing  # the refunds have none
+    assert '<td class="field-reference_short">—</td>' in listing  # the refunds have none
+    assert ">-</td>" not in listing  # Django's own empty marker is replaced everywhere
     refund = partial["spend"].refunds.get()
     page = client.get(f"/admin/wallet/transaction/{refund.pk}/change/").content.decode()
     assert f"Refund #{refund.pk} (+30 points)" in page  # title and breadcrumb
@@ -196,9 +196,7 @@ def test_an_audit_event_links_its_previous_event_and_the_last_clean_verification
     first_page = client.get(f"/admin/audit/auditevent/{first.pk}/change/").content.decode()
     assert "none: the first event of its chain" in first_page
     LedgerVerification.objects.all().delete()
-    LedgerVerification.objects.create(
-        result="ok", finished_at=timezone.now() - timedelta(days=1)
-    )
+    LedgerVerification.objects.create(result="ok", finished_at=timezone.now() - timedelta(days=1))
     later = client.get(f"/admin/audit/auditevent/{refund_event.pk}/change/").content.decode()
     assert "not verified yet" in later
 
@@ -211,3 +209,36 @@ def test_audit_events_are_searchable_by_reason_and_exports_are_labelled(partial)
     listing = client.get("/admin/audit/auditevent/", {"action": "admin.export_csv"})
     assert len(listing.context["cl"].result_list) == 1
     assert "List exported as CSV" in listing.content.decode()
+
+
+# --- The job page -----------------------------------------------------------------
+
+
+def test_the_job_page_offers_refund_pretty_json_and_short_references(partial):
+    support = logged_in(staff_in_group("sup", "support"))
+    job = partial["job"]
+    Job.objects.filter(pk=job.pk).update(input={"question": "Will it rain?", "cards": 3})
+    page = support.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    refund_url = f"/admin/wallet/transaction/{job.transaction_id}/refund/"
+    assert f'href="{refund_url}" class="refund-link">Refund…' in page
+    assert '<pre class="json">{\n  &quot;cards&quot;: 3,\n  &quot;question&quot;' in page
+    full = Job.objects.get(transaction=partial["full"])
+    done = support.get(f"/admin/jobs/job/{full.pk}/change/").content.decode()
+    assert "refund-link" not in done  # nothing left to refund
+    reader = logged_in(staff_with_permissions("r", "jobs.view_job", "wallet.view_wallet"))
+    assert "refund-link" not in reader.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    services.deposit(
+        user=partial["spend"].user, amount=5, reference_id="admin-" + "9" * 36, actor=None
+    )
+    listing = support.get("/admin/wallet/transaction/").content.decode()
+    assert 'class="short-ref" title="admin-' + "9" * 36 + '">admin-9999…9999</span>' in listing
+    assert 'class="copy-ref" data-copy="admin-' in listing
+    assert "wallet/copy.js" in listing
+
+
+def test_favicon_is_served():
+    from django.test import Client
+
+    response = Client().get("/favicon.ico", follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[0][0].endswith("wallet/favicon.svg")
