@@ -114,6 +114,7 @@ class AuditEventAdmin(CsvExportMixin, FilterChipsMixin, ReadOnlyAdminMixin, admi
         "metadata__reason",
         "metadata__adjustment_reason",
         "metadata__decision_reason",
+        "metadata__code",
     )
     search_help_text = (
         "Search by action code, actor, wallet owner (username or email), request id, "

@@ -11,7 +11,8 @@ from django.conf import settings
 from django.contrib import admin
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html_join
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from audit.backoffice.fields import StrictIntegerField
@@ -25,6 +26,7 @@ from audit.backoffice.pages import (
     pretty_json,
 )
 from audit.models import AuditEvent
+from divine_whispers.points_format import points
 from jobs import services
 from jobs.models import Job, JobStatus, JobType
 from wallet import permissions as wallet_permissions
@@ -34,10 +36,18 @@ from wallet.models import Wallet
 
 
 class JobTypeForm(forms.ModelForm):
-    """The price is typed as digits only: "10.5", "1e3" or "10.0" are refused, not coerced."""
+    """The price is typed as digits only: "10.5", "1e3" or "10.0" are refused, not coerced.
+    A new price of an existing type must be confirmed: it applies to every purchase from
+    then on, so the form says so, with the old price, before it saves."""
 
     price = StrictIntegerField(
         min_value=1, help_text="Whole points, charged on every new purchase of this job type."
+    )
+    confirm_price_change = forms.BooleanField(
+        required=False,
+        label="Confirm the new price",
+        help_text="Needed when the price changes: it applies to the next purchase; jobs "
+        "already bought keep the price they were charged.",
     )
 
     class Meta:
@@ -48,14 +58,39 @@ class JobTypeForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["price"].max_magnitude = settings.WALLET_MAX_TRANSACTION_AMOUNT
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        old, new = self.initial.get("price"), data.get("price")
+        changed = self.instance.pk is not None and new is not None and new != old
+        if changed and not data.get("confirm_price_change"):
+            self.add_error(
+                "confirm_price_change",
+                f"The price changes from {points(old)} to {points(new)} points. It applies to "
+                "the next purchase (jobs already bought keep their price). Tick “Confirm the "
+                "new price” to save it.",
+            )
+        return data
+
 
 @admin.register(JobType)
-class JobTypeAdmin(admin.ModelAdmin):
+class JobTypeAdmin(AuditTrailButtonMixin, admin.ModelAdmin):
     form = JobTypeForm
+    # "Audit trail" (its price changes) instead of History, which only lists admin edits.
+    change_form_template = "admin/jobs/jobtype/change_form.html"
+    Media = BackOfficeMedia
     list_display = ("code", "name", "price", "active", "updated_at")
     list_filter = ("active",)
     search_fields = ("code", "name")
-    fields = ("code", "name", "description", "price", "active", "price_history", "updated_at")
+    fields = (
+        "code",
+        "name",
+        "description",
+        "price",
+        "confirm_price_change",
+        "active",
+        "price_history",
+        "updated_at",
+    )
 
     def get_readonly_fields(self, request: HttpRequest, obj: JobType | None = None) -> tuple:
         # The code is what clients send and what old jobs point at: fixed once created.
@@ -80,20 +115,24 @@ class JobTypeAdmin(admin.ModelAdmin):
         )
         if not events:
             return "no recorded change"
-        return format_html_join(
-            "<br>",
-            '<a href="{}">{}</a>: {} → {} by {}',
+        items = format_html_join(
+            "",
+            '<li><a href="{}">{}</a>: {} → {} points by {}</li>',
             (
                 (
                     admin_url(event),
-                    event.created_at.strftime("%Y-%m-%d %H:%M"),
-                    event.metadata.get("old"),
-                    event.metadata.get("new"),
-                    event.actor or "system",
+                    f"{timezone.localtime(event.created_at):%Y-%m-%d %H:%M:%S %Z}",
+                    points(event.metadata.get("old")),
+                    points(event.metadata.get("new")),
+                    event.actor.get_username() if event.actor_id else "the system",
                 )
                 for event in events
             ),
         )
+        return format_html('<ul class="price-history">{}</ul>', items)
+
+    def audit_trail_url(self, job_type: JobType) -> str:
+        return changelist_url(AuditEvent, action=services.PRICE_CHANGED_ACTION, q=job_type.code)
 
     def save_model(
         self, request: HttpRequest, obj: JobType, form: forms.Form, change: bool
