@@ -242,3 +242,35 @@ def test_favicon_is_served():
     response = Client().get("/favicon.ico", follow=True)
     assert response.status_code == 200
     assert response.redirect_chain[0][0].endswith("wallet/favicon.svg")
+
+
+# --- The finance report ------------------------------------------------------------
+
+
+def test_report_presets_no_future_days_monthly_rollup_and_iso_inputs():
+    from datetime import date, timedelta
+
+    from wallet.admin.reports import dwarfed, report_presets
+
+    presets = {label: (first, last) for label, first, last in report_presets(date(2026, 5, 17))}
+    assert presets["This month"] == (date(2026, 5, 1), date(2026, 5, 17))
+    assert presets["Last month"] == (date(2026, 4, 1), date(2026, 4, 30))
+    assert presets["This quarter"] == (date(2026, 4, 1), date(2026, 5, 17))
+    assert presets["Last quarter"] == (date(2026, 1, 1), date(2026, 3, 31))
+    assert dwarfed({"deposited": [10, 12, 9, 5000]}) and not dwarfed({"spent": [10, 12, 9, 15]})
+
+    client = logged_in(staff_in_group("fin", "finance"))
+    first = date.today() - timedelta(days=100)
+    ahead = {"from": first.isoformat(), "to": (date.today() + timedelta(days=200)).isoformat()}
+    page = client.get("/admin/wallet/financereport/", ahead)
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Days after today" in html
+    days = page.context["report"].days
+    assert days[-1].date <= date.today()
+    assert page.context["months"][0]["month"] == f"{first.year}-{first.month:02d}"
+    assert 'id="report-months"' in html and 'id="report-totals-top"' in html
+    assert 'placeholder="YYYY-MM-DD"' in html and 'type="date"' not in html
+    assert 'id="report-presets"' in html and "Last quarter</a>" in html
+    short = client.get("/admin/wallet/financereport/", {"from": "2026-04-01", "to": "2026-04-30"})
+    assert short.context["months"] == []
