@@ -18,7 +18,11 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     # Browsers ask every page's /favicon.ico: the back-office's icon, not a 404 each time.
-    path("favicon.ico", RedirectView.as_view(url=static("wallet/favicon.svg"), permanent=True)),
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=static("wallet/favicon.svg"), permanent=True),
+        name="favicon",
+    ),
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include("wallet.api.urls")),
     path("api/v1/", include("jobs.api.urls")),
