@@ -3,21 +3,28 @@ transaction. Events are append-only and hash-chained; the admin can only show th
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from audit.backoffice.csv_export import CsvExportMixin
+from audit.backoffice.filter_chips import FilterChipsMixin
 from audit.backoffice.links import admin_link, user_label
-from audit.backoffice.pages import BackOfficeMedia, ReadOnlyAdminMixin, brand_site, points_column
+from audit.backoffice.pages import (
+    BackOfficeMedia,
+    ReadOnlyAdminMixin,
+    brand_site,
+    points_column,
+    pretty_json,
+)
 from audit.labels import ACTION_LABELS, action_label
-from audit.models import AuditEvent
+from audit.models import AuditEvent, LedgerVerification
 
 # The whole back-office's name and chrome, set once (Django's autodiscovery imports this).
 brand_site(admin.site)
@@ -79,7 +86,7 @@ class ActorFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(CsvExportMixin, FilterChipsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     csv_columns = AUDIT_EVENT_COLUMNS
     # No History button: events are never edited, the trail is their history.
     change_form_template = "admin/audit/auditevent/change_form.html"
@@ -104,10 +111,14 @@ class AuditEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "wallet__user__email",
         "request_id",
         "transaction__reference_id",
+        "metadata__reason",
+        "metadata__adjustment_reason",
+        "metadata__decision_reason",
+        "metadata__code",
     )
     search_help_text = (
-        "Search by action code, actor, wallet owner (username or email), request id or "
-        "transaction reference."
+        "Search by action code, actor, wallet owner (username or email), request id, "
+        "transaction reference or reason."
     )
     date_hierarchy = "created_at"
     show_full_result_count = False
@@ -131,7 +142,10 @@ class AuditEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             },
         ),
         ("Request", {"fields": ("request_id", "ip")}),
-        ("Hash chain", {"fields": ("chain", "key_id", "prev_hash", "hash")}),
+        (
+            "Hash chain",
+            {"fields": ("chain", "previous_link", "verified_mark", "key_id", "prev_hash", "hash")},
+        ),
     )
 
     readonly_fields = (
@@ -143,7 +157,41 @@ class AuditEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "balance_before_points",
         "balance_after_points",
         "metadata_pretty",
+        "previous_link",
+        "verified_mark",
     )
+
+    @admin.display(description="previous event")
+    def previous_link(self, event: AuditEvent) -> SafeString | str:
+        """The event this one chains onto (its `prev_hash` is that event's hash)."""
+        previous = (
+            AuditEvent.objects.filter(chain=event.chain, id__lt=event.pk).order_by("-id").first()
+        )
+        if previous is None:
+            return "none: the first event of its chain"
+        label = f"Audit #{previous.pk} {action_label(previous.action)}"
+        if previous.hash != event.prev_hash:
+            return format_html("{} — its hash does not match: run verify_ledger", label)
+        return admin_link(previous, label)
+
+    @admin.display(description="verified")
+    def verified_mark(self, event: AuditEvent) -> SafeString | str:
+        """Whether the last clean `verify_ledger` run came after this event was written."""
+        clean = (
+            LedgerVerification.objects.filter(result=LedgerVerification.Result.OK)
+            .order_by("-finished_at")
+            .first()
+        )
+        if clean is None:
+            return "No clean verify_ledger run recorded yet."
+        when = f"{timezone.localtime(clean.finished_at):%Y-%m-%d %H:%M:%S %Z}"
+        if clean.finished_at >= event.created_at:
+            return format_html(
+                '<span class="chain-verified">✔ Chain verified up to here</span> '
+                "(verify_ledger, clean at {})",
+                when,
+            )
+        return f"Written after the last clean verify_ledger run ({when}): not verified yet."
 
     @admin.display(description="action", ordering="action")
     def action_name(self, event: AuditEvent) -> SafeString:
@@ -164,7 +212,7 @@ class AuditEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     def wallet_link(self, event: AuditEvent) -> SafeString | str:
         if event.wallet_id is None:
             return "—"
-        return admin_link(event.wallet, f"#{event.wallet_id} {event.wallet.user}")
+        return admin_link(event.wallet, f"Wallet #{event.wallet_id} of {event.wallet.user}")
 
     @admin.display(description="transaction", ordering="transaction")
     def transaction_link(self, event: AuditEvent) -> SafeString | str:
@@ -172,5 +220,4 @@ class AuditEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="metadata")
     def metadata_pretty(self, event: AuditEvent) -> SafeString:
-        text = json.dumps(event.metadata, indent=2, sort_keys=True, default=str)
-        return format_html("<pre>{}</pre>", text)
+        return pretty_json(event.metadata)

@@ -28,6 +28,9 @@ ACTION_LABELS: dict[str, str] = {
     "admin.permission_denied": "Back-office refused (missing permission)",
     "jobtype.price_changed": "Job type price changed",
     "auth.lockout": "Login locked out",
+    "auth.token_issued": "API key issued",
+    "auth.token_revoked": "API key revoked",
+    "admin.export_csv": "List exported as CSV",
 }
 
 

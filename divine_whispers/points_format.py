@@ -30,3 +30,13 @@ def signed_points(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:+,d}" if value else "0"
     return "—" if value is None else str(value)
+
+
+def refund_state(refunded: int, spent: int) -> str:
+    """What the refunds of a spend add up to, as staff read it: a spend of 120 with 30
+    refunded is "Partially refunded (30 of 120)", never plain "Refunded"."""
+    if refunded <= 0:
+        return "Not refunded"
+    if refunded >= spent:
+        return f"Refunded in full ({points(refunded)} of {points(spent)})"
+    return f"Partially refunded ({points(refunded)} of {points(spent)})"

@@ -92,8 +92,12 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
-            # The one points-formatting library (`{% load points_format %}`).
-            "libraries": {"points_format": "divine_whispers.points_format"},
+            # The one points-formatting library (`{% load points_format %}`), and the admin
+            # home page's count of approval requests waiting (`backoffice_home`).
+            "libraries": {
+                "points_format": "divine_whispers.points_format",
+                "backoffice_home": "wallet.admin.home",
+            },
         },
     },
 ]

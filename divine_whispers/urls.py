@@ -3,7 +3,9 @@
 The apps' routes are included by name (strings), so the foundation imports no app."""
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from divine_whispers.api.exceptions import api_not_found
@@ -15,6 +17,12 @@ urlpatterns = [
     path("", home, name="home"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    # Browsers ask every page's /favicon.ico: the back-office's icon, not a 404 each time.
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=static("wallet/favicon.svg"), permanent=True),
+        name="favicon",
+    ),
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include("wallet.api.urls")),
     path("api/v1/", include("jobs.api.urls")),

@@ -7,6 +7,8 @@ from django.db import models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
+from divine_whispers.points_format import refund_state
+
 
 class JobType(models.Model):
     """A kind of reading users can buy. Its price is decided here, never by the client."""
@@ -117,4 +119,13 @@ class Job(models.Model):
     def __str__(self) -> str:
         # The type's name, not its id: this is the admin page's title ("Job #2214
         # Three-card tarot (refunded)"), and the type row is one cached query away.
-        return f"Job #{self.pk} {self.job_type.name} ({self.get_status_display().lower()})"
+        return f"Job #{self.pk} {self.job_type.name} ({self.status_label().lower()})"
+
+    def status_label(self) -> str:
+        """The status as staff read it. The back-office annotates `refunded_points` (the
+        ledger's refunds of the spend): a job whose spend was refunded in part reads
+        "Partially refunded (30 of 120)", not "Refunded", which the status alone says."""
+        refunded = getattr(self, "refunded_points", None)
+        if refunded and refunded < self.points_used:
+            return refund_state(refunded, self.points_used)
+        return self.get_status_display()

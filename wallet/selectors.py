@@ -9,12 +9,28 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import CharField, F, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models import (
+    CharField,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Abs, Coalesce
 
 from audit.models import AuditEvent
 from jobs.models import Job
-from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.models import (
+    ApprovalRequest,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+    Wallet,
+)
 
 
 def wallet_for_user(*, user_id: int) -> Wallet:
@@ -261,36 +277,129 @@ def customer_summary(*, wallet_id: int) -> dict[str, int]:
     )
 
 
-# Kinds of timeline entries; the rank orders entries of one instant: the ledger row
-# first, then the job it bought, then the audit event that recorded it (newest first
-# reverses this).
-TIMELINE_KINDS = {"transaction": 3, "job": 2, "audit": 1}
+# Kinds of top-level timeline rows; the rank orders rows of one instant (ledger row first).
+TIMELINE_KINDS = {"transaction": 2, "audit": 1}
 
 
-def customer_timeline(*, user_id: int, wallet_id: int, kinds: set[str]) -> QuerySet:
-    """One user's ledger rows, jobs and audit events (those on their wallet's chain and
-    those they caused without a wallet) merged newest first by the database: a UNION
-    of `(at, rank, kind, id)` rows, ready to paginate. `kinds` chooses the sources."""
+@dataclass(frozen=True)
+class TimelineFilter:
+    """What the timeline shows: only money movements, only what staff did, one day."""
+
+    money_only: bool = False
+    staff_only: bool = False
+    day: date | None = None
+    tz: tzinfo | None = None
+
+
+def customer_timeline(
+    *, user_id: int, wallet_id: int, kinds: set[str], only: TimelineFilter | None = None
+) -> QuerySet:
+    """One row per ledger movement of the user, plus the audit events that name no ledger
+    row (requests, refusals, denials), merged newest first by the database: a UNION of
+    `(at, rank, kind, id)` rows, ready to paginate. Jobs and the audit events of a ledger
+    row are not rows of their own: `timeline_folded` fetches them for a page's rows.
+    `kinds` chooses the sources (what the staff member may see)."""
+    only = only or TimelineFilter()
     sources = {
         "transaction": Transaction.objects.filter(user_id=user_id),
-        "job": Job.objects.filter(user_id=user_id),
         "audit": AuditEvent.objects.filter(
-            Q(wallet_id=wallet_id) | Q(actor_id=user_id, wallet__isnull=True)
+            Q(wallet_id=wallet_id) | Q(actor_id=user_id, wallet__isnull=True),
+            transaction__isnull=True,
         ),
     }
-    parts = [
-        sources[kind]
-        .order_by()
-        .annotate(
-            at=F("created_at"),
-            rank=Value(TIMELINE_KINDS[kind], output_field=IntegerField()),
-            kind=Value(kind, output_field=CharField()),
+    if only.money_only:
+        sources.pop("audit")
+    parts = []
+    for kind, queryset in sources.items():
+        if kind not in kinds:
+            continue
+        if only.staff_only:
+            queryset = queryset.filter(actor__is_staff=True)
+        if only.day is not None:
+            tz = only.tz or report_timezone()
+            start = report_day_start(only.day, tz)
+            end = report_day_start(only.day + timedelta(days=1), tz)
+            queryset = queryset.filter(created_at__gte=start, created_at__lt=end)
+        parts.append(
+            queryset.order_by()
+            .annotate(
+                at=F("created_at"),
+                rank=Value(TIMELINE_KINDS[kind], output_field=IntegerField()),
+                kind=Value(kind, output_field=CharField()),
+            )
+            .values_list("at", "rank", "kind", "id")
         )
-        .values_list("at", "rank", "kind", "id")
-        for kind in TIMELINE_KINDS
-        if kind in kinds
-    ]
     if not parts:
         return Transaction.objects.none().values_list("created_at", "id", "type", "id")
     first, *others = parts
     return first.union(*others, all=True).order_by("-at", "-rank", "-id")
+
+
+def timeline_folded(
+    transaction_ids: list[int], *, with_jobs: bool, with_audit: bool
+) -> tuple[dict[int, Job], dict[int, list[AuditEvent]]]:
+    """The job bought by each ledger row and the audit events that name it (oldest
+    first), for one page of the timeline: two queries."""
+    jobs: dict[int, Job] = {}
+    events: dict[int, list[AuditEvent]] = {}
+    if with_jobs and transaction_ids:
+        for job in Job.objects.filter(transaction_id__in=transaction_ids).select_related(
+            "job_type"
+        ):
+            jobs[job.transaction_id] = job
+    if with_audit and transaction_ids:
+        for event in (
+            AuditEvent.objects.filter(transaction_id__in=transaction_ids)
+            .select_related("actor")
+            .order_by("id")
+        ):
+            events.setdefault(event.transaction_id, []).append(event)
+    return jobs, events
+
+
+def recent_identical_adjustments(
+    *, wallet_id: int, amount: int, minutes: int, now: datetime
+) -> list[Transaction | ApprovalRequest]:
+    """Adjustments of exactly `amount` booked on the wallet, and approval requests for it,
+    in the last `minutes`: the admin warns before a second one (a double click, two
+    staff members working the same ticket). Oldest first; two small indexed queries."""
+    since = now - timedelta(minutes=minutes)
+    booked = Transaction.objects.successful().filter(
+        wallet_id=wallet_id, type=TransactionType.ADJUSTMENT, amount=amount, created_at__gte=since
+    )
+    asked = ApprovalRequest.objects.filter(
+        wallet_id=wallet_id, amount=amount, created_at__gte=since
+    ).exclude(transaction__isnull=False)
+    found = [*booked.select_related("actor"), *asked.select_related("requested_by")]
+    return sorted(found, key=lambda item: item.created_at)
+
+
+# --- Refunds of spends (admin labels) ----------------------------------------------------
+
+
+def refunded_totals(spend_ids: list[int]) -> dict[int, int]:
+    """Points refunded so far (successful refunds) per spend id: one GROUP BY query."""
+    if not spend_ids:
+        return {}
+    rows = (
+        Transaction.objects.successful()
+        .filter(type=TransactionType.REFUND, related_transaction_id__in=spend_ids)
+        .order_by()
+        .values_list("related_transaction_id")
+        .annotate(total=Sum("amount"))
+    )
+    return {spend_id: int(total) for spend_id, total in rows}
+
+
+def refunded_subquery(spend: str = "pk") -> Coalesce:
+    """SQL: points refunded so far of the spend whose id is the column `spend`, for
+    annotating a list (a job list filters on full vs partial refunds with it)."""
+    refunds = (
+        Transaction.objects.successful()
+        .filter(type=TransactionType.REFUND, related_transaction_id=OuterRef(spend))
+        .order_by()
+        .values("related_transaction_id")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    return Coalesce(Subquery(refunds, output_field=IntegerField()), 0)

@@ -25,7 +25,8 @@ class StrictIntegerField(forms.Field):
         "invalid": "Enter a whole number of points (digits only, no decimals).",
         "zero": "The amount must not be zero.",
         "min_value": "The amount must be at least %(limit)s.",
-        "max_value": "The amount must be at most %(limit)s in magnitude.",
+        "max_value": "The amount must be at most %(limit)s points.",
+        "max_magnitude": "The amount must be between -%(limit)s and %(limit)s points.",
     }
 
     def __init__(
@@ -65,11 +66,15 @@ class StrictIntegerField(forms.Field):
             raise ValidationError(self.error_messages["zero"], code="zero")
         if self.min_value is not None and value < self.min_value:
             raise ValidationError(
-                self.error_messages["min_value"], code="min_value", params={"limit": self.min_value}
+                self.error_messages["min_value"],
+                code="min_value",
+                params={"limit": f"{self.min_value:,d}"},
             )
         if self.max_magnitude is not None and abs(value) > self.max_magnitude:
+            # A field that cannot go negative says "at most"; a signed one gives both ends.
+            signed = self.min_value is None or self.min_value < 0
             raise ValidationError(
-                self.error_messages["max_value"],
+                self.error_messages["max_magnitude" if signed else "max_value"],
                 code="max_value",
-                params={"limit": self.max_magnitude},
+                params={"limit": f"{self.max_magnitude:,d}"},
             )

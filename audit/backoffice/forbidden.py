@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from django.contrib import admin
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import Resolver404, resolve
@@ -62,6 +62,18 @@ def permission_label(permission: str) -> str:
     return found[0] if found else ""
 
 
+def groups_granting(permission: str) -> list[str]:
+    """The staff groups that hold `permission` (none: only a superuser may do it)."""
+    if not permission:
+        return []
+    app_label, codename = permission.split(".", 1)
+    return sorted(
+        Group.objects.filter(
+            permissions__content_type__app_label=app_label, permissions__codename=codename
+        ).values_list("name", flat=True)
+    )
+
+
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """handler403: an admin-styled page naming the missing permission, audited."""
     permission = missing_permission(request, exception)
@@ -76,6 +88,7 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
         "title": "You do not have permission to do this",
         "permission": permission,
         "permission_label": permission_label(permission),
+        "groups": groups_granting(permission),
         "path": request.path,
     }
     if user is not None and user.is_authenticated and user.is_staff:

@@ -13,17 +13,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from divine_whispers.points_format import points, signed_points
 
 # The stylesheet lives in the wallet app's static folder (its URL is part of the pages).
 ADMIN_CSS = "wallet/admin.css"
+COPY_JS = "wallet/copy.js"
+SHORT_REFERENCE_KEEP = 10
 SITE_NAME = "Divine Whispers back-office"
 
 
@@ -34,10 +39,41 @@ def brand_site(site: admin.AdminSite) -> None:
     site.index_title = "Wallets, ledger and audit"
     site.site_url = None
     site.enable_nav_sidebar = False
+    # One empty marker everywhere: Django's default "-" would sit next to our "—".
+    site.empty_value_display = "—"
 
 
 class BackOfficeMedia:
     css = {"all": [ADMIN_CSS]}
+    js = [COPY_JS]
+
+
+def pretty_json(value: Any) -> SafeString:
+    """A JSON field as indented text (sorted keys), not one long line."""
+    if value in (None, "", {}, []):
+        return format_html("{}", "—")
+    text = json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+    return format_html('<pre class="json">{}</pre>', text)
+
+
+def short_reference(value: str | None, keep: int = SHORT_REFERENCE_KEEP) -> SafeString | str:
+    """A long reference (`admin-<uuid>`, `order-…`) cut to its start and end, the whole
+    of it in the tooltip and behind a copy button (wallet/static/wallet/copy.js): rows
+    stay one line high. Short ones are shown whole."""
+    if not value:
+        return "—"
+    if len(value) <= 2 * keep + 1:
+        return value
+    return format_html(
+        '<span class="short-ref" title="{}">{}…{}</span>'
+        '<button type="button" class="copy-ref" data-copy="{}" title="Copy {}" '
+        'aria-label="Copy the reference">⧉</button>',
+        value,
+        value[:keep],
+        value[-4:],
+        value,
+        value,
+    )
 
 
 def points_column(field: str, description: str, *, signed: bool = False) -> Callable:

@@ -7,4 +7,9 @@ The flows' shared parts are `staff_flow`, `confirmations` and `forms`; what the 
 jobs and audit admins share is the kit in `audit.backoffice`.
 """
 
+from django.contrib import admin
+
 from wallet.admin import api_keys, approvals, reports, transactions, wallets  # noqa: F401
+
+# The home page, with the count of approval requests waiting (wallet/admin/home.py).
+admin.site.index_template = "admin/wallet/index.html"

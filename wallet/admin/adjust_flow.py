@@ -21,7 +21,7 @@ from django.utils import timezone
 from audit.backoffice.links import admin_url, object_view_paths
 from divine_whispers.errors import DomainError, StaleConfirmation
 from divine_whispers.points_format import points, signed_points
-from wallet import permissions, services
+from wallet import permissions, selectors, services
 from wallet.admin import confirmations
 from wallet.admin.forms import AdjustPointsForm, domain_error_message
 from wallet.admin.staff_flow import CONFIRM_TEMPLATE, ConfirmedFlowMixin, confirm_url
@@ -83,57 +83,44 @@ class AdjustFlowMixin(ConfirmedFlowMixin):
         cause = services.approval_cause_now(
             wallet=wallet, amount=plan["amount"], actor=request.user
         )
-        needs_approval = cause is not None
-        if request.method == "POST":
-            try:
-                result = services.adjust(
-                    user=wallet.user_id,
-                    amount=plan["amount"],
-                    reason=plan["reason"],
-                    actor=request.user,
-                    reference_id=plan["reference"],
-                    expected_balance=plan["balance"],
-                )
-            except StaleConfirmation:
-                wallet.refresh_from_db()
-                return self._adjust_stale(request, wallet, plan, page)
-            except DomainError as refusal:
-                error = domain_error_message(refusal)
-            else:
-                return self._adjust_done(request, wallet, result)
-        balance, amount = wallet.balance, plan["amount"]
-        summary = [
-            ("Customer", f"{wallet.user} ({wallet.user.email or 'no email'})", "confirm-user"),
-            ("Adjustment", f"{signed_points(amount)} points", "confirm-amount"),
-            (
-                "Wallet balance",
-                f"{points(balance)} → {points(balance + amount)} points"
-                + (" (once approved)" if needs_approval else ""),
-                "confirm-balance",
-            ),
-            ("Reason", plan["reason"], "confirm-reason"),
-        ]
-        warnings = []
-        if wallet.user_id == request.user.pk:
-            warnings.append(
-                "This is your own wallet: nobody adjusts their own points, so confirming "
-                "will be refused (self_dealing_forbidden)."
+        refused = wallet.balance + plan["amount"] < 0
+        recent = [
+            recent_line(item)
+            for item in selectors.recent_identical_adjustments(
+                wallet_id=wallet.pk,
+                amount=plan["amount"],
+                minutes=settings.ADMIN_RECENT_REFUND_MINUTES,
+                now=timezone.now(),
             )
-        elif needs_approval:
-            warnings.append(_approval_warning(cause))
-        if balance + amount < 0:
-            warnings.append("This would take the balance below zero: it will be refused.")
+            if getattr(item, "reference_id", None) != plan["reference"]
+        ]
+        if request.method == "POST":
+            if recent and request.POST.get("acknowledge") != "on":
+                error = "Tick the box to confirm that you know about the recent adjustment."
+            else:
+                try:
+                    result = services.adjust(
+                        user=wallet.user_id,
+                        amount=plan["amount"],
+                        reason=plan["reason"],
+                        actor=request.user,
+                        reference_id=plan["reference"],
+                        expected_balance=plan["balance"],
+                    )
+                except StaleConfirmation:
+                    wallet.refresh_from_db()
+                    return self._adjust_stale(request, wallet, plan, page)
+                except DomainError as refusal:
+                    error = domain_error_message(refusal)
+                else:
+                    return self._adjust_done(request, wallet, result)
         return self._render_page(
             request,
             CONFIRM_TEMPLATE,
             token=token,
             error=error,
-            summary=summary,
-            warnings=warnings,
-            confirm_label=(
-                f"Request approval of {signed_points(amount)} points"
-                if needs_approval
-                else f"Confirm: adjust by {signed_points(amount)} points"
+            **adjust_confirmation(
+                wallet, plan, cause, refused, recent, own_wallet=wallet.user_id == request.user.pk
             ),
             **page,
         )
@@ -201,6 +188,85 @@ class AdjustFlowMixin(ConfirmedFlowMixin):
             self._log_action(request, row, text)
         messages.success(request, text)
         return HttpResponseRedirect(admin_url(wallet))
+
+
+def adjust_confirmation(
+    wallet: Wallet,
+    plan: dict,
+    cause: str | None,
+    refused: bool,
+    recent: list,
+    *,
+    own_wallet: bool = False,
+) -> dict[str, Any]:
+    """What the confirmation page shows. An adjustment that will be refused (the balance
+    would go below zero) has no button and no "after" balance: only why, and the way
+    back to the form. A recent identical adjustment must be acknowledged, as for refunds.
+    `cause` is why a second person is needed (services.approval_cause_now), or None."""
+    needs_approval = cause is not None
+    balance, amount = wallet.balance, plan["amount"]
+    if refused:
+        after = f"{points(balance)} points now; {signed_points(amount)} would go below zero"
+    else:
+        after = f"{points(balance)} → {points(balance + amount)} points" + (
+            " (once approved)" if needs_approval else ""
+        )
+    summary = [
+        ("Customer", f"{wallet.user} ({wallet.user.email or 'no email'})", "confirm-user"),
+        ("Adjustment", f"{signed_points(amount)} points", "confirm-amount"),
+        ("Wallet balance", after, "confirm-balance"),
+        ("Reason", plan["reason"], "confirm-reason"),
+    ]
+    if refused:
+        return {
+            "summary": summary,
+            "summary_title": "What you asked for",
+            "refusal": (
+                f"This adjustment cannot be booked: the wallet holds {points(balance)} points, "
+                f"and {signed_points(amount)} would take the balance below zero. Nothing "
+                "will be booked; change the amount."
+            ),
+            "hide_confirm": True,
+        }
+    warnings = []
+    if own_wallet:
+        warnings.append(
+            "This is your own wallet: nobody adjusts their own points, so confirming "
+            "will be refused (self_dealing_forbidden)."
+        )
+    elif needs_approval:
+        warnings.append(_approval_warning(cause))
+    if recent:
+        warnings.append(
+            f"The same adjustment ({signed_points(amount)} points) was already made or "
+            f"asked for on this wallet in the last {settings.ADMIN_RECENT_REFUND_MINUTES} "
+            "minutes: " + "; ".join(recent) + "."
+        )
+    return {
+        "summary": summary,
+        "warnings": warnings,
+        "acknowledge_label": (
+            "I have seen the recent adjustment above and want to make this one too."
+            if recent
+            else ""
+        ),
+        "confirm_label": (
+            f"Request approval of {signed_points(amount)} points"
+            if needs_approval
+            else f"Confirm: adjust by {signed_points(amount)} points"
+        ),
+    }
+
+
+def recent_line(item: Transaction | ApprovalRequest) -> str:
+    when = f"{timezone.localtime(item.created_at):%Y-%m-%d %H:%M:%S %Z}"
+    if isinstance(item, ApprovalRequest):
+        return (
+            f"approval request #{item.pk} ({item.effective_status}) asked by "
+            f"{item.requested_by.get_username()} at {when}"
+        )
+    who = item.actor.get_username() if item.actor_id else "the system"
+    return f"adjustment #{item.pk} booked by {who} at {when}"
 
 
 def _approval_warning(cause: str) -> str:

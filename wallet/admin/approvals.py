@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from audit.backoffice.filter_chips import FilterChipsMixin
 from audit.backoffice.links import (
     admin_link,
     admin_url,
@@ -30,7 +31,7 @@ from audit.models import AuditEvent
 from divine_whispers.errors import DomainError
 from divine_whispers.points_format import points, signed_points
 from wallet import permissions, services
-from wallet.admin.forms import RejectApprovalForm, domain_error_message
+from wallet.admin.forms import RejectApprovalForm, domain_error_message, with_code
 from wallet.admin.staff_flow import CONFIRM_TEMPLATE, ConfirmedFlowMixin, StaffOperationMixin
 from wallet.models import ApprovalRequest, ApprovalStatus, Wallet
 
@@ -59,16 +60,23 @@ class ApprovalStatusFilter(admin.SimpleListFilter):
 
 
 class MineFilter(admin.SimpleListFilter):
-    """The two views staff need: what waits for me to decide, and what I asked for."""
+    """The two views staff need: what waits for me to decide (an approver's default, see
+    `changelist_view`), and what I asked for; "All requests" is a choice of its own, so
+    that choosing it does not lead back to the default."""
 
     title = "whose"
     parameter_name = "whose"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        choices = [("mine", "Requested by me")]
+        choices = [("mine", "Requested by me"), ("all", "All requests")]
         if request.user.has_perm(permissions.APPROVE):
             choices.insert(0, ("to_decide", "Waiting for my decision"))
         return choices
+
+    def choices(self, changelist: Any) -> Any:
+        for choice in super().choices(changelist):
+            if choice["display"] != "All":  # Django's own "All" (no parameter)
+                yield choice
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "mine":
@@ -83,6 +91,7 @@ class MineFilter(admin.SimpleListFilter):
 @admin.register(ApprovalRequest)
 class ApprovalRequestAdmin(
     AuditTrailButtonMixin,
+    FilterChipsMixin,
     ConfirmedFlowMixin,
     StaffOperationMixin,
     ReadOnlyAdminMixin,
@@ -98,9 +107,7 @@ class ApprovalRequestAdmin(
         "signed_amount",
         "reason_short",
         "requested_by",
-        "decided_by",
-        "expires_at",
-        "transaction_link",
+        "state_detail",
     )
     list_display_links = ("id", "created_at")
     list_select_related = ("user", "requested_by", "decided_by", "transaction")
@@ -147,9 +154,26 @@ class ApprovalRequestAdmin(
         "signed_amount",
         "reason_short",
         "transaction_link",
+        "state_detail",
     )
 
     # --- who sees it ---
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        """An approver opening the bare list lands on "Waiting for my decision"."""
+        if not request.GET and request.user.has_perm(permissions.APPROVE):
+            return HttpResponseRedirect(f"{request.path}?whose=to_decide")
+        return super().changelist_view(request, extra_context)
+
+    def get_fieldsets(self, request: HttpRequest, obj: ApprovalRequest | None = None) -> Any:
+        """A decided request shows its decision, not when it would have expired."""
+        if obj is None or obj.effective_status == ApprovalStatus.PENDING:
+            return self.fieldsets
+        (main, decision) = self.fieldsets
+        fields = tuple(name for name in decision[1]["fields"] if name != "expires_at")
+        if obj.effective_status == ApprovalStatus.EXPIRED:
+            fields = ("expires_at", *fields)
+        return (main, (decision[0], {"fields": fields}))
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return can_read_approvals(request.user) or super().has_view_permission(request, obj)
@@ -196,6 +220,20 @@ class ApprovalRequestAdmin(
     @admin.display(description="booked as")
     def transaction_link(self, approval: ApprovalRequest) -> SafeString | str:
         return admin_link(approval.transaction)
+
+    @admin.display(description="decision")
+    def state_detail(self, approval: ApprovalRequest) -> SafeString | str:
+        """One column for where it stands: when a pending request expires, or who decided
+        (and what was booked); a decided request has no expiry to show."""
+        status = approval.effective_status
+        if status == ApprovalStatus.PENDING:
+            return f"expires {_when(approval.expires_at)}"
+        if status == ApprovalStatus.EXPIRED:
+            return f"expired {_when(approval.expires_at)}"
+        decided = f"{approval.decided_by.get_username()}, {_when(approval.decided_at)}"
+        if approval.transaction_id:
+            return format_html("{} · {}", decided, admin_link(approval.transaction))
+        return decided
 
     # --- the request page ---
 
@@ -244,6 +282,16 @@ class ApprovalRequestAdmin(
         page = self._confirm_page(
             approval, f"Approve approval request #{approval.pk}", "Approve", admin_url(approval)
         )
+        if approval.effective_status != ApprovalStatus.PENDING:
+            return self._render_page(
+                request,
+                CONFIRM_TEMPLATE,
+                booked=decided_text(approval),
+                booked_url=admin_url(approval.transaction or approval),
+                start_over_url=changelist_url(ApprovalRequest, whose="to_decide"),
+                start_over_label="Requests waiting for my decision",
+                **{key: value for key, value in page.items() if key != "start_over_url"},
+            )
         error = ""
         if request.method == "POST":
             try:
@@ -325,15 +373,38 @@ class ApprovalRequestAdmin(
         return HttpResponseRedirect(admin_url(approval))
 
     @staticmethod
-    def _why_not(approval: ApprovalRequest, context: dict) -> str:
+    def _why_not(approval: ApprovalRequest, context: dict) -> SafeString:
         if context["is_requester"]:
-            return (
-                "You requested this adjustment: another staff member must decide it "
-                "(self_approval_forbidden)."
+            return with_code(
+                "You requested this adjustment: another staff member must decide it.",
+                "self_approval_forbidden",
             )
         if context["self_dealing"] is not None:
             return context["self_dealing"]
-        return (
-            f"This request is {approval.effective_status}; only a pending request can be "
-            "decided (approval_not_pending)."
+        return with_code(
+            f"This request is {approval.effective_status}; only a pending request can be decided.",
+            "approval_not_pending",
         )
+
+
+def decided_text(approval: ApprovalRequest) -> str:
+    """What a decided request's approve page says instead of offering a booking: the
+    result, with the balance the booking left (not a "before → after" still to come)."""
+    status = approval.effective_status
+    if status == ApprovalStatus.APPROVED:
+        row = approval.transaction
+        return (
+            f"This request was already approved by {approval.decided_by.get_username()} at "
+            f"{_when(approval.decided_at)}: {row.get_type_display().lower()} #{row.pk} of "
+            f"{signed_points(row.amount)} points was booked, leaving a balance of "
+            f"{points(row.balance_after)} points. Nothing more will happen."
+        )
+    if status == ApprovalStatus.REJECTED:
+        return (
+            f"This request was rejected by {approval.decided_by.get_username()} at "
+            f"{_when(approval.decided_at)}. Nothing was booked, nothing more will happen."
+        )
+    return (
+        f"This request expired at {_when(approval.expires_at)} without a decision. "
+        "Nothing was booked; ask again if it is still needed."
+    )

@@ -13,6 +13,8 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from audit.backoffice.fields import StrictIntegerField
 from divine_whispers.errors import DomainError
@@ -44,13 +46,20 @@ class StaffOperationForm(forms.Form):
         self.add_error(error_field(error, self.fields), domain_error_message(error))
 
 
-def domain_error_message(error: DomainError) -> str:
+def domain_error_message(error: DomainError) -> SafeString:
+    """The refusal as a sentence, its contract code after it in small type (staff quote
+    the code to developers; it is not part of what the sentence says)."""
+    text = error.message
     if error.code == "insufficient_balance":
-        return (
+        text = (
             f"{error.message} The wallet holds {points(error.details.get('balance'))} points; "
-            f"this would take {points(error.details.get('required'))}. ({error.code})"
+            f"this would take {points(error.details.get('required'))}."
         )
-    return f"{error.message} ({error.code})"
+    return with_code(text, error.code)
+
+
+def with_code(text: str, code: str) -> SafeString:
+    return format_html('{} <small class="error-code">Error code: {}</small>', text, code)
 
 
 def error_field(error: DomainError, fields: Any) -> str | None:

@@ -26,6 +26,8 @@ from wallet import permissions, selectors
 from wallet.models import FinanceReport
 
 DEFAULT_DAYS = 30
+ROLLUP_AFTER_DAYS = 62  # longer ranges get a table by month above the daily one
+LOG_SCALE_RATIO = 20
 COLUMN_TITLES = {
     "deposited": "Deposited",
     "spent": "Spent",
@@ -43,7 +45,11 @@ COLUMN_TITLES = {
 class ReportRangeForm(forms.Form):
     """The same rules as the API: YYYY-MM-DD, from ≤ to, at most 366 days."""
 
-    date_input = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    # Typed as ISO dates whatever the browser's locale (a date picker shows mm/dd/yyyy).
+    date_input = forms.DateInput(
+        attrs={"placeholder": "YYYY-MM-DD", "size": 11, "pattern": r"\d{4}-\d{2}-\d{2}"},
+        format="%Y-%m-%d",
+    )
     from_ = forms.DateField(label="From", input_formats=["%Y-%m-%d"], widget=date_input)
     to = forms.DateField(label="To", input_formats=["%Y-%m-%d"], widget=date_input)
 
@@ -104,7 +110,7 @@ class FinanceReportAdmin(admin.ModelAdmin):
         """The form and the chosen days (None when the form is invalid); without any
         parameter, the default range."""
         if not self.has_view_permission(request):
-            raise PermissionDenied
+            raise PermissionDenied(permissions.VIEW_REPORT)
         if "from" not in request.GET and "to" not in request.GET:
             first, last = default_range()
             return ReportRangeForm(initial={"from_": first, "to": last}), first, last
@@ -123,11 +129,20 @@ class FinanceReportAdmin(admin.ModelAdmin):
             "timezone": str(selectors.report_timezone()),
             "columns": [COLUMN_TITLES[name] for name in selectors.REPORT_FIGURES],
         }
+        today = default_range()[1]
+        context["presets"] = report_presets(today)
+        if first is not None and first > today:
+            context["future"] = "The range starts after today: there is nothing to report yet."
+            first = None
+        elif last is not None and last > today:
+            context["future"] = f"Days after today ({today.isoformat()}) are not shown."
+            last = today
         if first is not None:
             report = selectors.daily_report(first=first, last=last, tz=selectors.report_timezone())
             context.update(
                 report=report,
                 rows=[_row(day.as_dict()) for day in report.days],
+                months=monthly_rollup(report) if len(report.days) > ROLLUP_AFTER_DAYS else [],
                 totals=_row(report.totals),
                 chart=_chart_data(report),
                 csv_url=reverse("admin:wallet_financereport_csv")
@@ -170,14 +185,61 @@ def _row(figures: dict[str, Any]) -> dict[str, Any]:
     return {"date": figures.get("date"), "cells": cells}
 
 
+def report_presets(today: date) -> list[tuple[str, date, date]]:
+    """Ranges staff ask for most, ending today at the latest: (label, from, to)."""
+    month_start = today.replace(day=1)
+    last_month_end = month_start - timedelta(days=1)
+    quarter_start = today.replace(month=(today.month - 1) // 3 * 3 + 1, day=1)
+    last_quarter_end = quarter_start - timedelta(days=1)
+    last_quarter_start = last_quarter_end.replace(
+        month=(last_quarter_end.month - 1) // 3 * 3 + 1, day=1
+    )
+    return [
+        ("Last 30 days", today - timedelta(days=DEFAULT_DAYS - 1), today),
+        ("This month", month_start, today),
+        ("Last month", last_month_end.replace(day=1), last_month_end),
+        ("This quarter", quarter_start, today),
+        ("Last quarter", last_quarter_start, last_quarter_end),
+        ("Last 12 months", today - timedelta(days=364), today),
+    ]
+
+
+def monthly_rollup(report: selectors.DailyReport) -> list[dict[str, Any]]:
+    """The days summed by calendar month (closing liability: the month's last day), for
+    ranges too long to read day by day."""
+    months: dict[tuple[int, int], list[selectors.ReportDay]] = {}
+    for day in report.days:
+        months.setdefault((day.date.year, day.date.month), []).append(day)
+    rows = []
+    for (year, month), days in months.items():
+        figures = {
+            name: sum(getattr(day, name) for day in days) for name in selectors.REPORT_AMOUNTS
+        }
+        figures["count"] = sum(day.count for day in days)
+        figures["closing_liability"] = days[-1].closing_liability
+        rows.append({**_row(figures), "month": f"{year}-{month:02d}", "days": len(days)})
+    return rows
+
+
+def dwarfed(series: dict[str, list[int]]) -> bool:
+    """Whether one day's flow dwarfs the others (the largest over 20 times the median of
+    the days that moved): then the chart uses a log scale, or every other bar is flat."""
+    values = sorted(value for values in series.values() for value in values if value > 0)
+    if len(values) < 3:
+        return False
+    return values[-1] > LOG_SCALE_RATIO * values[len(values) // 2]
+
+
 def _chart_data(report: selectors.DailyReport) -> dict[str, Any]:
     """What finance_report.js draws: flows per day (bars) and the liability (line)."""
+    series = {
+        name: [getattr(day, name) for day in report.days]
+        for name in ("deposited", "spent", "refunded", "adjusted_up", "adjusted_down")
+    }
     return {
         "labels": [day.date.isoformat() for day in report.days],
-        "series": {
-            name: [getattr(day, name) for day in report.days]
-            for name in ("deposited", "spent", "refunded", "adjusted_up", "adjusted_down")
-        },
+        "log_scale": dwarfed(series),
+        "series": series,
         "titles": {name: COLUMN_TITLES[name] for name in selectors.REPORT_FIGURES},
         "liability": [day.closing_liability for day in report.days],
     }

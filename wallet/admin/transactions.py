@@ -20,17 +20,19 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from audit.backoffice.csv_export import CsvExportMixin
+from audit.backoffice.filter_chips import FilterChipsMixin
 from audit.backoffice.links import admin_link, admin_links, changelist_url, user_label
 from audit.backoffice.pages import (
     AuditTrailButtonMixin,
     BackOfficeMedia,
     ReadOnlyAdminMixin,
     points_column,
+    short_reference,
 )
 from audit.models import AuditEvent
-from divine_whispers.points_format import points
+from divine_whispers.points_format import points, refund_state
 from jobs.models import Job
-from wallet import permissions, services
+from wallet import permissions, selectors, services
 from wallet.admin.refund_flow import RefundFlowMixin, is_refundable_spend
 from wallet.admin.staff_flow import StaffOperationMixin
 from wallet.models import Transaction, TransactionStatus, TransactionType
@@ -55,7 +57,7 @@ TRANSACTION_COLUMNS = (
 
 
 def job_label(job: Job) -> str:
-    return f"Job #{job.pk} {job.job_type.name} ({job.get_status_display()})"
+    return f"Job #{job.pk} {job.job_type.name} ({job.status_label()})"
 
 
 def attach_counterparties(rows: list[Transaction]) -> None:
@@ -91,6 +93,7 @@ def search_transfer_id(queryset: QuerySet, search_term: str) -> tuple[QuerySet, 
 class TransactionAdmin(
     AuditTrailButtonMixin,
     CsvExportMixin,
+    FilterChipsMixin,
     RefundFlowMixin,
     StaffOperationMixin,
     ReadOnlyAdminMixin,
@@ -108,7 +111,7 @@ class TransactionAdmin(
         "status",
         "balance_after_points",
         "counterparty_label",
-        "reference_id",
+        "reference_short",
         "related_link",
     )
     list_display_links = ("id", "created_at")
@@ -154,7 +157,7 @@ class TransactionAdmin(
     def _related_fields(self, txn: Transaction) -> tuple[str, ...]:
         fields: tuple[str, ...] = ("audit_link",)
         if txn.type == TransactionType.SPEND:
-            fields = ("job_link", "refundable", "refunds_list", *fields)
+            fields = ("refund_state_label", "job_link", "refundable", "refunds_list", *fields)
         elif txn.type == TransactionType.REFUND:
             fields = ("related_link", *fields)
         elif txn.transfer_id is not None:
@@ -168,16 +171,22 @@ class TransactionAdmin(
         "signed_amount",
         "balance_after_points",
         "counterparty_label",
+        "reference_short",
         "related_link",
         "counterpart_link",
         "job_link",
         "refundable",
+        "refund_state_label",
         "refunds_list",
         "audit_link",
     )
 
     signed_amount = points_column("amount", "amount", signed=True)
     balance_after_points = points_column("balance_after", "balance after")
+
+    @admin.display(description="reference", ordering="reference_id")
+    def reference_short(self, txn: Transaction) -> SafeString | str:
+        return short_reference(txn.reference_id)
 
     @admin.display(description="other party")
     def counterparty_label(self, txn: Transaction) -> str:
@@ -218,7 +227,7 @@ class TransactionAdmin(
     def related_link(self, txn: Transaction) -> SafeString | str:
         if txn.related_transaction_id is None:
             return "—"
-        return admin_link(txn.related_transaction, f"spend {txn.related_transaction}")
+        return admin_link(txn.related_transaction)
 
     @admin.display(description="counterpart")
     def counterpart_link(self, txn: Transaction) -> SafeString | str:
@@ -232,7 +241,12 @@ class TransactionAdmin(
 
     @admin.display(description="job")
     def job_link(self, txn: Transaction) -> SafeString | str:
-        job = Job.objects.filter(transaction=txn).select_related("job_type").first()
+        job = (
+            Job.objects.filter(transaction=txn)
+            .select_related("job_type")
+            .annotate(refunded_points=selectors.refunded_subquery("transaction_id"))
+            .first()
+        )
         return admin_link(job, job_label(job) if job else None)
 
     @admin.display(description="refundable remaining")
@@ -240,6 +254,11 @@ class TransactionAdmin(
         if txn.status != TransactionStatus.SUCCESS:
             return "0 points (not successful)"
         return f"{points(services.refundable_remaining(txn))} of {points(-txn.amount)} points"
+
+    @admin.display(description="refunded")
+    def refund_state_label(self, txn: Transaction) -> str:
+        refunded = selectors.refunded_totals([txn.pk]).get(txn.pk, 0)
+        return refund_state(refunded, -txn.amount)
 
     @admin.display(description="refunds")
     def refunds_list(self, txn: Transaction) -> SafeString | str:

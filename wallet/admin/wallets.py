@@ -21,7 +21,7 @@ from audit.backoffice.pages import AuditTrailButtonMixin, BackOfficeMedia, ReadO
 from audit.models import AuditEvent
 from divine_whispers.points_format import points
 from jobs.models import Job
-from wallet import permissions
+from wallet import permissions, selectors
 from wallet.admin.adjust_flow import AdjustFlowMixin
 from wallet.admin.staff_flow import StaffOperationMixin
 from wallet.admin.timeline import TimelineMixin
@@ -123,9 +123,11 @@ class WalletAdmin(
             )
         if request.user.has_perm(permissions.VIEW_JOB):
             activity["recent_jobs"] = list(
-                Job.objects.filter(user_id=wallet.user_id).select_related(
-                    "job_type", "transaction"
-                )[:RECENT_JOBS_SHOWN]
+                Job.objects.filter(user_id=wallet.user_id)
+                .select_related("job_type", "transaction")
+                .annotate(refunded_points=selectors.refunded_subquery("transaction_id"))[
+                    :RECENT_JOBS_SHOWN
+                ]
             )
             activity["all_jobs_url"] = changelist_url(Job, user__id__exact=wallet.user_id)
         return activity

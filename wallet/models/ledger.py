@@ -244,7 +244,8 @@ class Transaction(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.type} {self.amount:+d}"
+        # The admin's titles, breadcrumbs and links: "Deposit #1 (+1,000 points)".
+        return f"{self.get_type_display()} #{self.pk} ({self.amount:+,d} points)"
 
     def save(self, *args, **kwargs) -> None:
         if self.pk is not None and not kwargs.get("force_insert"):

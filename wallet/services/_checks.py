@@ -104,7 +104,11 @@ def velocity_rejection(wallet: Wallet, actor: Any, now: datetime) -> Rejection |
     )
 
 
-def insufficient_rejection(wallet: Wallet, needed: int, *, action: str, actor: Any) -> Rejection:
+def insufficient_rejection(
+    wallet: Wallet, needed: int, *, action: str, actor: Any, **metadata: Any
+) -> Rejection:
+    """`metadata` adds to the refusal's audit event (an adjustment keeps the staff's
+    typed reason there: `reason` is the refusal's own code)."""
     return reject(
         wallet,
         InsufficientBalance(balance=wallet.balance, required=needed),
@@ -112,6 +116,7 @@ def insufficient_rejection(wallet: Wallet, needed: int, *, action: str, actor: A
         actor=actor,
         amount=-needed,
         reason="insufficient_balance",
+        **metadata,
     )
 
 

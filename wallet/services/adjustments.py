@@ -120,7 +120,7 @@ def adjust(
         if wallet.balance + amount < 0:
             # Also for a request: one that could never be booked now is refused at once.
             return _checks.insufficient_rejection(
-                wallet, -amount, action="wallet.adjustment", actor=actor
+                wallet, -amount, action="wallet.adjustment", actor=actor, adjustment_reason=reason
             )
         now = timezone.now()
         asked = _AskedAdjustment(amount, reason, reference_id, fingerprint)

@@ -30,6 +30,7 @@ def form_data(job_type: JobType, **overrides) -> dict:
         "description": job_type.description,
         "price": str(job_type.price),
         "active": "on" if job_type.active else "",
+        "confirm_price_change": "on",
     }
     data.update(overrides)
     return data
@@ -62,7 +63,23 @@ def test_two_changes_chain_old_to_new(finance, job_type):
     second = price_events().last()
     assert second.prev_hash == price_events().first().hash
     # The job type page shows the history.
-    assert "60 → 45" in client.get(change_url(job_type)).content.decode()
+    page = client.get(change_url(job_type)).content.decode()
+    assert "60 → 45 points by finance-agent</li>" in page
+    assert "&lt;br&gt;" not in page and "History" not in page
+    assert "audit-trail-link" in page
+
+
+def test_a_price_change_needs_its_confirmation(finance, job_type):
+    client = logged_in(finance)
+    refused = client.post(
+        change_url(job_type), form_data(job_type, price="75", confirm_price_change="")
+    )
+    assert refused.status_code == 200
+    assert "The price changes from 50 to 75 points. It applies to the next purchase" in (
+        refused.content.decode()
+    )
+    job_type.refresh_from_db()
+    assert job_type.price == 50 and not price_events().exists()
 
 
 def test_saving_without_a_price_change_writes_no_price_event(finance, job_type):
@@ -83,7 +100,7 @@ def test_saving_without_a_price_change_writes_no_price_event(finance, job_type):
         ("0", "at least 1"),
         ("-5", "at least 1"),
         ("", "required"),
-        ("1000001", "at most 1000000"),
+        ("1000001", "at most 1,000,000 points"),
     ],
 )
 def test_invalid_price_is_a_form_error_and_changes_nothing(finance, job_type, price, fragment):

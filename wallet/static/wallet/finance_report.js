@@ -44,7 +44,9 @@
         animation: false,
         interaction: { mode: "index", intersect: false },
         scales: {
-          flows: { position: "left", beginAtZero: true, title: { display: true, text: "points per day" } },
+          flows: data.log_scale
+            ? { type: "logarithmic", position: "left", title: { display: true, text: "points per day (log scale)" } }
+            : { position: "left", beginAtZero: true, title: { display: true, text: "points per day" } },
           liability: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: "closing liability" } }
         }
       }

@@ -100,18 +100,34 @@ def test_adjustment_moves_points_and_reports_new_balance(finance, wallet, user, 
     assert_ledger_consistent()
 
 
+def test_an_adjustment_that_will_be_refused_offers_no_button(finance, wallet):
+    client = logged_in(finance)
+    started = step_one(client, wallet, "-101")
+    page = client.get(started["Location"]).content.decode()
+    assert "This adjustment cannot be booked: the wallet holds 100 points" in page
+    assert 'id="confirm-balance" class="figure">100 points now; -101 would go below zero' in page
+    assert 'id="confirm-button"' not in page
+    assert "once approved" not in page and "→ -1" not in page
+    assert 'id="start-over"' in page  # the way back: change the amount
+
+
+def test_a_large_refused_adjustment_offers_no_approval_request(finance, wallet):
+    started = step_one(logged_in(finance), wallet, "-74946")
+    page = logged_in(finance).get(started["Location"]).content.decode()
+    assert "Request approval" not in page and "once approved" not in page
+    assert "cannot be booked" in page
+
+
 def test_negative_result_is_refused_with_the_contracts_message(finance, wallet):
     before = ledger_snapshot()
 
-    response = post_adjust(logged_in(finance), wallet, "-101")
+    # Posting the confirmation anyway (no button is shown) is refused by the service.
+    response = post_adjust(logged_in(finance), wallet, "-101", reason="Claw back ticket 77")
 
     assert response.status_code == 200
     html = response.content.decode()
-    assert "This would take the balance below zero" in html
-    assert (
-        "Not enough points. The wallet holds 100 points; this would take 101. "
-        "(insufficient_balance)"
-    ) in html
+    assert "Not enough points. The wallet holds 100 points; this would take 101." in html
+    assert "(insufficient_balance)" not in html
     after = ledger_snapshot()
     # No money moved. The contract audits refused attempts that matter (insufficient
     # balance), so exactly one rejection event is the only difference.
@@ -119,6 +135,26 @@ def test_negative_result_is_refused_with_the_contracts_message(finance, wallet):
     assert after["audit"] == before["audit"] + 1
     rejected = AuditEvent.objects.get(action="wallet.adjustment.rejected")
     assert (rejected.actor, rejected.metadata["code"]) == (finance, "insufficient_balance")
+    assert rejected.metadata["adjustment_reason"] == "Claw back ticket 77"
+    assert_ledger_consistent()
+
+
+def test_a_recent_identical_adjustment_must_be_acknowledged(finance, wallet):
+    client = logged_in(finance)
+    assert post_adjust(client, wallet, "25").status_code == 200
+    started = step_one(client, wallet, "25")
+    page = client.get(started["Location"]).content.decode()
+    assert "The same adjustment (+25 points) was already made or asked for" in page
+    assert "I have seen the recent adjustment above" in page
+    refused = confirm_flow(client, started["Location"])
+    assert "Tick the box" in refused.content.decode()
+    assert Transaction.objects.filter(type=TransactionType.ADJUSTMENT).count() == 1
+    booked = confirm_flow(client, started["Location"], acknowledge=True)
+    assert "New balance: 150 points" in booked.content.decode()
+    assert Transaction.objects.filter(type=TransactionType.ADJUSTMENT).count() == 2
+    # Another amount is not "identical": no warning.
+    other = step_one(client, wallet, "26")
+    assert "The same adjustment" not in client.get(other["Location"]).content.decode()
     assert_ledger_consistent()
 
 
@@ -185,7 +221,7 @@ def test_a_balance_change_since_the_form_makes_the_confirmation_stale(finance, w
         ("-10.0", "decimal zero", "amount", "whole number"),
         ("2e3", "exponent", "amount", "whole number"),
         ("ten", "word", "amount", "whole number"),
-        ("1000001", "too large", "amount", "at most 1000000"),
+        ("1000001", "too large", "amount", "between -1,000,000 and 1,000,000 points"),
         ("10", "x" * 501, "reason", "at most 500 characters"),
     ],
 )

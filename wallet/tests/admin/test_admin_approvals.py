@@ -77,7 +77,11 @@ def test_an_approver_confirms_then_the_adjustment_is_booked_once(approval, appro
         f"Approved request #{approval.pk}: booked adjustment #{row.pk} of +25,000 points for "
         f"{user}. New balance: 26,000 points."
     ]
-    assert "approval_not_pending" in again.content.decode()
+    # Back to the approve page (or posting it again): the booked result, no second booking.
+    again_html = again.content.decode()
+    assert "This request was already approved by" in again_html
+    assert "leaving a balance of 26,000 points. Nothing more will happen." in again_html
+    assert 'id="confirm-button"' not in again_html and "→" not in again_html
     assert Wallet.objects.get(user=user).balance == 26_000
     assert (row.actor, row.description) == (approver, "Chargeback reversal #77")
     assert_ledger_consistent()

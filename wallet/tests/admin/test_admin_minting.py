@@ -24,7 +24,9 @@ def fin(db):
     return staff_in_group("fin", "finance")
 
 
-def _adjust(client, wallet: Wallet, amount: int, reason: str = "Goodwill"):
+def _adjust(
+    client, wallet: Wallet, amount: int, reason: str = "Goodwill", *, acknowledge: bool = False
+):
     started = start_flow(
         client,
         reverse("admin:wallet_wallet_adjust", args=[wallet.pk]),
@@ -32,7 +34,7 @@ def _adjust(client, wallet: Wallet, amount: int, reason: str = "Goodwill"):
     )
     assert started.status_code == 302, started.content[:500]
     page = client.get(started["Location"]).content.decode()
-    return page, confirm_flow(client, started["Location"])
+    return page, confirm_flow(client, started["Location"], acknowledge=acknowledge)
 
 
 def _wallet_of(user) -> Wallet:
@@ -53,7 +55,11 @@ def test_the_second_small_adjustment_becomes_an_approval_request(fin, user):
     client = logged_in(fin)
     _adjust(client, _wallet_of(user), 9_999)
 
-    page, response = _adjust(client, _wallet_of(user), 9_999, reason="Goodwill, again")
+    # The same amount again: the page also warns of the recent identical adjustment, which
+    # the staff member acknowledges.
+    page, response = _adjust(
+        client, _wallet_of(user), 9_999, reason="Goodwill, again", acknowledge=True
+    )
 
     assert "in the last 24 hours it reaches 10,000 points" in page
     assert 'value="Request approval of +9,999 points"' in page

@@ -368,7 +368,7 @@ def test_refund_of_a_deposit_is_refused_as_not_refundable(support, user, fund):
         remaining=0,
     )
     posted = client.post(confirm_url(deposit), {"token": token})
-    assert "(not_refundable)" in posted.content.decode()
+    assert "Error code: not_refundable" in posted.content.decode()
     assert ledger_snapshot() == before
 
 

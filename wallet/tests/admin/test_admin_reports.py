@@ -11,6 +11,7 @@ import pytest
 
 from audit.backoffice.csv_export import csv_cell
 from audit.models import AuditEvent
+from divine_whispers.errors import InsufficientBalance
 from wallet import services
 from wallet.models import Transaction
 from wallet.tests.admin_helpers import logged_in, staff_in_group, staff_with_permissions
@@ -206,25 +207,71 @@ def timeline_url(user) -> str:
     return f"/admin/wallet/wallet/{user.wallet.pk}/timeline/"
 
 
-def test_timeline_merges_ledger_jobs_and_audit_in_time_order(story):
+def test_timeline_has_one_row_per_movement_with_job_and_events_folded(story):
     client = logged_in(staff_in_group("sup", "support"))
     alice = story["alice"]
     wallet_page = client.get(f"/admin/wallet/wallet/{alice.wallet.pk}/change/")
     assert timeline_url(alice).encode() in wallet_page.content
     response = client.get(timeline_url(alice))
     assert response.status_code == 200
-    entries = response.context["entries"]
-    kinds = [entry["kind"] for entry in entries]
-    assert kinds.count("transaction") == Transaction.objects.filter(user=alice).count() == 6
-    assert kinds.count("job") == 1
-    assert kinds.count("audit") == AuditEvent.objects.filter(wallet=alice.wallet).count()
-    times = [entry["at"] for entry in entries]
+    rows = response.context["rows"]
+    movements = [row for row in rows if row.kind == "transaction"]
+    assert len(movements) == Transaction.objects.filter(user=alice).count() == 6
+    # Every audit event of alice's wallet names a movement here: none is a row of its own.
+    assert [row.kind for row in rows] == ["transaction"] * 6
+    assert all(row.amount is not None for row in movements)
+    spend = next(row for row in movements if row.title == "Spend")
+    assert spend.amount == -120
+    assert "Partially refunded (20 of 120)" in spend.details
+    folded = " ".join(line["detail"] for line in spend.folded)
+    assert "Three-card tarot · Partially refunded (20 of 120)" in folded
+    assert "Spend · by alice" in folded
+    transfer = next(row for row in movements if row.title == "Transfer out")
+    assert f"to bob (user #{story['bob'].pk})" in transfer.details
+    times = [row.at for row in rows]
     assert times == sorted(times, reverse=True)
-    # At one instant: audit event, job, ledger row, newest first, ids descending.
-    keys = [
-        (e["at"], {"transaction": 3, "job": 2, "audit": 1}[e["kind"]], e["obj"].pk) for e in entries
-    ]
-    assert keys == sorted(keys, reverse=True)
+    html = response.content.decode()
+    assert "wallet.refund" not in html  # labels, not action codes
+    assert ".000000" not in html and "+00:00" not in html
+
+
+def test_timeline_events_without_a_movement_carry_no_amount(story):
+    alice = story["alice"]
+    staff = StaffFactory(username="fin-x")
+    with pytest.raises(InsufficientBalance):
+        services.adjust(user=alice, amount=-5000, reason="Claw back the bonus", actor=staff)
+    client = logged_in(staff_in_group("sup", "support"))
+    rows = client.get(timeline_url(alice)).context["rows"]
+    refused = rows[0]
+    assert (refused.kind, refused.title) == ("audit", "Adjustment refused (not enough points)")
+    assert refused.amount is None and refused.balance_after is None
+    assert "-5,000 points asked, nothing moved" in refused.details
+    assert "reason: “Claw back the bonus”" in refused.details
+
+
+def test_timeline_filters_money_staff_and_day(story):
+    alice = story["alice"]
+    client = logged_in(staff_in_group("sup", "support"))
+    with pytest.raises(InsufficientBalance):
+        services.adjust(user=alice, amount=-5000, reason="too much", actor=StaffFactory())
+    everything = client.get(timeline_url(alice)).context["rows"]
+    assert {row.kind for row in everything} == {"transaction", "audit"}
+    money = client.get(timeline_url(alice), {"money": "1"}).context["rows"]
+    assert {row.kind for row in money} == {"transaction"} and len(money) == 6
+    staff = client.get(timeline_url(alice), {"staff": "1"}).context["rows"]
+    # refund, two adjustments (by staff) and the refused adjustment; the deposit was booked
+    # by the payment service account, which is not staff
+    assert sorted(row.title for row in staff) == sorted(
+        ["Refund", "Adjustment", "Adjustment", "Adjustment refused (not enough points)"]
+    )
+    that_day = client.get(timeline_url(alice), {"day": "2026-04-02", "money": "1"})
+    assert len(that_day.context["rows"]) == 6
+    assert b"p=" not in that_day.content or b"money=1&amp;day=" in that_day.content
+    other_day = client.get(timeline_url(alice), {"day": "2026-04-03"})
+    assert other_day.context["rows"] == []
+    assert "Nothing matches these filters." in other_day.content.decode()
+    bad = client.get(timeline_url(alice), {"day": "yesterday"})
+    assert bad.status_code == 200 and "is not a date" in bad.content.decode()
 
 
 def test_timeline_summary_adds_up_to_the_balance(story):
@@ -263,16 +310,15 @@ def test_timeline_is_paginated(story):
     from wallet.admin.timeline import TIMELINE_PAGE_SIZE
 
     carol = UserFactory(username="carol")
-    for number in range(TIMELINE_PAGE_SIZE):
+    for number in range(TIMELINE_PAGE_SIZE + 1):
         services.deposit(user=carol, amount=1, reference_id=f"c{number}", actor=payment_account())
     client = logged_in(staff_in_group("sup", "support"))
     first = client.get(timeline_url(carol))
     total = first.context["page"].paginator.count
-    assert total == 2 * TIMELINE_PAGE_SIZE  # a ledger row and an audit event each
-    assert len(first.context["entries"]) == TIMELINE_PAGE_SIZE
+    assert total == TIMELINE_PAGE_SIZE + 1  # one row per deposit, each event folded inside
+    assert len(first.context["rows"]) == TIMELINE_PAGE_SIZE
     second = client.get(timeline_url(carol), {"p": 2})
-    seen = {(e["kind"], e["obj"].pk) for e in first.context["entries"]}
-    seen |= {(e["kind"], e["obj"].pk) for e in second.context["entries"]}
+    seen = {row.url for row in first.context["rows"]} | {row.url for row in second.context["rows"]}
     assert len(seen) == total
 
 
@@ -281,5 +327,7 @@ def test_timeline_shows_only_what_the_staff_member_may_see(story):
     assert wallet_only.get(timeline_url(story["alice"])).status_code == 403
     ledger = logged_in(staff_with_permissions("l", "wallet.view_wallet", "wallet.view_transaction"))
     response = ledger.get(timeline_url(story["alice"]))
-    assert {e["kind"] for e in response.context["entries"]} == {"transaction"}
+    rows = response.context["rows"]
+    assert {row.kind for row in rows} == {"transaction"}
+    assert all(row.folded == [] for row in rows)  # no job or audit permission: nothing inside
     assert ledger.get("/admin/wallet/wallet/999999/timeline/").status_code == 404

@@ -137,6 +137,8 @@ ROUTES: dict[str, Route] = {
     "schema": Route(lambda w: "/api/schema/", {"get": public(200)}, gate={}),
     "swagger-ui": Route(lambda w: "/api/docs/", {"get": public(200)}, gate={}),
     "healthz": Route(lambda w: "/healthz", {"get": public(200)}),
+    # The back-office's icon: a permanent redirect to its static file, for anyone.
+    "favicon": Route(lambda w: "/favicon.ico", {"get": public(301)}),
     # Prometheus metrics: only `Bearer METRICS_TOKEN` or METRICS_ALLOWED_IPS (both empty by
     # default); an API token is no credential here (a header present but wrong → 403).
     "metrics": Route(
@@ -155,7 +157,7 @@ ROUTES: dict[str, Route] = {
 }
 # Routes outside the REST API (Django views) whose other methods the contract does not
 # govern: only "never a 5xx" is asserted for them.
-NON_API = {"healthz", "home", "login", "logout", "metrics"}
+NON_API = {"favicon", "healthz", "home", "login", "logout", "metrics"}
 for _name, _route in ROUTES.items():
     if _name not in NON_API and not _route.gate and _name not in ("schema", "swagger-ui"):
         _route.gate = _gate(next(iter(_route.methods.values()), {}))
