@@ -16,6 +16,8 @@ ADJUST = "wallet.adjust_points"
 APPROVE = "wallet.approve_adjustment"
 # Refund a spend (full or partial), in the admin and through the API.
 REFUND = "wallet.refund_transaction"
+# Refund a purchase's money through the payment provider (admin), clawing its points back.
+REFUND_PURCHASE = "wallet.refund_purchase"
 # Read wallets (GET /api/v1/admin/wallets, the admin's wallet pages).
 VIEW_WALLET = "wallet.view_wallet"
 # Read ledger rows in the admin (the customer timeline's money rows).

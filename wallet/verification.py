@@ -2,7 +2,8 @@
 
 Each balance equals the sum of its wallet's successful transactions, each row's
 `balance_after` follows from the one before, transfers are pairs netting to zero,
-refunds never exceed their spend, every ledger row has exactly one audit event that
+refunds never exceed their spend, every wallet's debt is what its clawbacks owe minus the
+clawback rows booked, every ledger row has exactly one audit event that
 agrees with it, and each wallet's recorded audit head is its chain's newest event.
 The checks are SQL aggregations / window functions that return only the rows that are
 wrong, so the database does the per-wallet work and memory stays bounded.
@@ -29,7 +30,7 @@ from audit.verification import (
     check_named_chain_heads,
     run_verification,
 )
-from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.models import Clawback, Transaction, TransactionStatus, TransactionType, Wallet
 
 OPERATION_ACTIONS = tuple(f"wallet.{t.value}" for t in TransactionType)
 
@@ -42,6 +43,7 @@ def _tables() -> dict[str, str]:
         "txn": Transaction._meta.db_table,
         "wallet": Wallet._meta.db_table,
         "event": AuditEvent._meta.db_table,
+        "clawback": Clawback._meta.db_table,
     }
 
 
@@ -203,6 +205,30 @@ def check_refunds() -> Iterator[Finding]:
             )
 
 
+def check_debts() -> Iterator[Finding]:
+    """Each wallet's debt is what its clawbacks claimed minus the clawback rows booked:
+    points owed are explained by the ledger too, and never negative."""
+    sql = """
+        SELECT w.id, w.debt, COALESCE(c.owed, 0) - COALESCE(t.paid, 0)
+        FROM {wallet} w
+        LEFT JOIN (SELECT wallet_id, SUM(points) AS owed FROM {clawback}
+                   GROUP BY wallet_id) c ON c.wallet_id = w.id
+        LEFT JOIN (SELECT wallet_id, -SUM(amount) AS paid FROM {txn}
+                   WHERE type = %s AND status = %s GROUP BY wallet_id) t ON t.wallet_id = w.id
+        WHERE w.debt <> COALESCE(c.owed, 0) - COALESCE(t.paid, 0) OR w.debt < 0
+        ORDER BY w.id
+    """
+    params = (TransactionType.CLAWBACK, TransactionStatus.SUCCESS)
+    for wallet_id, debt, expected in _rows(sql, params):
+        yield Finding(
+            "debt",
+            f"wallet {wallet_id}: debt disagrees with its clawbacks",
+            wallet_id=wallet_id,
+            expected=f"clawbacks owed minus clawback rows = {int(expected)}, never negative",
+            found=int(debt),
+        )
+
+
 def check_operation_events() -> Iterator[Finding]:
     """Exactly one `wallet.<type>` audit event per ledger row, and it agrees with the row."""
     missing_sql = """
@@ -302,6 +328,7 @@ LEDGER_CHECKS: tuple[Check, ...] = (
     ("balance_after chains", check_balance_after_chains),
     ("transfer pairs", check_transfer_pairs),
     ("refunds", check_refunds),
+    ("debts", check_debts),
     ("operation events", check_operation_events),
     ("audit heads", check_chain_heads),
 )

@@ -1,7 +1,8 @@
 """The wallet's models, one module per concern; import them from here.
 
 `ledger` (wallets, transaction rows, their types and statuses), `approvals` (four-eyes
-requests for large adjustments), `api_keys` (hashed API keys) and `reports` (the finance
+requests for large adjustments), `purchases` (packages, purchases, clawbacks, the
+provider's webhook inbox), `api_keys` (hashed API keys) and `reports` (the finance
 report's proxy). Callers write `from wallet.models import Wallet`, as Django expects of
 an app's models; the submodules are the layout, not an interface.
 """
@@ -20,6 +21,15 @@ from wallet.models.ledger import (
     WalletManager,
     new_transfer_id,
 )
+from wallet.models.purchases import (
+    Clawback,
+    ClawbackKind,
+    EventStatus,
+    PointPackage,
+    ProviderEvent,
+    Purchase,
+    PurchaseStatus,
+)
 from wallet.models.reports import FinanceReport
 
 __all__ = [
@@ -30,7 +40,14 @@ __all__ = [
     "ApprovalRequest",
     "ApprovalRequestQuerySet",
     "ApprovalStatus",
+    "Clawback",
+    "ClawbackKind",
+    "EventStatus",
     "FinanceReport",
+    "PointPackage",
+    "ProviderEvent",
+    "Purchase",
+    "PurchaseStatus",
     "Transaction",
     "TransactionQuerySet",
     "TransactionStatus",

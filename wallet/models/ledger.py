@@ -78,6 +78,9 @@ class Wallet(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet"
     )
     balance = models.BigIntegerField(default=0)
+    # Points a clawback could not take from the balance; the next credits pay it first.
+    # Equals the wallet's clawbacks owed minus the clawback rows booked (verify_ledger).
+    debt = models.BigIntegerField(default=0)
     # Hash of the newest audit event of this wallet's chain (see audit.models).
     audit_head = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -88,6 +91,7 @@ class Wallet(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(balance__gte=0), name="wallet_balance_non_negative"),
+            models.CheckConstraint(condition=Q(debt__gte=0), name="wallet_debt_non_negative"),
         ]
         permissions = [
             (codename(DEPOSIT), "Can credit points after a payment"),
@@ -105,6 +109,9 @@ class TransactionType(models.TextChoices):
     TRANSFER_OUT = "transfer_out", "Transfer out"
     TRANSFER_IN = "transfer_in", "Transfer in"
     ADJUSTMENT = "adjustment", "Adjustment"
+    PURCHASE = "purchase", "Purchase"
+    CLAWBACK = "clawback", "Clawback"
+    CLAWBACK_REVERSAL = "clawback_reversal", "Clawback reversal"
 
 
 class TransactionStatus(models.TextChoices):
@@ -113,8 +120,14 @@ class TransactionStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-CREDIT_TYPES = (TransactionType.DEPOSIT, TransactionType.REFUND, TransactionType.TRANSFER_IN)
-DEBIT_TYPES = (TransactionType.SPEND, TransactionType.TRANSFER_OUT)
+CREDIT_TYPES = (
+    TransactionType.DEPOSIT,
+    TransactionType.REFUND,
+    TransactionType.TRANSFER_IN,
+    TransactionType.PURCHASE,
+    TransactionType.CLAWBACK_REVERSAL,
+)
+DEBIT_TYPES = (TransactionType.SPEND, TransactionType.TRANSFER_OUT, TransactionType.CLAWBACK)
 # Operations counted by the velocity limit.
 VELOCITY_TYPES = (TransactionType.SPEND, TransactionType.TRANSFER_OUT)
 
@@ -149,7 +162,7 @@ class Transaction(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet_transactions"
     )
-    type = models.CharField(max_length=16, choices=TransactionType.choices)
+    type = models.CharField(max_length=20, choices=TransactionType.choices)
     amount = models.BigIntegerField()
     status = models.CharField(
         max_length=8, choices=TransactionStatus.choices, default=TransactionStatus.SUCCESS
@@ -223,6 +236,16 @@ class Transaction(models.Model):
                 fields=["wallet", "type", "reference_id"],
                 condition=Q(reference_id__isnull=False),
                 name="txn_unique_reference",
+            ),
+            # A provider payment is credited once, ever, whichever wallet it names.
+            models.UniqueConstraint(
+                fields=["reference_id"],
+                condition=Q(type="purchase"),
+                name="txn_one_credit_per_payment",
+            ),
+            models.CheckConstraint(
+                condition=~Q(type="purchase") | Q(reference_id__isnull=False),
+                name="txn_purchase_has_payment",
             ),
             models.UniqueConstraint(
                 fields=["transfer_id", "type"],

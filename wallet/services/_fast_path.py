@@ -315,11 +315,19 @@ def _book_statement(
             "wallet",
             "reference",
         )
+    # A wallet that owes a debt is never debited here, and a credit to one must pay its
+    # debt first: the guard refuses both, and the general path refuses or repays.
     statement.add(
-        f" AND EXISTS (SELECT 1 FROM {wallet_table} WHERE id = %s AND balance >= %s))",
+        f" AND EXISTS (SELECT 1 FROM {wallet_table} WHERE id = %s AND balance >= %s AND debt = 0)",
         "wallet",
         "amount",
     )
+    if credit:
+        statement.add(
+            f" AND NOT EXISTS (SELECT 1 FROM {wallet_table} WHERE id = %s AND debt > 0)",
+            "target",
+        )
+    statement.add(")")
     for index, (table, columns, placeholders) in enumerate(shapes):
         statement.add_row(
             index,
@@ -328,7 +336,7 @@ def _book_statement(
     statement.add(
         f", debit AS (UPDATE {wallet_table}"
         " SET balance = balance - %s, audit_head = %s, updated_at = %s"
-        " WHERE id = %s AND balance >= %s AND EXISTS (SELECT 1 FROM guard)"
+        " WHERE id = %s AND balance >= %s AND debt = 0 AND EXISTS (SELECT 1 FROM guard)"
         " RETURNING balance)",
         "amount",
         "head",

@@ -1,0 +1,165 @@
+"""Clawbacks: the points of a purchase taken back when the provider refunds or a buyer
+disputes it, and given back exactly when the dispute is won or the refund fails.
+
+One clawback per provider refund or dispute (`Clawback.source_id` is unique), booked
+under the wallet lock: a `clawback` row takes what the balance holds, the rest becomes
+the wallet's debt (the balance never goes below zero). A reversal books one
+`clawback_reversal` row of the clawback's full points; like every credit it pays the
+wallet's debt first (wallet/services/_booking.py), so the wallet ends exactly where it
+would have been without the clawback.
+
+Part of the wallet.services package (see its __init__): the only code that writes money.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from audit.services import build_wallet_event, save_events
+from divine_whispers.db.transactions import run_atomically
+from wallet.models import (
+    Clawback,
+    ClawbackKind,
+    Purchase,
+    PurchaseStatus,
+    Transaction,
+    TransactionType,
+    Wallet,
+)
+from wallet.services import _booking
+from wallet.services._observed import observed
+
+
+class NotCredited(Exception):
+    """A clawback of a purchase that was never credited: nothing to take back yet."""
+
+
+@dataclass
+class ClawbackResult:
+    clawback: Clawback
+    transaction: Transaction | None
+    replayed: bool = False
+
+
+def points_for(purchase: Purchase, money: int) -> int:
+    """The purchase's points in proportion to `money` of its price (rounded down; all of
+    them for the whole price)."""
+    money = max(0, min(money, purchase.amount))
+    return purchase.points * money // purchase.amount
+
+
+def settle_status(purchase: Purchase) -> None:
+    """The purchase's status from its standing clawbacks (caller holds its row lock)."""
+    standing = Clawback.objects.filter(purchase=purchase, reversed=False)
+    if purchase.credit_id is None:
+        return
+    if standing.filter(kind=ClawbackKind.DISPUTE).exists():
+        status = PurchaseStatus.DISPUTED
+    else:
+        refunded = standing.filter(kind=ClawbackKind.REFUND).aggregate(m=Sum("money"))["m"] or 0
+        if refunded >= purchase.amount:
+            status = PurchaseStatus.REFUNDED
+        elif refunded > 0:
+            status = PurchaseStatus.PARTIALLY_REFUNDED
+        else:
+            status = PurchaseStatus.PAID
+    if status != purchase.status:
+        purchase.status = status
+        purchase.save(update_fields=["status", "updated_at"])
+
+
+def _debt_event(wallet: Wallet, clawback: Clawback, owed: int) -> None:
+    """A clawback the balance could not cover at all books no row: its debt is audited."""
+    event = build_wallet_event(
+        wallet=wallet,
+        action="wallet.debt_recorded",
+        actor=None,
+        amount=-owed,
+        balance_before=wallet.balance,
+        balance_after=wallet.balance,
+        metadata={"clawback": clawback.source_id, "purchase_id": clawback.purchase_id},
+    )
+    save_events([event])
+
+
+@observed("clawback")
+def claw_back(
+    *, purchase_id: int, kind: str, source_id: str, money: int, points: int | None = None
+) -> ClawbackResult:
+    """Take back the points of `money` refunded or disputed of a purchase, once per
+    `source_id` (the provider's refund or dispute id). `points` overrides the proportional
+    figure (a cumulative refund's share, computed by the caller)."""
+
+    def operation() -> ClawbackResult:
+        found = Purchase.objects.get(pk=purchase_id)
+        wallet = Wallet.objects.lock_for_user(found.user_id)
+        purchase = Purchase.objects.select_for_update().get(pk=found.pk)
+        earlier = Clawback.objects.filter(source_id=source_id).first()
+        if earlier is not None:
+            return ClawbackResult(earlier, earlier.transaction, replayed=True)
+        if purchase.credit_id is None:
+            raise NotCredited(f"purchase {purchase.pk} was never credited")
+        owed = points_for(purchase, money) if points is None else max(0, points)
+        taken = min(owed, wallet.balance)
+        now = timezone.now()
+        row = None
+        if taken > 0:
+            row = _booking.Booking(now).row(
+                wallet,
+                TransactionType.CLAWBACK,
+                -taken,
+                description=f"{kind.capitalize()} {source_id} of purchase #{purchase.pk}",
+            )
+        wallet.debt += owed - taken
+        clawback = Clawback.objects.create(
+            wallet=wallet, purchase=purchase, kind=kind, source_id=source_id,
+            money=money, points=owed,
+        )  # fmt: skip
+        metadata = {"purchase_id": purchase.pk, "clawback": source_id, "debt": wallet.debt}
+        if row is not None:
+            Transaction.objects.bulk_create([row])
+            Clawback.objects.filter(pk=clawback.pk).update(transaction=row)
+            save_events(_booking.audit_events_for([row], None, metadata))
+        elif owed > 0:
+            _debt_event(wallet, clawback, owed)
+        _booking.persist_wallets([wallet], now)
+        settle_status(purchase)
+        return ClawbackResult(clawback, row)
+
+    return run_atomically(operation)
+
+
+@observed("clawback_reversal")
+def reverse_clawback(*, source_id: str) -> ClawbackResult | None:
+    """Give back a clawback's points exactly, once (a dispute won, a refund failed); None
+    when no clawback was booked for `source_id`."""
+
+    def operation() -> ClawbackResult | None:
+        found = Clawback.objects.filter(source_id=source_id).first()
+        if found is None:
+            return None
+        wallet = Wallet.objects.lock_for_user(found.wallet.user_id)
+        purchase = Purchase.objects.select_for_update().get(pk=found.purchase_id)
+        clawback = Clawback.objects.select_for_update().get(pk=found.pk)
+        if clawback.reversed:
+            return ClawbackResult(clawback, clawback.reversal, replayed=True)
+        now = timezone.now()
+        row = None
+        if clawback.points > 0:
+            row = _booking.Booking(now).row(
+                wallet,
+                TransactionType.CLAWBACK_REVERSAL,
+                clawback.points,
+                description=f"Reversal of {clawback.kind} {source_id}",
+            )
+            metadata = {"purchase_id": purchase.pk, "clawback": source_id}
+            _booking.commit_rows([row], None, now, metadata)
+        Clawback.objects.filter(pk=clawback.pk).update(reversal=row, reversed=True)
+        clawback.reversal, clawback.reversed = row, True
+        settle_status(purchase)
+        return ClawbackResult(clawback, row)
+
+    return run_atomically(operation)
