@@ -12,3 +12,8 @@ class WalletConfig(AppConfig):
         from divine_whispers.db.transactions import reset_commit_sent
 
         request_started.connect(reset_commit_sent, dispatch_uid="wallet-reset-commit-sent")
+
+        from divine_whispers.observability.metrics import register_scrape_gauges
+        from wallet.selectors import payment_gauges
+
+        register_scrape_gauges(payment_gauges)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 import stripe
 from django.db import IntegrityError, transaction
@@ -98,16 +99,19 @@ def _finish(event: ProviderEvent, status: str, error: str = "") -> str:
     return status
 
 
-def pending_events():
+def pending_events(min_age: timedelta = timedelta(0)):
     return ProviderEvent.objects.filter(
-        status__in=[EventStatus.RECEIVED, EventStatus.FAILED]
+        status__in=[EventStatus.RECEIVED, EventStatus.FAILED],
+        received_at__lte=timezone.now() - min_age,
     ).order_by("received_at", "id")
 
 
-def process_pending_events(limit: int = 500) -> dict[str, int]:
-    """Retry every stored event whose processing did not finish (oldest first)."""
+def process_pending_events(limit: int = 500, min_age: timedelta = timedelta(0)) -> dict[str, int]:
+    """Retry every stored event whose processing did not finish (oldest first). The
+    worker passes a `min_age`, leaving a just-received event to its own request; running
+    one twice at once is harmless anyway (every effect is keyed)."""
     counts: dict[str, int] = {}
-    for event in list(pending_events()[:limit]):
+    for event in list(pending_events(min_age)[:limit]):
         status = process_event(event)
         counts[status] = counts.get(status, 0) + 1
     return counts

@@ -5,7 +5,8 @@ list every payment we asked for), the PaymentIntent and its charge are re-read f
 provider: a paid purchase never credited is credited now, through `fulfil_purchase` (the
 webhook's own function, so a webhook racing it still credits once); a credit the provider
 does not report paid, a `purchase` row with no purchase, and refunded money not clawed
-back are findings (reported, never "fixed" by guessing). Findings write an audit event.
+back are findings (reported, never "fixed" by guessing). Every run writes an audit event
+(`payments.reconciled`, with its findings), which the metrics gauge reads.
 
 Part of the wallet.services package (see its __init__).
 """
@@ -19,9 +20,8 @@ from django.db.models import Sum
 
 from audit.services import record_system_event
 from wallet.models import Clawback, ClawbackKind, Purchase, Transaction, TransactionType
+from wallet.selectors import RECONCILED_ACTION
 from wallet.services import _provider, purchases
-
-RECONCILED_ACTION = "payments.reconciled"
 
 
 @dataclass
@@ -86,7 +86,9 @@ def reconcile_payments(*, since: datetime) -> Reconciliation:
     started = Purchase.objects.filter(
         created_at__gte=since, provider_payment_id__isnull=False
     ).order_by("id")
-    for purchase in started.iterator():
+    # Ids first: each check books in its own transaction, never inside an open cursor.
+    for purchase_id in list(started.values_list("id", flat=True)):
+        purchase = Purchase.objects.get(pk=purchase_id)
         report.checked += 1
         try:
             _check_purchase(purchase, report)
@@ -99,14 +101,13 @@ def reconcile_payments(*, since: datetime) -> Reconciliation:
                 Finding("unknown_payment", purchase.provider_payment_id, str(exc))
             )
     _orphan_credits(since, report)
-    if report.findings or report.credited:
-        record_system_event(
-            action=RECONCILED_ACTION,
-            metadata={
-                "since": since.isoformat(),
-                "checked": report.checked,
-                "credited": report.credited,
-                "findings": [f.__dict__ for f in report.findings][:100],
-            },
-        )
+    record_system_event(
+        action=RECONCILED_ACTION,
+        metadata={
+            "since": since.isoformat(),
+            "checked": report.checked,
+            "credited": report.credited[:100],
+            "findings": [f.__dict__ for f in report.findings][:100],
+        },
+    )
     return report
