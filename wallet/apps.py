@@ -1,4 +1,10 @@
+"""The wallet app: per-request reset of the commit flag, the purchases' scrape-time gauges,
+and a warning when payments run on a test-mode key."""
+
+import logging
+
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class WalletConfig(AppConfig):
@@ -17,3 +23,7 @@ class WalletConfig(AppConfig):
         from wallet.selectors import payment_gauges
 
         register_scrape_gauges(payment_gauges)
+        if settings.PAYMENTS_ENABLED and settings.STRIPE_SECRET_KEY.startswith("sk_test_"):
+            logging.getLogger("divine_whispers.payments").warning(
+                "Payments use a Stripe test-mode key (sk_test_...): no real money is taken."
+            )

@@ -120,7 +120,10 @@ class PurchaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     @extend_schema(
         summary="Your purchases, newest first (cursor-paginated)",
-        responses={200: PurchaseSerializer(many=True), **error_responses()},
+        responses={
+            200: PurchaseSerializer(many=True),
+            **error_responses({400: ["validation_error"]}),
+        },
     )
     def list(self, request: Request, *args, **kwargs) -> Response:
         return super().list(request, *args, **kwargs)

@@ -1,11 +1,24 @@
-"""Finance staff refund purchases through the payment provider: the group gets
-`wallet.refund_purchase`. Support does not (a purchase refund returns real money)."""
+"""Buying points in the back-office: finance edits point packages, reads purchases and the
+webhook inbox, replays an event and refunds purchases through the payment provider
+(`wallet.refund_purchase`); support reads purchases and the inbox only (a purchase refund
+returns real money)."""
 
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
 # Rights this migration adds, by group (tests rebuild groups from these lists too).
-ADDED = {"finance": [("wallet", "refund_purchase")]}
+_READ = [("wallet", "view_purchase"), ("wallet", "view_providerevent")]
+ADDED = {
+    "finance": [
+        *_READ,
+        ("wallet", "refund_purchase"),
+        ("wallet", "view_pointpackage"),
+        ("wallet", "add_pointpackage"),
+        ("wallet", "change_pointpackage"),
+        ("wallet", "change_providerevent"),
+    ],
+    "support": _READ,
+}
 
 
 def add_rights(apps, schema_editor):
