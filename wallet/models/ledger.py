@@ -19,7 +19,7 @@ from django.db.models import Q, Sum
 
 from divine_whispers.db.compiled import CompiledQuery
 from divine_whispers.db.faults import row_locks_disabled
-from wallet.permissions import ADJUST, DEPOSIT, REFUND
+from wallet.permissions import ADJUST, DEPOSIT, GRANT, REFUND
 
 
 def codename(permission: str) -> str:
@@ -92,6 +92,7 @@ class Wallet(models.Model):
         permissions = [
             (codename(DEPOSIT), "Can credit points after a payment"),
             (codename(ADJUST), "Can adjust points with a reason"),
+            (codename(GRANT), "Can grant promotional points"),
         ]
 
     def __str__(self) -> str:
@@ -105,6 +106,8 @@ class TransactionType(models.TextChoices):
     TRANSFER_OUT = "transfer_out", "Transfer out"
     TRANSFER_IN = "transfer_in", "Transfer in"
     ADJUSTMENT = "adjustment", "Adjustment"
+    GRANT = "grant", "Grant"
+    EXPIRY = "expiry", "Expiry"
 
 
 class TransactionStatus(models.TextChoices):
@@ -113,8 +116,13 @@ class TransactionStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-CREDIT_TYPES = (TransactionType.DEPOSIT, TransactionType.REFUND, TransactionType.TRANSFER_IN)
-DEBIT_TYPES = (TransactionType.SPEND, TransactionType.TRANSFER_OUT)
+CREDIT_TYPES = (
+    TransactionType.DEPOSIT,
+    TransactionType.REFUND,
+    TransactionType.TRANSFER_IN,
+    TransactionType.GRANT,
+)
+DEBIT_TYPES = (TransactionType.SPEND, TransactionType.TRANSFER_OUT, TransactionType.EXPIRY)
 # Operations counted by the velocity limit.
 VELOCITY_TYPES = (TransactionType.SPEND, TransactionType.TRANSFER_OUT)
 
@@ -218,6 +226,16 @@ class Transaction(models.Model):
             models.CheckConstraint(
                 condition=~Q(type=TransactionType.ADJUSTMENT) | ~Q(description=""),
                 name="txn_adjustment_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=~Q(type=TransactionType.GRANT) | ~Q(description=""),
+                name="txn_grant_has_reason",
+            ),
+            # An expiry's reference names its lot: the unique index below then books each
+            # lot's expiry exactly once, however many expiry runs race.
+            models.CheckConstraint(
+                condition=~Q(type=TransactionType.EXPIRY) | Q(reference_id__isnull=False),
+                name="txn_expiry_has_reference",
             ),
             models.UniqueConstraint(
                 fields=["wallet", "type", "reference_id"],
