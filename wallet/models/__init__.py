@@ -1,9 +1,10 @@
 """The wallet's models, one module per concern; import them from here.
 
 `ledger` (wallets, transaction rows, their types and statuses), `approvals` (four-eyes
-requests for large adjustments), `purchases` (packages, purchases, clawbacks, the
-provider's webhook inbox), `api_keys` (hashed API keys) and `reports` (the finance
-report's proxy). Callers write `from wallet.models import Wallet`, as Django expects of
+requests for large adjustments), `lots` (where points came from, and which lots each
+debit drew from), `purchases` (packages, purchases, clawbacks, the provider's webhook
+inbox), `api_keys` (hashed API keys) and `reports` (the finance report's proxy). Callers
+write `from wallet.models import Wallet`, as Django expects of
 an app's models; the submodules are the layout, not an interface.
 """
 
@@ -21,6 +22,7 @@ from wallet.models.ledger import (
     WalletManager,
     new_transfer_id,
 )
+from wallet.models.lots import Allocation, Lot, LotKind, LotQuerySet
 from wallet.models.purchases import (
     Clawback,
     ClawbackKind,
@@ -36,6 +38,7 @@ __all__ = [
     "CREDIT_TYPES",
     "DEBIT_TYPES",
     "VELOCITY_TYPES",
+    "Allocation",
     "ApiToken",
     "ApprovalRequest",
     "ApprovalRequestQuerySet",
@@ -44,6 +47,9 @@ __all__ = [
     "ClawbackKind",
     "EventStatus",
     "FinanceReport",
+    "Lot",
+    "LotKind",
+    "LotQuerySet",
     "PointPackage",
     "ProviderEvent",
     "Purchase",

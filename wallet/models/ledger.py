@@ -19,7 +19,7 @@ from django.db.models import Q, Sum
 
 from divine_whispers.db.compiled import CompiledQuery
 from divine_whispers.db.faults import row_locks_disabled
-from wallet.permissions import ADJUST, DEPOSIT, REFUND
+from wallet.permissions import ADJUST, DEPOSIT, GRANT, REFUND
 
 
 def codename(permission: str) -> str:
@@ -96,6 +96,7 @@ class Wallet(models.Model):
         permissions = [
             (codename(DEPOSIT), "Can credit points after a payment"),
             (codename(ADJUST), "Can adjust points with a reason"),
+            (codename(GRANT), "Can grant promotional points"),
         ]
 
     def __str__(self) -> str:
@@ -112,6 +113,8 @@ class TransactionType(models.TextChoices):
     PURCHASE = "purchase", "Purchase"
     CLAWBACK = "clawback", "Clawback"
     CLAWBACK_REVERSAL = "clawback_reversal", "Clawback reversal"
+    GRANT = "grant", "Grant"
+    EXPIRY = "expiry", "Expiry"
 
 
 class TransactionStatus(models.TextChoices):
@@ -126,8 +129,14 @@ CREDIT_TYPES = (
     TransactionType.TRANSFER_IN,
     TransactionType.PURCHASE,
     TransactionType.CLAWBACK_REVERSAL,
+    TransactionType.GRANT,
 )
-DEBIT_TYPES = (TransactionType.SPEND, TransactionType.TRANSFER_OUT, TransactionType.CLAWBACK)
+DEBIT_TYPES = (
+    TransactionType.SPEND,
+    TransactionType.TRANSFER_OUT,
+    TransactionType.CLAWBACK,
+    TransactionType.EXPIRY,
+)
 # Operations counted by the velocity limit.
 VELOCITY_TYPES = (TransactionType.SPEND, TransactionType.TRANSFER_OUT)
 
@@ -231,6 +240,16 @@ class Transaction(models.Model):
             models.CheckConstraint(
                 condition=~Q(type=TransactionType.ADJUSTMENT) | ~Q(description=""),
                 name="txn_adjustment_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=~Q(type=TransactionType.GRANT) | ~Q(description=""),
+                name="txn_grant_has_reason",
+            ),
+            # An expiry's reference names its lot: the unique index below then books each
+            # lot's expiry exactly once, however many expiry runs race.
+            models.CheckConstraint(
+                condition=~Q(type=TransactionType.EXPIRY) | Q(reference_id__isnull=False),
+                name="txn_expiry_has_reference",
             ),
             models.UniqueConstraint(
                 fields=["wallet", "type", "reference_id"],

@@ -16,7 +16,7 @@ from django.conf import settings
 from audit.models import AuditEvent
 from audit.services import build_wallet_event, save_events
 from divine_whispers.db.faults import crash_point
-from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.models import Transaction, TransactionStatus, Wallet
 
 
 def persist_wallets(wallets: list[Wallet], now: datetime) -> None:
@@ -25,23 +25,6 @@ def persist_wallets(wallets: list[Wallet], now: datetime) -> None:
         if "debt" not in wallet.get_deferred_fields():
             fields["debt"] = wallet.debt
         Wallet.objects.filter(pk=wallet.pk).update(**fields)
-
-
-def debt_repayments(rows: list[Transaction], actor: Any, now: datetime) -> list[Transaction]:
-    """The `clawback` rows by which new credits pay their wallets' debts first: one per
-    indebted wallet that `rows` credit, of what its balance now holds up to the debt."""
-    repayments = []
-    credited = {row.wallet.pk: row.wallet for row in rows if row.amount > 0}
-    for wallet in credited.values():
-        paid = min(wallet.debt, wallet.balance)
-        if paid > 0:
-            wallet.debt -= paid
-            repayments.append(
-                Booking(now, actor).row(
-                    wallet, TransactionType.CLAWBACK, -paid, description="Debt repaid"
-                )
-            )
-    return repayments
 
 
 @dataclass(frozen=True)
@@ -134,14 +117,13 @@ def commit_rows(
     crash_at: str = "",
     more_events: Callable[[], list[AuditEvent]] | None = None,
 ) -> None:
-    """Insert the ledger rows, their audit events, and the wallets' new balances; a
-    credit to a wallet that owes a debt pays it first (a `clawback` row after it).
+    """Insert the ledger rows, their audit events, and the wallets' new balances (and
+    debts).
 
     `crash_at` names the test-only crash point between the rows and the rest
     (divine_whispers/db/faults.py). `more_events` builds further events on the same chains
     once the rows have their ids (an approval's decision names the transaction it booked).
     """
-    rows = rows + debt_repayments(rows, actor, now)
     Transaction.objects.bulk_create(rows)
     crash_point(crash_at)
     events = audit_events_for(rows, actor, metadata)

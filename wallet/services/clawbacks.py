@@ -23,13 +23,14 @@ from divine_whispers.db.transactions import run_atomically
 from wallet.models import (
     Clawback,
     ClawbackKind,
+    LotKind,
     Purchase,
     PurchaseStatus,
     Transaction,
     TransactionType,
     Wallet,
 )
-from wallet.services import _booking
+from wallet.services import _booking, _debt, _lots
 from wallet.services._observed import observed
 
 
@@ -71,6 +72,18 @@ def settle_status(purchase: Purchase) -> None:
         purchase.save(update_fields=["status", "updated_at"])
 
 
+def _points_owed(purchase: Purchase, kind: str, money: int) -> int:
+    """Under the purchase's lock: a refund owes what takes the standing refunds' points to
+    the points of their money plus this refund's; a dispute its proportion."""
+    if kind != ClawbackKind.REFUND:
+        return points_for(purchase, money)
+    standing = Clawback.objects.filter(
+        purchase=purchase, kind=ClawbackKind.REFUND, reversed=False
+    ).aggregate(money=Sum("money"), points=Sum("points"))
+    booked_money, booked_points = standing["money"] or 0, standing["points"] or 0
+    return max(0, points_for(purchase, booked_money + money) - booked_points)
+
+
 def _debt_event(wallet: Wallet, clawback: Clawback, owed: int) -> None:
     """A clawback the balance could not cover at all books no row: its debt is audited."""
     event = build_wallet_event(
@@ -86,12 +99,11 @@ def _debt_event(wallet: Wallet, clawback: Clawback, owed: int) -> None:
 
 
 @observed("clawback")
-def claw_back(
-    *, purchase_id: int, kind: str, source_id: str, money: int, points: int | None = None
-) -> ClawbackResult:
+def claw_back(*, purchase_id: int, kind: str, source_id: str, money: int) -> ClawbackResult:
     """Take back the points of `money` refunded or disputed of a purchase, once per
-    `source_id` (the provider's refund or dispute id). `points` overrides the proportional
-    figure (a cumulative refund's share, computed by the caller)."""
+    `source_id` (the provider's refund or dispute id). A refund's points are its share of
+    the cumulative refunded money (so several partial refunds add up to exactly the points
+    of their total); a dispute's, its own proportion."""
 
     def operation() -> ClawbackResult:
         found = Purchase.objects.get(pk=purchase_id)
@@ -102,30 +114,20 @@ def claw_back(
             return ClawbackResult(earlier, earlier.transaction, replayed=True)
         if purchase.credit_id is None:
             raise NotCredited(f"purchase {purchase.pk} was never credited")
-        owed = points_for(purchase, money) if points is None else max(0, points)
-        taken = min(owed, wallet.balance)
+        owed = _points_owed(purchase, kind, money)
         now = timezone.now()
-        row = None
-        if taken > 0:
-            row = _booking.Booking(now).row(
-                wallet,
-                TransactionType.CLAWBACK,
-                -taken,
-                description=f"{kind.capitalize()} {source_id} of purchase #{purchase.pk}",
-            )
-        wallet.debt += owed - taken
+        description = f"{kind.capitalize()} {source_id} of purchase #{purchase.pk}"
+        metadata = {"purchase_id": purchase.pk, "clawback": source_id}
+        row = _debt.take(
+            wallet=wallet, owed=owed, now=now, description=description, metadata=metadata
+        )
         clawback = Clawback.objects.create(
             wallet=wallet, purchase=purchase, kind=kind, source_id=source_id,
-            money=money, points=owed,
+            money=money, points=owed, transaction=row,
         )  # fmt: skip
-        metadata = {"purchase_id": purchase.pk, "clawback": source_id, "debt": wallet.debt}
-        if row is not None:
-            Transaction.objects.bulk_create([row])
-            Clawback.objects.filter(pk=clawback.pk).update(transaction=row)
-            save_events(_booking.audit_events_for([row], None, metadata))
-        elif owed > 0:
+        if row is None and owed > 0:
             _debt_event(wallet, clawback, owed)
-        _booking.persist_wallets([wallet], now)
+            _booking.persist_wallets([wallet], now)
         settle_status(purchase)
         return ClawbackResult(clawback, row)
 
@@ -157,6 +159,8 @@ def reverse_clawback(*, source_id: str) -> ClawbackResult | None:
             )
             metadata = {"purchase_id": purchase.pk, "clawback": source_id}
             _booking.commit_rows([row], None, now, metadata)
+            _lots.credit_lot(wallet=wallet, transaction=row, kind=LotKind.PAID)
+            _debt.settle(wallet=wallet, credit=row, actor=None, now=now)
         Clawback.objects.filter(pk=clawback.pk).update(reversal=row, reversed=True)
         clawback.reversal, clawback.reversed = row, True
         settle_status(purchase)

@@ -150,24 +150,20 @@ def _credited_purchase(charge: _provider.Charge) -> Purchase | None:
 
 
 def apply_refunds(charge: _provider.Charge) -> int:
-    """One clawback per refund of the charge not yet clawed back, each its share of the
-    cumulative refunded money (so the shares sum to the points of the total)."""
+    """One clawback per refund of the charge not yet clawed back (its share of the
+    cumulative refunded money, computed under the lock by `claw_back`)."""
     purchase = _credited_purchase(charge)
     if purchase is None:
         return 0
-    booked, cumulative = 0, 0
+    booked = 0
     for refund in charge.refunds:
         if refund.status not in ("succeeded", "pending"):
             continue
-        before = clawbacks.points_for(purchase, cumulative)
-        cumulative += refund.amount
-        share = clawbacks.points_for(purchase, cumulative) - before
         result = clawbacks.claw_back(
             purchase_id=purchase.pk,
             kind=ClawbackKind.REFUND,
             source_id=refund.id,
             money=refund.amount,
-            points=share,
         )
         booked += 0 if result.replayed else 1
     return booked

@@ -31,6 +31,7 @@ from divine_whispers.errors import (
 )
 from divine_whispers.money import validate_positive_amount, validate_reference
 from wallet.models import (
+    LotKind,
     PointPackage,
     Purchase,
     PurchaseStatus,
@@ -38,7 +39,7 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services import _booking, _checks, _provider
+from wallet.services import _booking, _checks, _debt, _lots, _provider
 from wallet.services._observed import observed
 
 PACKAGE_PRICE_CHANGED = "package.price_changed"
@@ -188,7 +189,8 @@ def fulfil_purchase(*, payment: _provider.Payment) -> FulfilResult:
 
     Under the wallet lock (then the purchase's row lock): a purchase already credited
     answers its credit (`replayed`); otherwise the package's points are booked as one
-    `purchase` row keyed by the payment id (paying any debt first), with its audit event.
+    `purchase` row keyed by the payment id, with its paid lot and its audit event; any
+    debt of the wallet is paid first from it (a `clawback` row in the same transaction).
     """
     if payment.status != "succeeded":
         raise PaymentMismatch(f"payment {payment.id} is {payment.status}, not succeeded")
@@ -211,6 +213,8 @@ def fulfil_purchase(*, payment: _provider.Payment) -> FulfilResult:
         )
         metadata = {"purchase_id": purchase.pk, "provider_payment_id": payment.id}
         _booking.commit_rows([row], None, now, metadata)
+        _lots.credit_lot(wallet=wallet, transaction=row, kind=LotKind.PAID)
+        _debt.settle(wallet=wallet, credit=row, actor=None, now=now)
         purchase.credit = row
         purchase.provider_payment_id = payment.id
         if purchase.status in (PurchaseStatus.PENDING, PurchaseStatus.FAILED):

@@ -18,7 +18,7 @@ from wallet.tests.factories import StaffFactory
 _INITIAL = importlib.import_module("wallet.migrations.0002_staff_groups").GROUPS
 GROUPS: dict[str, list[tuple[str, str]]] = {name: list(rights) for name, rights in _INITIAL.items()}
 # Rights later data migrations add to the groups.
-for _migration in ("0008_finance_approves_adjustments", "0010_finance_refunds_purchases"):
+for _migration in ("0008_finance_approves_adjustments", "0011_finance_refunds_purchases"):
     for _name, _rights in importlib.import_module(f"wallet.migrations.{_migration}").ADDED.items():
         GROUPS[_name] = GROUPS[_name] + _rights
 _REPORT = importlib.import_module("wallet.migrations.0004_finance_report")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from wallet import services
 from wallet.models import Clawback, Purchase, Transaction, Wallet
 from wallet.services import _provider
 from wallet.tests.payments import DisputeDouble, charge_of, deliver, event_body, pay, refund
@@ -35,6 +36,7 @@ def _state(user) -> tuple[int, int]:
 
 
 def _clean() -> None:
+    """verify_ledger (lot sums included) clean."""
     report = verify_ledger()
     assert report.clean, [f.line() for f in report.findings]
 
@@ -172,4 +174,20 @@ def test_refund_arriving_before_succeeded_credits_then_claws_back(start, client,
     deliver(client, event_body("payment_intent.succeeded", {"id": intent.id}))
     assert _state(user) == (1000 - 500, 0)  # 1000 * 500 // 999 = 500
     assert [t for t, _ in _types(user)] == ["purchase", "clawback"]
+    _clean()
+
+
+def test_clawback_draws_promotional_points_first(start, client, user, staff):
+    """A clawback is a debit: it draws from lots in the contract's order."""
+    from wallet.models import Lot, LotKind
+
+    purchase = _paid(start, client)
+    # A promotional lot beside the paid one (booked as an adjustment row plus its lot).
+    services.adjust(user=user, amount=200, reason="promo for the test", actor=staff)
+    Lot.objects.filter(wallet__user=user, source__type="adjustment").update(
+        kind=LotKind.PROMOTIONAL
+    )
+    _refunded(client, purchase, 300)
+    lots = {lot.kind: lot.remaining for lot in Lot.objects.filter(wallet__user=user)}
+    assert lots == {"promotional": 0, "paid": 900}
     _clean()

@@ -51,6 +51,12 @@ def test_paid_purchase_is_credited_once_for_five_deliveries(start, user, client)
     rows = _purchases(user)
     assert [r.amount for r in rows] == [1000]
     assert rows[0].reference_id == purchase["provider_payment_id"]
+    from wallet.models import Lot
+
+    lots = Lot.objects.filter(source=rows[0])
+    assert [(lot.kind, lot.amount, lot.remaining, lot.expires_at) for lot in lots] == [
+        ("paid", 1000, 1000, None)
+    ]
     assert Wallet.objects.for_user(user.pk).balance == 1000
     assert Purchase.objects.get(pk=purchase["id"]).status == "paid"
     event_id = json.loads(body)["id"]

@@ -50,6 +50,6 @@ def remove_rights(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("wallet", "0009_purchases")]
+    dependencies = [("wallet", "0010_purchases")]
 
     operations = [migrations.RunPython(add_rights, remove_rights)]
