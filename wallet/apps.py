@@ -1,10 +1,6 @@
-"""The wallet app: per-request reset of the commit flag, the purchases' scrape-time gauges,
-and a warning when payments run on a test-mode key."""
-
-import logging
+"""The wallet app: per-request reset of the commit flag, the purchases' scrape-time gauges."""
 
 from django.apps import AppConfig
-from django.conf import settings
 
 
 class WalletConfig(AppConfig):
@@ -19,11 +15,8 @@ class WalletConfig(AppConfig):
 
         request_started.connect(reset_commit_sent, dispatch_uid="wallet-reset-commit-sent")
 
+        # Imported in ready(): models and settings must be loaded first.
         from divine_whispers.observability.metrics import register_scrape_gauges
         from wallet.selectors import payment_gauges
 
         register_scrape_gauges(payment_gauges)
-        if settings.PAYMENTS_ENABLED and settings.STRIPE_SECRET_KEY.startswith("sk_test_"):
-            logging.getLogger("divine_whispers.payments").warning(
-                "Payments use a Stripe test-mode key (sk_test_...): no real money is taken."
-            )

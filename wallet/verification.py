@@ -31,15 +31,8 @@ from audit.verification import (
     check_named_chain_heads,
     run_verification,
 )
-from wallet.models import (
-    Allocation,
-    Clawback,
-    Lot,
-    Transaction,
-    TransactionStatus,
-    TransactionType,
-    Wallet,
-)
+from wallet.models import Allocation, Lot, Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.models.purchases import Clawback
 
 OPERATION_ACTIONS = tuple(f"wallet.{t.value}" for t in TransactionType)
 
@@ -52,7 +45,6 @@ def _tables() -> dict[str, str]:
         "txn": Transaction._meta.db_table,
         "wallet": Wallet._meta.db_table,
         "event": AuditEvent._meta.db_table,
-        "clawback": Clawback._meta.db_table,
         "lot": Lot._meta.db_table,
         "allocation": Allocation._meta.db_table,
     }
@@ -217,26 +209,14 @@ def check_refunds() -> Iterator[Finding]:
 
 
 def check_debts() -> Iterator[Finding]:
-    """Each wallet's debt is what its clawbacks claimed minus the clawback rows booked:
-    points owed are explained by the ledger too, and never negative."""
-    sql = """
-        SELECT w.id, w.debt, COALESCE(c.owed, 0) - COALESCE(t.paid, 0)
-        FROM {wallet} w
-        LEFT JOIN (SELECT wallet_id, SUM(points) AS owed FROM {clawback}
-                   GROUP BY wallet_id) c ON c.wallet_id = w.id
-        LEFT JOIN (SELECT wallet_id, -SUM(amount) AS paid FROM {txn}
-                   WHERE type = %s AND status = %s GROUP BY wallet_id) t ON t.wallet_id = w.id
-        WHERE w.debt <> COALESCE(c.owed, 0) - COALESCE(t.paid, 0) OR w.debt < 0
-        ORDER BY w.id
-    """
-    params = (TransactionType.CLAWBACK, TransactionStatus.SUCCESS)
-    for wallet_id, debt, expected in _rows(sql, params):
+    """Each debt is its wallet's clawbacks owed minus its clawback rows, never negative."""
+    for wallet_id, debt, expected in Clawback.objects.debt_differences():
         yield Finding(
             "debt",
             f"wallet {wallet_id}: debt disagrees with its clawbacks",
             wallet_id=wallet_id,
-            expected=f"clawbacks owed minus clawback rows = {int(expected)}, never negative",
-            found=int(debt),
+            expected=f"clawbacks owed minus clawback rows = {expected}, never negative",
+            found=debt,
         )
 
 

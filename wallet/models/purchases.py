@@ -12,7 +12,7 @@ clawback rows booked.
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
 
 from wallet.models.ledger import Transaction, Wallet, codename
@@ -98,6 +98,26 @@ class ClawbackKind(models.TextChoices):
     DISPUTE = "dispute", "Dispute"
 
 
+class ClawbackQuerySet(models.QuerySet):
+    def debt_differences(self) -> list[tuple[int, int, int]]:
+        """(wallet id, debt, clawbacks owed minus clawback rows) of every wallet whose debt
+        is not what its clawbacks explain, or is negative (verify_ledger's debt check)."""
+        sql = f"""
+            SELECT w.id, w.debt, COALESCE(c.owed, 0) - COALESCE(t.paid, 0)
+            FROM {Wallet._meta.db_table} w
+            LEFT JOIN (SELECT wallet_id, SUM(points) AS owed FROM {self.model._meta.db_table}
+                       GROUP BY wallet_id) c ON c.wallet_id = w.id
+            LEFT JOIN (SELECT wallet_id, -SUM(amount) AS paid FROM {Transaction._meta.db_table}
+                       WHERE type = 'clawback' AND status = 'success' GROUP BY wallet_id) t
+                   ON t.wallet_id = w.id
+            WHERE w.debt <> COALESCE(c.owed, 0) - COALESCE(t.paid, 0) OR w.debt < 0
+            ORDER BY w.id
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            return [(int(a), int(b), int(c)) for a, b, c in cursor.fetchall()]
+
+
 class Clawback(models.Model):
     """Points owed back for one provider refund or dispute of a purchase: booked once
     (`source_id` unique), partly as a `clawback` row, the rest as the wallet's debt; a
@@ -117,6 +137,8 @@ class Clawback(models.Model):
     )
     reversed = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ClawbackQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
