@@ -28,7 +28,12 @@ from wallet.services.adjustments import (
     reject_adjustment,
 )
 from wallet.services.api_keys import issue_token, may_issue_for, revoke_tokens, save_new_token
-from wallet.services.clawbacks import ClawbackResult, claw_back, reverse_clawback
+from wallet.services.clawbacks import (
+    ClawbackResult,
+    claw_back,
+    refund_purchase,
+    reverse_clawback,
+)
 from wallet.services.deposits import deposit
 from wallet.services.provider_events import (
     process_pending_events,
@@ -77,6 +82,7 @@ __all__ = [
     "reconcile_payments",
     "refund",
     "refund_job",
+    "refund_purchase",
     "refundable_remaining",
     "reject_adjustment",
     "repair_balance",

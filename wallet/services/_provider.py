@@ -58,6 +58,19 @@ class RefundInfo:
     amount: int
     status: str
     created: int
+    # The clawback a staff refund booked before asking the provider (our metadata).
+    clawback: str = ""
+
+
+def _refund(refund: dict) -> RefundInfo:
+    metadata = refund.get("metadata") or {}
+    return RefundInfo(
+        refund["id"],
+        int(refund["amount"]),
+        refund["status"],
+        int(refund.get("created") or 0),
+        clawback=str(metadata.get("dw_clawback", "")),
+    )
 
 
 @dataclass(frozen=True)
@@ -147,10 +160,7 @@ def fetch_charge(charge_id: str) -> Charge:
     api = client()
     charge = _call(api.v1.charges.retrieve, charge_id).to_dict()
     listed = _call(api.v1.refunds.list, params={"charge": charge_id, "limit": 100}).to_dict()
-    refunds = [
-        RefundInfo(r["id"], int(r["amount"]), r["status"], int(r.get("created") or 0))
-        for r in listed["data"]
-    ]
+    refunds = [_refund(r) for r in listed["data"]]
     return Charge(
         id=charge["id"],
         payment_intent=_id_of(charge.get("payment_intent")),
@@ -161,8 +171,7 @@ def fetch_charge(charge_id: str) -> Charge:
 
 
 def fetch_refund(refund_id: str) -> RefundInfo:
-    refund = _call(client().v1.refunds.retrieve, refund_id).to_dict()
-    return RefundInfo(refund["id"], int(refund["amount"]), refund["status"], refund["created"])
+    return _refund(_call(client().v1.refunds.retrieve, refund_id).to_dict())
 
 
 def fetch_dispute(dispute_id: str) -> Dispute:
@@ -172,13 +181,19 @@ def fetch_dispute(dispute_id: str) -> Dispute:
     )
 
 
-def create_refund(*, payment_id: str, amount: int, key: str) -> RefundInfo:
+def create_refund(*, payment_id: str, amount: int, clawback: str) -> RefundInfo:
+    """Refund `amount` of a payment; `clawback` (the points already taken back) is the
+    idempotency key and rides in the refund's metadata, so its webhook finds it."""
     refund = _call(
         client().v1.refunds.create,
-        params={"payment_intent": payment_id, "amount": amount},
-        options={"idempotency_key": key},
+        params={
+            "payment_intent": payment_id,
+            "amount": amount,
+            "metadata": {"dw_clawback": clawback},
+        },
+        options={"idempotency_key": clawback},
     ).to_dict()
-    return RefundInfo(refund["id"], int(refund["amount"]), refund["status"], refund["created"])
+    return _refund(refund)
 
 
 def verify_event(payload: bytes, signature: str | None) -> dict:

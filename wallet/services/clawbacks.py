@@ -14,12 +14,14 @@ Part of the wallet.services package (see its __init__): the only code that write
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Sum
 from django.utils import timezone
 
-from audit.services import build_wallet_event, save_events
+from audit.services import build_wallet_event, record_system_event, save_events
 from divine_whispers.db.transactions import run_atomically
+from divine_whispers.errors import InsufficientBalance, NotRefundable
 from wallet.models import (
     Clawback,
     ClawbackKind,
@@ -30,7 +32,7 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services import _booking, _debt, _lots
+from wallet.services import _booking, _debt, _lots, _provider
 from wallet.services._observed import observed
 
 
@@ -99,11 +101,14 @@ def _debt_event(wallet: Wallet, clawback: Clawback, owed: int) -> None:
 
 
 @observed("clawback")
-def claw_back(*, purchase_id: int, kind: str, source_id: str, money: int) -> ClawbackResult:
+def claw_back(
+    *, purchase_id: int, kind: str, source_id: str, money: int, covered_only: bool = False
+) -> ClawbackResult:
     """Take back the points of `money` refunded or disputed of a purchase, once per
     `source_id` (the provider's refund or dispute id). A refund's points are its share of
     the cumulative refunded money (so several partial refunds add up to exactly the points
-    of their total); a dispute's, its own proportion."""
+    of their total); a dispute's, its own proportion. `covered_only` (a staff refund)
+    refuses, under the lock, a clawback the balance cannot cover instead of leaving debt."""
 
     def operation() -> ClawbackResult:
         found = Purchase.objects.get(pk=purchase_id)
@@ -115,6 +120,8 @@ def claw_back(*, purchase_id: int, kind: str, source_id: str, money: int) -> Cla
         if purchase.credit_id is None:
             raise NotCredited(f"purchase {purchase.pk} was never credited")
         owed = _points_owed(purchase, kind, money)
+        if covered_only and owed > wallet.balance:
+            raise InsufficientBalance(balance=wallet.balance, required=owed)
         now = timezone.now()
         description = f"{kind.capitalize()} {source_id} of purchase #{purchase.pk}"
         metadata = {"purchase_id": purchase.pk, "clawback": source_id}
@@ -167,3 +174,44 @@ def reverse_clawback(*, source_id: str) -> ClawbackResult | None:
         return ClawbackResult(clawback, row)
 
     return run_atomically(operation)
+
+
+@dataclass
+class PurchaseRefund:
+    clawback: Clawback
+    refund: Any
+
+
+def refund_purchase(*, purchase_id: int, actor: Any) -> PurchaseRefund:
+    """Staff refund (`wallet.refund_purchase`) of what remains of a purchase: the points
+    are clawed back first (never more than the wallet holds: else 402, nothing done), then
+    the money is refunded through the provider, keyed by that clawback (idempotency key and
+    metadata, so the refund's webhook books nothing twice). If the provider refuses or does
+    not answer, the clawback is reversed at once and the error raised."""
+    purchase = Purchase.objects.get(pk=purchase_id)
+    standing = Clawback.objects.filter(purchase=purchase, reversed=False)
+    money_left = purchase.amount - (standing.aggregate(m=Sum("money"))["m"] or 0)
+    if purchase.credit_id is None or money_left <= 0:
+        raise NotRefundable("Only a paid purchase with money left to refund can be refunded.")
+    source_id = f"staff-refund-{purchase.pk}-{standing.count() + 1}"
+    taken = claw_back(
+        purchase_id=purchase.pk,
+        kind=ClawbackKind.REFUND,
+        source_id=source_id,
+        money=money_left,
+        covered_only=True,
+    )
+    record_system_event(
+        action="purchase.refund_requested",
+        actor=actor,
+        amount=-taken.clawback.points,
+        metadata={"purchase_id": purchase.pk, "clawback": source_id, "money": money_left},
+    )
+    try:
+        refund = _provider.create_refund(
+            payment_id=purchase.provider_payment_id, amount=money_left, clawback=source_id
+        )
+    except Exception:
+        reverse_clawback(source_id=source_id)
+        raise
+    return PurchaseRefund(taken.clawback, refund)

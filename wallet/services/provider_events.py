@@ -162,7 +162,8 @@ def apply_refunds(charge: _provider.Charge) -> int:
         result = clawbacks.claw_back(
             purchase_id=purchase.pk,
             kind=ClawbackKind.REFUND,
-            source_id=refund.id,
+            # A staff refund clawed its points back before asking the provider.
+            source_id=refund.clawback or refund.id,
             money=refund.amount,
         )
         booked += 0 if result.replayed else 1
@@ -200,7 +201,8 @@ def _on_refund_failed(obj: dict) -> str | None:
     refund = _provider.fetch_refund(obj["id"])
     if refund.status not in ("failed", "canceled"):
         return IGNORED
-    return None if clawbacks.reverse_clawback(source_id=refund.id) else IGNORED
+    reversed_ = clawbacks.reverse_clawback(source_id=refund.clawback or refund.id)
+    return None if reversed_ else IGNORED
 
 
 HANDLERS: dict[str, Callable[[dict], str | None]] = {

@@ -24,8 +24,15 @@ SUPPORT_RIGHTS = {
     "audit.view_auditevent",
     "jobs.view_job",
     "jobs.view_jobtype",
+    "wallet.view_purchase",
+    "wallet.view_providerevent",
 }
 FINANCE_RIGHTS = SUPPORT_RIGHTS | {
+    "wallet.refund_purchase",
+    "wallet.view_pointpackage",
+    "wallet.add_pointpackage",
+    "wallet.change_pointpackage",
+    "wallet.change_providerevent",
     "wallet.adjust_points",
     "wallet.deposit_points",
     "jobs.change_jobtype",

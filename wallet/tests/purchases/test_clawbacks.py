@@ -191,3 +191,31 @@ def test_clawback_draws_promotional_points_first(start, client, user, staff):
     lots = {lot.kind: lot.remaining for lot in Lot.objects.filter(wallet__user=user)}
     assert lots == {"promotional": 0, "paid": 900}
     _clean()
+
+
+def test_staff_refund_claws_back_first_then_refunds_once(start, client, user, staff):
+    purchase = _paid(start, client)
+    done = services.refund_purchase(purchase_id=purchase["id"], actor=staff)
+    assert done.refund.amount == 999 and done.refund.clawback == done.clawback.source_id
+    assert _state(user) == (0, 0)
+    # Stripe's charge.refunded for that refund, delivered twice: nothing more is taken.
+    obj = {"id": charge_of(purchase["provider_payment_id"]), "object": "charge"}
+    for _ in range(2):
+        deliver(client, event_body("charge.refunded", obj))
+    assert _state(user) == (0, 0)
+    assert Clawback.objects.count() == 1
+    assert Purchase.objects.get(pk=purchase["id"]).status == "refunded"
+    _clean()
+
+
+def test_staff_refund_never_takes_more_than_the_wallet_holds(
+    start, client, user, staff, buyer_client, job_type
+):
+    from divine_whispers.errors import InsufficientBalance
+
+    purchase = _paid(start, client)
+    buyer_client.post("/api/v1/wallet/spend", {"job_type": "fortune"}, format="json")
+    with pytest.raises(InsufficientBalance):
+        services.refund_purchase(purchase_id=purchase["id"], actor=staff)
+    assert _state(user) == (950, 0) and Clawback.objects.count() == 0
+    assert _provider.fetch_charge(charge_of(purchase["provider_payment_id"])).amount_refunded == 0
