@@ -28,6 +28,7 @@ SUPPORT_RIGHTS = {
     "wallet.view_providerevent",
 }
 FINANCE_RIGHTS = SUPPORT_RIGHTS | {
+    "wallet.grant_points",
     "wallet.refund_purchase",
     "wallet.view_pointpackage",
     "wallet.add_pointpackage",
