@@ -1,7 +1,7 @@
 """Buying points in the back-office: packages (finance edits them; every price change is
 audited through `services.save_package`), purchases (read-only: package, amounts,
-provider ids, clawbacks, the provider's events about them) and the webhook inbox with
-its errors and an audited replay action.
+provider ids, clawbacks, the provider's events about them; finance refunds one through
+Stripe in two steps) and the webhook inbox with its errors and an audited replay action.
 
 Purchases and events are money facts: read-only like every ledger admin. A replay only
 re-runs processing through the services, which book nothing twice.
@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
@@ -24,8 +25,10 @@ from audit.backoffice.links import admin_link, admin_url
 from audit.backoffice.pages import BackOfficeMedia, ReadOnlyAdminMixin, points_column
 from audit.models import AuditEvent
 from audit.services import record_system_event
+from divine_whispers.errors import DomainError
 from wallet import services
 from wallet.models import Clawback, PointPackage, ProviderEvent, Purchase
+from wallet.permissions import REFUND_PURCHASE
 from wallet.services import provider_events, purchases
 
 REPLAYED_ACTION = "provider_event.replayed"
@@ -110,6 +113,26 @@ class PurchaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("provider_payment_id", "user__username", "reference_id")
     readonly_fields = ("credit_row", "wallet_debt", "events")
     points_points = points_column("points", "points")
+    actions = ["refund_through_provider"]
+
+    def has_refund_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(REFUND_PURCHASE)
+
+    @admin.action(description="Refund through Stripe (claws the points back first)",
+                  permissions=["refund"])  # fmt: skip
+    def refund_through_provider(self, request: HttpRequest, queryset: QuerySet[Purchase]):
+        """Two steps: a confirmation page, then one service call per purchase."""
+        if request.POST.get("confirm") != "yes":
+            context = {**self.admin_site.each_context(request), "purchases": list(queryset)}
+            return TemplateResponse(request, "admin/wallet/purchase/confirm_refund.html", context)
+        for purchase in queryset:
+            try:
+                services.refund_purchase(purchase_id=purchase.pk, actor=request.user)
+            except DomainError as exc:
+                self.message_user(request, f"#{purchase.pk}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"#{purchase.pk}: refunded.", messages.SUCCESS)
+        return None
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Purchase]:
         return super().get_queryset(request).select_related("user", "package")

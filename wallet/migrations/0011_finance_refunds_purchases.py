@@ -7,7 +7,7 @@ from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
 # Rights this migration adds, by group (tests rebuild groups from these lists too).
-_READ = [("wallet", "view_purchase"), ("wallet", "view_providerevent")]
+_READ = [("wallet", "view_purchase"), ("wallet", "view_providerevent"), ("wallet", "view_clawback")]
 ADDED = {
     "finance": [
         *_READ,

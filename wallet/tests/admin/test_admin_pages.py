@@ -26,6 +26,7 @@ SUPPORT_RIGHTS = {
     "jobs.view_jobtype",
     "wallet.view_purchase",
     "wallet.view_providerevent",
+    "wallet.view_clawback",
 }
 FINANCE_RIGHTS = SUPPORT_RIGHTS | {
     "wallet.grant_points",
