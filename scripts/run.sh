@@ -14,10 +14,10 @@ export AUDIT_HMAC_KEY="${AUDIT_HMAC_KEY:-insecure-dev-make-run-audit-key}"
 host="${HOST:-127.0.0.1}"
 port="${PORT:-8000}"
 stripe_port="${LOCALSTRIPE_PORT:-$((port + 1000))}"
-export PAYMENTS_ENABLED="${PAYMENTS_ENABLED:-1}"
-export STRIPE_SECRET_KEY="${STRIPE_SECRET_KEY:-sk_test_make_run}"
-export STRIPE_WEBHOOK_SECRET="${STRIPE_WEBHOOK_SECRET:-whsec_make_run_local}"
-export STRIPE_API_BASE="${STRIPE_API_BASE:-http://127.0.0.1:$stripe_port}"
+# Purchases against the local Stripe below: a test key, a local webhook secret.
+: "${PAYMENTS_ENABLED:=1}" "${STRIPE_SECRET_KEY:=sk_test_make_run}"
+: "${STRIPE_WEBHOOK_SECRET:=whsec_make_run_local}" "${STRIPE_API_BASE:=http://127.0.0.1:$stripe_port}"
+export PAYMENTS_ENABLED STRIPE_SECRET_KEY STRIPE_WEBHOOK_SECRET STRIPE_API_BASE
 
 .venv/bin/python scripts/localstripe_server.py --port "$stripe_port" >/dev/null 2>&1 &
 localstripe=$!

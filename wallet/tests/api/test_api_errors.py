@@ -40,6 +40,11 @@ CONTRACT_STATUS = {
     "approval_not_pending": 409,
     # Admin confirmation pages only; the API never passes what a page showed.
     "stale_confirmation": 409,
+    # Purchases (payment provider).
+    "inactive_package": 400,
+    "invalid_signature": 400,
+    "wallet_in_debt": 402,
+    "provider_unavailable": 503,
 }
 
 
