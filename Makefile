@@ -1,5 +1,5 @@
 # The two quick-start commands are `make run` and `make test`; see README.md.
-.PHONY: run test stress lint format bench docs dr-drill production-drill cluster cluster-stop failover-drill cluster-load
+.PHONY: run test stress lint format bench docs dr-drill production-drill purchase-drill cluster cluster-stop failover-drill cluster-load
 
 # GNU make exits 2 whenever a recipe fails, whatever code the script gave, so cron and CI
 # cannot tell a drill's "differences found" (1) from "could not run" (2) through make.
@@ -30,6 +30,9 @@ bench:          ## spend benchmarks (docs/performance.md): make bench [QUICK=1] 
 docs:           ## documentation site (MkDocs, strict) into site/: open site/index.html
 	scripts/bootstrap.sh requirements-docs.txt
 	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
+
+purchase-drill: ## hundreds of purchases, refunds, disputes; webhooks duplicated, reordered, dropped (DRILL_PURCHASES=300)
+	scripts/test.sh -m stress -s -q wallet/tests/purchases/test_purchase_drill.py
 
 dr-drill:       ## backup + point-in-time restore drill on a throwaway cluster (docs/operations/backups.md)
 	@$(call script,$(DR_DRILL) $(ARGS),1: differences found / 2: the drill could not run)

@@ -26,6 +26,9 @@ def _allow_truncate_in_tests(sender, connection, **kwargs) -> None:
             cursor.execute("SET divine_whispers.allow_truncate = 'on'")
 
 
+# The local Stripe (localstripe) and signed webhook deliveries of the purchase tests.
+pytest_plugins = ["wallet.tests.payments"]
+
 connection_created.connect(_allow_truncate_in_tests, dispatch_uid="dw-allow-truncate-in-tests")
 
 

@@ -77,6 +77,15 @@ class InsufficientBalance(DomainError):
     default_message = "Not enough points."
 
 
+class WalletInDebt(DomainError):
+    code = "wallet_in_debt"
+    status = 402
+    default_message = (
+        "Your wallet owes points clawed back after a refund or dispute; "
+        "spends and transfers resume once new points have paid the debt."
+    )
+
+
 class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
     status = 422
@@ -152,3 +161,27 @@ class SelfDealingForbidden(DomainError):
     code = "self_dealing_forbidden"
     status = 403
     default_message = "You may not move points into your own wallet or decide about it."
+
+
+# --- Purchases (payment provider) ------------------------------------------------------
+
+
+class InactivePackage(DomainError):
+    code = "inactive_package"
+    status = 400
+    default_message = "This point package is not on sale."
+
+
+class InvalidSignature(DomainError):
+    code = "invalid_signature"
+    status = 400
+    default_message = "The webhook signature is missing, wrong or too old."
+
+
+class ProviderUnavailable(DomainError):
+    code = "provider_unavailable"
+    status = 503
+    default_message = (
+        "The payment provider did not answer; nothing was charged or credited. "
+        "Retry with the same reference."
+    )

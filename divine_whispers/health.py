@@ -3,8 +3,10 @@
 The body names each dependency's state. The cache only serves rate limits, which fail
 open, so a cache that is down is reported (`"cache": "down"`) but keeps the answer 200:
 a load balancer must not take healthy app servers out of service because Redis is away.
+`payments` says whether purchases are on, and whether with a test-mode key.
 """
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
@@ -36,11 +38,20 @@ def cache_state() -> str:
     return UP
 
 
+def payments_state() -> str:
+    """`off` (PAYMENTS_ENABLED unset), `test_mode` (an sk_test_ key: a staging server that
+    takes no real money) or `live`. Configuration only: the provider is not called."""
+    if not settings.PAYMENTS_ENABLED:
+        return "off"
+    return "test_mode" if settings.STRIPE_SECRET_KEY.startswith("sk_test_") else "live"
+
+
 def healthz(request: HttpRequest) -> JsonResponse:
     database = database_state()
     body = {
         "status": "ok" if database == UP else "unavailable",
         "database": database,
         "cache": cache_state(),
+        "payments": payments_state(),
     }
     return JsonResponse(body, status=200 if database == UP else 503)

@@ -49,10 +49,27 @@ def _database_problem(url: str) -> str | None:
     return None
 
 
+PAYMENT_SECRETS = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+
+
+def _payment_problems(environ: Mapping[str, str]) -> list[str | None]:
+    """With purchases on (PAYMENTS_ENABLED), the provider's key and webhook secret are
+    required: a server that takes payments it cannot verify would credit forged events."""
+    if environ.get("PAYMENTS_ENABLED", "").strip().lower() not in _TRUE:
+        return []
+    return [
+        f"{name} is not set (PAYMENTS_ENABLED is on)"
+        for name in PAYMENT_SECRETS
+        if not environ.get(name, "").strip()
+    ]
+
+
 def production_problems(environ: Mapping[str, str]) -> list[str]:
     """What is wrong with this environment for a DEBUG-off process (empty: nothing)."""
     problems = [_secret_problem(name, environ.get(name, "")) for name in REQUIRED_SECRETS]
     problems.append(_database_problem(environ.get("DATABASE_URL", "")))
+    problems += _payment_problems(environ)
     return [problem for problem in problems if problem]
 
 

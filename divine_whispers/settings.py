@@ -287,6 +287,20 @@ JOBS_MAX_RUN_SECONDS = env.float("JOBS_MAX_RUN_SECONDS", default=3600.0)
 # Extra modules that register job handlers (jobs.handlers.register), comma separated.
 JOBS_HANDLER_MODULES = env.list("JOBS_HANDLER_MODULES", default=[])
 
+# --- Purchases (payment provider: Stripe) ------------------------------------------------
+# Off by default: a server without Stripe keys sells nothing (POST /api/v1/purchases → 503
+# provider_unavailable). On, with DEBUG off, a missing key or webhook secret refuses to start
+# (divine_whispers/production.py); an sk_test_ key starts with a warning and /healthz says
+# "payments": "test_mode".
+PAYMENTS_ENABLED = env.bool("PAYMENTS_ENABLED", default=False)
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+# Comma separated: two secrets are accepted while one is being rotated.
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# A local Stripe (localstripe) for development, tests and drills; Stripe's own by default.
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+
 # --- REST API -------------------------------------------------------------------------
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="600/minute")
 # Requests without credentials (schema, docs), per client IP.

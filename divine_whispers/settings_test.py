@@ -16,3 +16,18 @@ for _name in ("SECRET_KEY", "AUDIT_HMAC_KEY"):
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "divine_whispers.settings_test")
 
 from divine_whispers.settings import *  # noqa: E402, F403
+
+# Purchases on, against a local Stripe only: the suite's fixture (wallet/tests/payments.py)
+# starts localstripe and points STRIPE_API_BASE at it; until then the base is a closed local
+# port, so no test ever reaches the internet.
+for _name, _value in {
+    "PAYMENTS_ENABLED": "1",
+    "STRIPE_SECRET_KEY": "sk_test_suite",
+    "STRIPE_WEBHOOK_SECRET": "whsec_test_suite_current,whsec_test_suite_previous",
+    "STRIPE_API_BASE": "http://127.0.0.1:9",
+}.items():
+    os.environ.setdefault(_name, _value)
+PAYMENTS_ENABLED = True
+STRIPE_SECRET_KEY = os.environ["STRIPE_SECRET_KEY"]
+STRIPE_WEBHOOK_SECRET = os.environ["STRIPE_WEBHOOK_SECRET"]
+STRIPE_API_BASE = os.environ["STRIPE_API_BASE"]

@@ -26,6 +26,8 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include("wallet.api.urls")),
     path("api/v1/", include("jobs.api.urls")),
+    # The payment provider's signed events: outside the API's authentication and schema.
+    path("webhooks/", include("wallet.api.webhooks")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     # Session login/logout for the browsable API.

@@ -22,16 +22,20 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connection, connections
 
 from jobs import services
 from jobs.services import JobOutcome, Lease, SweepResult
+from wallet import services as wallet_services
 
 logger = logging.getLogger("jobs.worker")
 
 MAX_CONSECUTIVE_ERRORS_ONCE = 5  # `--once` gives up instead of retrying forever
+# A webhook event younger than this is left to the request that received it.
+PROVIDER_EVENT_MIN_AGE = timedelta(seconds=30)
 
 
 @dataclass
@@ -195,6 +199,7 @@ class WorkerPool:
         return True
 
     def _sweep(self, name: str) -> SweepResult:
+        self._retry_provider_events(name)
         swept = services.sweep()
         for job_id in swept.reaped:
             self.stats.add("reaped")
@@ -203,6 +208,14 @@ class WorkerPool:
             self.stats.add("sweep_refunded")
             self.report(name, f"job {job_id} refunded by the sweep")
         return swept
+
+    def _retry_provider_events(self, name: str) -> None:
+        """The payment provider's webhook events whose processing failed (provider down,
+        an error) are retried here too, like `manage.py process_provider_events`."""
+        retried = wallet_services.process_pending_events(min_age=PROVIDER_EVENT_MIN_AGE)
+        for status, count in retried.items():
+            self.stats.add(f"provider_events_{status}", count)
+            self.report(name, f"{count} provider event(s) retried: {status}")
 
     @staticmethod
     def _queue_has_work() -> bool:

@@ -12,10 +12,14 @@ from __future__ import annotations
 DEPOSIT = "wallet.deposit_points"
 # PUT /api/v1/admin/users/{id}/points and the admin's adjust flow: book or request an adjustment.
 ADJUST = "wallet.adjust_points"
+# POST /api/v1/admin/users/{id}/grants and the admin's grant page: grant promotional points.
+GRANT = "wallet.grant_points"
 # Decide (approve or reject) another staff member's adjustment request.
 APPROVE = "wallet.approve_adjustment"
 # Refund a spend (full or partial), in the admin and through the API.
 REFUND = "wallet.refund_transaction"
+# Refund a purchase's money through the payment provider (admin), clawing its points back.
+REFUND_PURCHASE = "wallet.refund_purchase"
 # Read wallets (GET /api/v1/admin/wallets, the admin's wallet pages).
 VIEW_WALLET = "wallet.view_wallet"
 # Read ledger rows in the admin (the customer timeline's money rows).

@@ -1,7 +1,9 @@
-"""Read queries for wallets and their ledger. Nothing here writes or locks."""
+"""Read queries for wallets and their ledger, and the purchases' scrape-time gauges.
+Nothing here writes or locks."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -11,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import (
     CharField,
+    Count,
     F,
     IntegerField,
     OuterRef,
@@ -21,16 +24,23 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Abs, Coalesce
+from prometheus_client.core import GaugeMetricFamily
 
 from audit.models import AuditEvent
+from divine_whispers.observability.metrics import gauge
 from jobs.models import Job
 from wallet.models import (
     ApprovalRequest,
+    EventStatus,
+    ProviderEvent,
     Transaction,
     TransactionStatus,
     TransactionType,
     Wallet,
 )
+
+# The audit action of a reconcile_payments run (written by wallet/services/reconciliation.py).
+RECONCILED_ACTION = "payments.reconciled"
 
 
 def wallet_for_user(*, user_id: int) -> Wallet:
@@ -403,3 +413,37 @@ def refunded_subquery(spend: str = "pk") -> Coalesce:
         .values("total")
     )
     return Coalesce(Subquery(refunds, output_field=IntegerField()), 0)
+
+
+# --- Purchases: the provider's webhook inbox and the last reconciliation (scrape-time) ---
+
+
+def payment_gauges() -> Iterator[GaugeMetricFamily]:
+    """Registered with /metrics in WalletConfig.ready; read from the database at each scrape
+    so every process reports the same figures. Every event status is reported, 0 included,
+    so an alert never sees a series vanish."""
+    events = gauge("provider_events", "Webhook events in the inbox, by status.", labels=["status"])
+    counts = dict.fromkeys(EventStatus.values, 0)
+    grouped = ProviderEvent.objects.order_by().values_list("status").annotate(n=Count("id"))
+    counts.update(dict(grouped))
+    for status, n in sorted(counts.items()):
+        events.add_metric([status], n)
+    yield events
+    last = (
+        AuditEvent.objects.filter(action=RECONCILED_ACTION)
+        .order_by("-id")
+        .values_list("metadata", "created_at")
+        .first()
+    )
+    findings = len(last[0].get("findings", [])) if last else 0
+    yield gauge(
+        "payment_reconciliation_findings",
+        "Findings of the last reconcile_payments run (credited but not paid, refunded but "
+        "not clawed back, credits without a purchase).",
+        value=findings,
+    )
+    yield gauge(
+        "payment_reconciliation_timestamp_seconds",
+        "Unix time of the last reconcile_payments run (0: never).",
+        value=last[1].timestamp() if last else 0,
+    )

@@ -2,8 +2,10 @@
 
 Each balance equals the sum of its wallet's successful transactions, each row's
 `balance_after` follows from the one before, transfers are pairs netting to zero,
-refunds never exceed their spend, every ledger row has exactly one audit event that
-agrees with it, and each wallet's recorded audit head is its chain's newest event.
+refunds never exceed their spend, every wallet's debt is what its clawbacks owe minus the
+clawback rows booked, every ledger row has exactly one audit event that agrees with it,
+each wallet's recorded audit head is its chain's newest event, and its lots explain its
+balance (each debit's allocations sum to its amount, each lot expired at most once).
 The checks are SQL aggregations / window functions that return only the rows that are
 wrong, so the database does the per-wallet work and memory stays bounded.
 
@@ -29,7 +31,8 @@ from audit.verification import (
     check_named_chain_heads,
     run_verification,
 )
-from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.models import Allocation, Lot, Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.models.purchases import Clawback
 
 OPERATION_ACTIONS = tuple(f"wallet.{t.value}" for t in TransactionType)
 
@@ -42,6 +45,8 @@ def _tables() -> dict[str, str]:
         "txn": Transaction._meta.db_table,
         "wallet": Wallet._meta.db_table,
         "event": AuditEvent._meta.db_table,
+        "lot": Lot._meta.db_table,
+        "allocation": Allocation._meta.db_table,
     }
 
 
@@ -203,6 +208,18 @@ def check_refunds() -> Iterator[Finding]:
             )
 
 
+def check_debts() -> Iterator[Finding]:
+    """Each debt is its wallet's clawbacks owed minus its clawback rows, never negative."""
+    for wallet_id, debt, expected in Clawback.objects.debt_differences():
+        yield Finding(
+            "debt",
+            f"wallet {wallet_id}: debt disagrees with its clawbacks",
+            wallet_id=wallet_id,
+            expected=f"clawbacks owed minus clawback rows = {expected}, never negative",
+            found=debt,
+        )
+
+
 def check_operation_events() -> Iterator[Finding]:
     """Exactly one `wallet.<type>` audit event per ledger row, and it agrees with the row."""
     missing_sql = """
@@ -262,6 +279,98 @@ def check_operation_events() -> Iterator[Finding]:
         )
 
 
+# --- Lots: where each point is, and what each debit drew ---------------------------
+
+
+def check_lot_balances() -> Iterator[Finding]:
+    """Each wallet's unused lot amounts sum to its balance: to its ledger sum, so that an
+    edited cached balance is one finding (`balance`) and an edited lot another."""
+    sql = """
+        SELECT w.id, COALESCE(s.total, 0), COALESCE(l.total, 0) FROM {wallet} w
+        LEFT JOIN (SELECT wallet_id, SUM(remaining) AS total FROM {lot} GROUP BY wallet_id) l
+               ON l.wallet_id = w.id
+        LEFT JOIN (SELECT wallet_id, SUM(amount) AS total FROM {txn}
+                   WHERE status = %s GROUP BY wallet_id) s ON s.wallet_id = w.id
+        WHERE COALESCE(s.total, 0) <> COALESCE(l.total, 0) ORDER BY w.id
+    """
+    for wallet_id, balance, total in _rows(sql, (TransactionStatus.SUCCESS,)):
+        yield Finding(
+            "lot_balance",
+            f"wallet {wallet_id}: the unused amounts of its lots do not sum to its balance",
+            wallet_id=wallet_id,
+            expected=int(balance),
+            found=int(total),
+        )
+
+
+def check_allocations() -> Iterator[Finding]:
+    """Every successful row since the wallet had lots is explained by lots to the point:
+    a debit's allocations sum to its amount; a credit's new lots and the points it gave
+    back to lots sum to its amount. (Rows before a wallet's opening lot have none.)"""
+    sql = """
+        SELECT t.id, t.wallet_id, t.amount, COALESCE(a.total, 0) + COALESCE(n.total, 0)
+        FROM {txn} t
+        LEFT JOIN (SELECT transaction_id, SUM(amount) AS total FROM {allocation}
+                   GROUP BY transaction_id) a ON a.transaction_id = t.id
+        LEFT JOIN (SELECT source_id, SUM(amount) AS total FROM {lot} WHERE NOT opening
+                   GROUP BY source_id) n ON n.source_id = t.id
+        LEFT JOIN (SELECT wallet_id, MAX(COALESCE(source_id, 0)) AS cut FROM {lot}
+                   WHERE opening GROUP BY wallet_id) o ON o.wallet_id = t.wallet_id
+        WHERE (t.status = %s AND t.id > COALESCE(o.cut, 0)
+               AND COALESCE(a.total, 0) + COALESCE(n.total, 0) <> ABS(t.amount))
+           OR (t.status <> %s AND COALESCE(a.total, 0) + COALESCE(n.total, 0) <> 0)
+        ORDER BY t.id
+    """
+    success = TransactionStatus.SUCCESS
+    for txn_id, wallet_id, amount, total in _rows(sql, (success, success)):
+        yield Finding(
+            "allocation",
+            f"wallet {wallet_id}, transaction {txn_id}: its lots and allocations do not "
+            "sum to its amount",
+            wallet_id=wallet_id,
+            transaction_id=txn_id,
+            expected=abs(amount),
+            found=int(total),
+        )
+
+
+def check_lots() -> Iterator[Finding]:
+    """Each lot's remainder is its amount less what debits drew plus what refunds gave
+    back, all in its own wallet; it expired at most once, not before its expiry, and
+    nothing but its expiry drew from it once it had expired."""
+    sql = """
+        SELECT l.id, l.wallet_id, l.remaining,
+               l.amount + COALESCE(SUM(CASE WHEN t.amount < 0 THEN -a.amount
+                                            ELSE a.amount END), 0),
+               SUM(CASE WHEN t.type = %s THEN 1 ELSE 0 END),
+               SUM(CASE WHEN t.type = %s AND t.created_at < l.expires_at
+                        OR t.type <> %s AND t.amount < 0 AND t.created_at >= l.expires_at
+                        OR t.wallet_id <> l.wallet_id THEN 1 ELSE 0 END)
+        FROM {lot} l
+        LEFT JOIN {allocation} a ON a.lot_id = l.id
+        LEFT JOIN {txn} t ON t.id = a.transaction_id
+        GROUP BY l.id, l.wallet_id, l.remaining, l.amount
+        HAVING l.remaining <> l.amount + COALESCE(SUM(CASE WHEN t.amount < 0 THEN -a.amount
+                                                           ELSE a.amount END), 0)
+            OR SUM(CASE WHEN t.type = %s THEN 1 ELSE 0 END) > 1
+            OR SUM(CASE WHEN t.type = %s AND t.created_at < l.expires_at
+                        OR t.type <> %s AND t.amount < 0 AND t.created_at >= l.expires_at
+                        OR t.wallet_id <> l.wallet_id THEN 1 ELSE 0 END) > 0
+        ORDER BY l.id
+    """
+    expiry = TransactionType.EXPIRY
+    for lot_id, wallet_id, remaining, expected, expiries, wrong in _rows(sql, (expiry,) * 6):
+        yield Finding(
+            "lot",
+            f"wallet {wallet_id}, lot {lot_id}: remainder {remaining}, expected {expected}; "
+            f"expired {expiries} time(s); {wrong} misplaced draw(s)",
+            wallet_id=wallet_id,
+            lot_id=lot_id,
+            expected={"remaining": int(expected), "expiries": "<= 1", "misplaced": 0},
+            found={"remaining": remaining, "expiries": expiries, "misplaced": wrong},
+        )
+
+
 # --- Audit heads: each wallet's recorded head is its chain's newest event ---------------
 
 
@@ -302,7 +411,11 @@ LEDGER_CHECKS: tuple[Check, ...] = (
     ("balance_after chains", check_balance_after_chains),
     ("transfer pairs", check_transfer_pairs),
     ("refunds", check_refunds),
+    ("debts", check_debts),
     ("operation events", check_operation_events),
+    ("lot balances", check_lot_balances),
+    ("allocations", check_allocations),
+    ("lots", check_lots),
     ("audit heads", check_chain_heads),
 )
 

@@ -70,7 +70,12 @@ def test_healthz_reports_the_cache_down_but_stays_200(broken_redis, api_client):
     response = api_client.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "cache": "down"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "cache": "down",
+        "payments": "test_mode",
+    }
 
 
 def test_healthz_is_503_with_the_same_shape_when_the_database_is_down(api_client, monkeypatch):
@@ -82,7 +87,12 @@ def test_healthz_is_503_with_the_same_shape_when_the_database_is_down(api_client
     response = api_client.get("/healthz")
 
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "database": "down", "cache": "ok"}
+    assert response.json() == {
+        "status": "unavailable",
+        "database": "down",
+        "cache": "ok",
+        "payments": "test_mode",
+    }
 
 
 def test_the_local_memory_fallback_still_throttles(user, client_for, settings):

@@ -145,3 +145,26 @@ def test_shipped_development_values_are_recognised():
         if value != "1":  # DEBUG
             assert is_development_value(value)
     assert not is_development_value(secrets.token_urlsafe(50))
+
+
+@pytest.mark.parametrize("name", ["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"])
+def test_payments_on_without_a_provider_secret_refuses_to_start(name):
+    done = manage("check", env=production_env(PAYMENTS_ENABLED="1", **{name: None}))
+
+    assert done.returncode != 0
+    assert f"{name} is not set (PAYMENTS_ENABLED is on)" in done.stderr
+
+
+def test_payments_off_needs_no_provider_secret():
+    env = production_env(PAYMENTS_ENABLED="0", STRIPE_SECRET_KEY=None, STRIPE_WEBHOOK_SECRET=None)
+    assert manage("check", env=env).returncode == 0
+
+
+@pytest.mark.django_db
+def test_healthz_says_test_mode_for_a_test_key(client, settings):
+    settings.PAYMENTS_ENABLED, settings.STRIPE_SECRET_KEY = True, "sk_test_abc"
+    assert client.get("/healthz").json()["payments"] == "test_mode"
+    settings.STRIPE_SECRET_KEY = "sk_live_abc"
+    assert client.get("/healthz").json()["payments"] == "live"
+    settings.PAYMENTS_ENABLED = False
+    assert client.get("/healthz").json()["payments"] == "off"

@@ -1,4 +1,5 @@
-"""API fields that name the wallet's own records (job types on sale), with their schema."""
+"""API fields that name the wallet's own records (job types and point packages on sale),
+with their schema."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 
 from divine_whispers.api.fields import StrictTextField
 from jobs.models import JobType
+from wallet.models import PointPackage
 
 
 class JobTypeCodeField(StrictTextField):
@@ -25,13 +27,25 @@ class JobTypeCodeFieldSchema(OpenApiSerializerFieldExtension):
     """
 
     target_class = JobTypeCodeField
+    model: Any = JobType
 
     def map_serializer_field(self, auto_schema, direction):
         schema: dict[str, Any] = {"type": "string", "maxLength": self.target.max_length}
         try:
-            codes = sorted(JobType.objects.values_list("code", flat=True))
+            codes = sorted(self.model.objects.values_list("code", flat=True))
         except DatabaseError:  # generated without a database (e.g. `check --deploy` offline)
             codes = []
         if codes and direction == "request":
             schema["enum"] = codes
         return schema
+
+
+class PackageCodeField(StrictTextField):
+    """A point package code: a string naming a row of `PointPackage` (finance edits them)."""
+
+
+class PackageCodeFieldSchema(JobTypeCodeFieldSchema):
+    """The package codes that exist, as an enum (inactive ones answer `inactive_package`)."""
+
+    target_class = PackageCodeField
+    model = PointPackage

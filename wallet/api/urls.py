@@ -1,8 +1,10 @@
-"""The wallet's endpoints under `/api/v1/`: the customer's wallet and the staff's tools."""
+"""The wallet's endpoints under `/api/v1/`: the customer's wallet, buying points, and the
+staff's tools."""
 
 from rest_framework.routers import SimpleRouter
 
 from wallet.api.customer import TransactionViewSet, WalletViewSet
+from wallet.api.purchases import PackageViewSet, PurchaseViewSet
 from wallet.api.reports import AdminReportViewSet
 from wallet.api.staff import (
     AdminApprovalViewSet,
@@ -14,6 +16,8 @@ from wallet.api.staff import (
 router = SimpleRouter(trailing_slash=False)
 router.register("wallet/transactions", TransactionViewSet, basename="transaction")
 router.register("wallet", WalletViewSet, basename="wallet")
+router.register("packages", PackageViewSet, basename="package")
+router.register("purchases", PurchaseViewSet, basename="purchase")
 router.register("admin/users", AdminUserViewSet, basename="admin-user")
 router.register("admin/wallets", AdminWalletViewSet, basename="admin-wallet")
 router.register("admin/transactions", AdminTransactionViewSet, basename="admin-transaction")

@@ -96,7 +96,8 @@ class ApprovalRequest(models.Model):
                 condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("requested_by")),
                 name="approval_four_eyes",
             ),
-            # Nobody asks for or decides a change to their own wallet (migration 0009).
+            # Nobody asks for or decides a change to their own wallet
+            # (migration 0012_minting_controls).
             models.CheckConstraint(
                 condition=~Q(requested_by=F("user")), name="approval_not_asked_by_owner"
             ),

@@ -19,7 +19,7 @@ from django.db.models import F, Q, Sum
 
 from divine_whispers.db.compiled import CompiledQuery
 from divine_whispers.db.faults import row_locks_disabled
-from wallet.permissions import ADJUST, DEPOSIT, REFUND
+from wallet.permissions import ADJUST, DEPOSIT, GRANT, REFUND
 
 
 def codename(permission: str) -> str:
@@ -78,6 +78,9 @@ class Wallet(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet"
     )
     balance = models.BigIntegerField(default=0)
+    # Points a clawback could not take from the balance; the next credits pay it first.
+    # Equals the wallet's clawbacks owed minus the clawback rows booked (verify_ledger).
+    debt = models.BigIntegerField(default=0)
     # Hash of the newest audit event of this wallet's chain (see audit.models).
     audit_head = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -88,10 +91,12 @@ class Wallet(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(balance__gte=0), name="wallet_balance_non_negative"),
+            models.CheckConstraint(condition=Q(debt__gte=0), name="wallet_debt_non_negative"),
         ]
         permissions = [
             (codename(DEPOSIT), "Can credit points after a payment"),
             (codename(ADJUST), "Can adjust points with a reason"),
+            (codename(GRANT), "Can grant promotional points"),
         ]
 
     def __str__(self) -> str:
@@ -105,6 +110,11 @@ class TransactionType(models.TextChoices):
     TRANSFER_OUT = "transfer_out", "Transfer out"
     TRANSFER_IN = "transfer_in", "Transfer in"
     ADJUSTMENT = "adjustment", "Adjustment"
+    PURCHASE = "purchase", "Purchase"
+    CLAWBACK = "clawback", "Clawback"
+    CLAWBACK_REVERSAL = "clawback_reversal", "Clawback reversal"
+    GRANT = "grant", "Grant"
+    EXPIRY = "expiry", "Expiry"
 
 
 class TransactionStatus(models.TextChoices):
@@ -113,8 +123,20 @@ class TransactionStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-CREDIT_TYPES = (TransactionType.DEPOSIT, TransactionType.REFUND, TransactionType.TRANSFER_IN)
-DEBIT_TYPES = (TransactionType.SPEND, TransactionType.TRANSFER_OUT)
+CREDIT_TYPES = (
+    TransactionType.DEPOSIT,
+    TransactionType.REFUND,
+    TransactionType.TRANSFER_IN,
+    TransactionType.PURCHASE,
+    TransactionType.CLAWBACK_REVERSAL,
+    TransactionType.GRANT,
+)
+DEBIT_TYPES = (
+    TransactionType.SPEND,
+    TransactionType.TRANSFER_OUT,
+    TransactionType.CLAWBACK,
+    TransactionType.EXPIRY,
+)
 # Operations counted by the velocity limit.
 VELOCITY_TYPES = (TransactionType.SPEND, TransactionType.TRANSFER_OUT)
 
@@ -149,7 +171,7 @@ class Transaction(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet_transactions"
     )
-    type = models.CharField(max_length=16, choices=TransactionType.choices)
+    type = models.CharField(max_length=20, choices=TransactionType.choices)
     amount = models.BigIntegerField()
     status = models.CharField(
         max_length=8, choices=TransactionStatus.choices, default=TransactionStatus.SUCCESS
@@ -226,15 +248,36 @@ class Transaction(models.Model):
                 condition=~Q(type=TransactionType.ADJUSTMENT) | ~Q(description=""),
                 name="txn_adjustment_has_reason",
             ),
-            # Nobody credits their own wallet (migration 0009; NOT VALID on PostgreSQL).
+            # Nobody credits their own wallet (migration 0012_minting_controls; NOT VALID
+            # on PostgreSQL).
             models.CheckConstraint(
                 condition=~Q(type__in=["adjustment", "deposit"], actor=F("user")),
                 name="txn_no_self_credit",
+            ),
+            models.CheckConstraint(
+                condition=~Q(type=TransactionType.GRANT) | ~Q(description=""),
+                name="txn_grant_has_reason",
+            ),
+            # An expiry's reference names its lot: the unique index below then books each
+            # lot's expiry exactly once, however many expiry runs race.
+            models.CheckConstraint(
+                condition=~Q(type=TransactionType.EXPIRY) | Q(reference_id__isnull=False),
+                name="txn_expiry_has_reference",
             ),
             models.UniqueConstraint(
                 fields=["wallet", "type", "reference_id"],
                 condition=Q(reference_id__isnull=False),
                 name="txn_unique_reference",
+            ),
+            # A provider payment is credited once, ever, whichever wallet it names.
+            models.UniqueConstraint(
+                fields=["reference_id"],
+                condition=Q(type="purchase"),
+                name="txn_one_credit_per_payment",
+            ),
+            models.CheckConstraint(
+                condition=~Q(type="purchase") | Q(reference_id__isnull=False),
+                name="txn_purchase_has_payment",
             ),
             models.UniqueConstraint(
                 fields=["transfer_id", "type"],

@@ -9,11 +9,13 @@ Every operation follows the same shape:
 Either all of it commits or nothing does.
 
 The operations live in one module each (deposits, spending, transfers, refunds,
-adjustments with their approvals, repairs, api_keys) and return the types of `results`.
+adjustments with their approvals, repairs, api_keys, and for bought points purchases,
+clawbacks, provider_events, reconciliation) and return the types of `results`.
 Private modules beside them hold what the operations share: `_checks` (replay, velocity,
 balance and confirmation checks), `_minting` (who may create points: staff never deposit,
 no self-dealing, the cumulative approval threshold), `_booking` (rows, audit events and
-their writes), `_fast_path` (the two-statement spend and transfer in raw SQL) and `_observed` (the
+their writes), `_fast_path` (the two-statement spend and transfer in raw SQL), `_provider`
+(the payment provider's calls) and `_observed` (the
 metrics and log line of every operation). This package re-exports the public names
 only, so callers keep writing `from wallet import services; services.spend(...)`.
 """
@@ -29,7 +31,26 @@ from wallet.services.adjustments import (
     reject_adjustment,
 )
 from wallet.services.api_keys import issue_token, may_issue_for, revoke_tokens, save_new_token
+from wallet.services.clawbacks import (
+    ClawbackResult,
+    claw_back,
+    refund_purchase,
+    reverse_clawback,
+)
 from wallet.services.deposits import deposit
+from wallet.services.provider_events import (
+    process_pending_events,
+    receive_event,
+)
+from wallet.services.purchases import (
+    FulfilResult,
+    PaymentMismatch,
+    PurchaseResult,
+    fulfil_purchase,
+    save_package,
+    start_purchase,
+)
+from wallet.services.reconciliation import Reconciliation, reconcile_payments
 from wallet.services.refunds import refund, refund_job, refundable_remaining
 from wallet.services.repairs import BalanceRepair, fail_stale_pending, repair_balance, stale_pending
 from wallet.services.results import JobRefundResult, OperationResult, SpendResult, TransferResult
@@ -41,27 +62,41 @@ __all__ = [
     "ApprovalDecision",
     "ApprovalResult",
     "BalanceRepair",
+    "ClawbackResult",
+    "FulfilResult",
     "JobRefundResult",
     "OperationResult",
+    "PaymentMismatch",
+    "PurchaseResult",
+    "Reconciliation",
     "SpendResult",
     "TransferResult",
     "adjust",
     "approval_cause_now",
     "approval_required",
     "approve_adjustment",
+    "claw_back",
     "deposit",
     "fail_stale_pending",
+    "fulfil_purchase",
     "issue_token",
     "may_issue_for",
+    "process_pending_events",
+    "receive_event",
+    "reconcile_payments",
     "refund",
     "refund_job",
+    "refund_purchase",
     "refundable_remaining",
     "reject_adjustment",
     "repair_balance",
+    "reverse_clawback",
     "revoke_tokens",
     "save_new_token",
+    "save_package",
     "self_dealing_message",
     "spend",
     "stale_pending",
+    "start_purchase",
     "transfer",
 ]

@@ -21,9 +21,10 @@ from wallet.models import Transaction, TransactionStatus, Wallet
 
 def persist_wallets(wallets: list[Wallet], now: datetime) -> None:
     for wallet in wallets:
-        Wallet.objects.filter(pk=wallet.pk).update(
-            balance=wallet.balance, audit_head=wallet.audit_head, updated_at=now
-        )
+        fields = {"balance": wallet.balance, "audit_head": wallet.audit_head, "updated_at": now}
+        if "debt" not in wallet.get_deferred_fields():
+            fields["debt"] = wallet.debt
+        Wallet.objects.filter(pk=wallet.pk).update(**fields)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ def commit_rows(
     crash_at: str = "",
     more_events: Callable[[], list[AuditEvent]] | None = None,
 ) -> None:
-    """Insert the ledger rows, their audit events, and the wallets' new balances.
+    """Insert the ledger rows, their audit events, and the wallets' new balances (and
+    debts).
 
     `crash_at` names the test-only crash point between the rows and the rest
     (divine_whispers/db/faults.py). `more_events` builds further events on the same chains

@@ -26,6 +26,7 @@ from divine_whispers.errors import (
     StaleConfirmation,
     ValidationFailed,
     VelocityLimitExceeded,
+    WalletInDebt,
 )
 from wallet.models import VELOCITY_TYPES, Transaction, TransactionStatus, Wallet
 from wallet.services import _booking
@@ -124,7 +125,16 @@ def debit_refusal(
     wallet: Wallet, needed: int, *, action: str, actor: Any, now: datetime
 ) -> Rejection | None:
     """What refuses a debit of `needed` points under the wallet lock, if anything: the
-    velocity rule first, then the balance (each refusal audited)."""
+    debt, then the velocity rule, then the balance (each refusal audited)."""
+    if wallet.debt > 0:
+        return reject(
+            wallet,
+            WalletInDebt(debt=wallet.debt),
+            action=f"{action}.rejected",
+            actor=actor,
+            amount=-needed,
+            reason="wallet_in_debt",
+        )
     rejection = velocity_rejection(wallet, actor, now)
     if rejection is not None:
         return rejection

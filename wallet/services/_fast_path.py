@@ -5,7 +5,10 @@ and reserves the new rows' ids, one inserts every row and moves the balances, gu
 by the same rules the general path checks with separate queries. Whenever the guard
 refuses, the caller (wallet/services/spending.py, transfers.py) takes the general path
 under the same lock. Each statement's text and the order of its parameters are written
-together, once, by a `_Statement`.
+together, once, by a `Statement` (wallet/services/_sql.py, with the cursors that send
+them). Each debit draws from the wallet's first lot in draw order, in the same
+statement, when that lot covers it; otherwise the general path draws
+(wallet/services/_lots.py).
 
 Private to the wallet.services package: nothing else may run these statements.
 """
@@ -18,14 +21,23 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, NotRequired, TypedDict, Unpack
 
-import psycopg
 from django.conf import settings
 from django.db import connections, models
 
 from divine_whispers.db.faults import row_locks_disabled
 from jobs.models import Job, JobType
-from wallet.models import VELOCITY_TYPES, Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.models import (
+    VELOCITY_TYPES,
+    Allocation,
+    Lot,
+    LotKind,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+    Wallet,
+)
 from wallet.services._checks import velocity_window_start
+from wallet.services._sql import Prepared, Statement, insert_shape, prepared_cursor
 
 # Types and status are written into the text (constants), so a prepared plan can still
 # prove that the partial index txn_velocity applies.
@@ -83,6 +95,7 @@ class Guard(TypedDict):
     row of the operation's type with `reference_id`."""
 
     amount: int
+    # The debit's ledger row first (then the credit's, for a transfer), their pks set.
     rows: Sequence[models.Model]
     reference_id: str | None
     now: datetime
@@ -95,7 +108,10 @@ def book_spend(wallet: Wallet, **guard: Unpack[Guard]) -> int | None:
 
     The inserts of `rows` (ledger row, job, audit event; primary keys already set)
     and the conditional debit `balance = balance - amount WHERE balance >= amount`
-    run only if the guard holds. The statement runs after the wallet lock was taken,
+    run only if the guard holds, with the allocation of the debit to the wallet's
+    first live lot in draw order (which must cover it: a debit spread over several
+    lots, or a wallet with a lot waiting for its expiry row, takes the general path).
+    The statement runs after the wallet lock was taken,
     so its snapshot sees every committed operation on this wallet: the guard is as
     exact as the general path's separate queries.
 
@@ -137,7 +153,9 @@ def book_transfer(source: Wallet, target: Wallet, **guard: Unpack[Guard]) -> tup
     The same guard as `book_spend` on the source wallet (the reference among its
     transfer_out rows); then the rows (both ledger rows, both audit events) are
     inserted, the source debited and the target credited, each wallet with its new
-    chain head. `source` and `target` carry the heads after the events were built.
+    chain head; the points drawn from the source's first lot land in a new lot of
+    the target of the same kind and expiry. `source` and `target` carry the heads after
+    the events were built.
     Returns (source balance, target balance), or None when the guard refused.
     """
     row = _book_guarded(source, target, TransactionType.TRANSFER_OUT, guard)
@@ -152,7 +170,7 @@ def mark_saved(*instances: Any) -> None:
         instance._state.db = Wallet.objects.db
 
 
-def _locked_rows(statement: _Prepared, values: dict[str, Any], lock: str) -> list[tuple] | None:
+def _locked_rows(statement: Prepared, values: dict[str, Any], lock: str) -> list[tuple] | None:
     """Run a locking statement; None on SQLite (`make run`; the statements are
     PostgreSQL's). `lock` is the clause a test-only switch (divine_whispers/db/faults.py)
     removes to prove the concurrency tests can fail."""
@@ -160,7 +178,7 @@ def _locked_rows(statement: _Prepared, values: dict[str, Any], lock: str) -> lis
     if connection.vendor != "postgresql":
         return None
     sql = statement.sql.replace(lock, "") if row_locks_disabled() else statement.sql
-    with _prepared_cursor(connection) as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(sql, statement.params(values))
         return cursor.fetchall()
 
@@ -179,80 +197,41 @@ def _book_guarded(
         "head": source.audit_head,
         "now": now,
     }
+    values["debit_row"] = guard["rows"][0].pk
     if target is not None:
-        values |= {"target": target.pk, "target_head": target.audit_head}
+        values |= {
+            "target": target.pk,
+            "target_head": target.audit_head,
+            "credit_row": guard["rows"][1].pk,
+        }
     connection = connections[Wallet.objects.db]
     shapes, row_params = [], []
     for row in guard["rows"]:
-        columns, placeholders, getters = _insert_shape(
+        columns, placeholders, getters = insert_shape(
             type(row), connection.vendor, row.pk is not None
         )
         shapes.append((row._meta.db_table, columns, placeholders))
         row_params.append([get(row, connection) for get in getters])
     reference_type = txn_type.value if reference_id is not None else None
     statement = _book_statement(tuple(shapes), reference_type, target is not None)
-    with _prepared_cursor(connection) as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(statement.sql, statement.params(values, row_params))
         return cursor.fetchone()
 
 
 # --- the statements' text, each with its parameters --------------------------------------
 
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A statement's text (`$n` placeholders) and what each placeholder takes, in order:
-    a tuple of value names, or the index of a row whose field values go there."""
-
-    sql: str
-    plan: tuple[tuple[str, ...] | int, ...]
-
-    def params(self, values: dict[str, Any], rows: Sequence[list] = ()) -> list[Any]:
-        params: list[Any] = []
-        for part in self.plan:
-            if isinstance(part, int):
-                params += rows[part]
-            else:
-                params += [values[name] for name in part]
-        return params
-
-
-class _Statement:
-    """SQL text written together with the value each of its `%s` placeholders takes,
-    so the order of a statement's parameters is stated once, beside the text."""
-
-    def __init__(self) -> None:
-        self._text: list[str] = []
-        self._plan: list[tuple[str, ...] | int] = []
-
-    def add(self, text: str, *names: str) -> _Statement:
-        if text.count("%s") != len(names):
-            raise ValueError(f"{text!r} has {text.count('%s')} placeholders, not {len(names)}")
-        self._text.append(text)
-        if names:
-            self._plan.append(names)
-        return self
-
-    def add_row(self, index: int, text: str) -> _Statement:
-        """Text whose placeholders take the field values of row `index`."""
-        self._text.append(text)
-        self._plan.append(index)
-        return self
-
-    def build(self) -> _Prepared:
-        return _Prepared(_numbered("".join(self._text)), tuple(self._plan))
-
-
-def _numbered(sql: str) -> str:
-    """`%s` placeholders to PostgreSQL's `$1`, `$2`, … (once per statement shape)."""
-    parts = sql.split("%s")
-    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
+# The draw order of LotQuerySet.in_draw_order, and its "not expired", in SQL.
+_DRAW_ORDER_SQL = (
+    f"(kind <> '{LotKind.PROMOTIONAL.value}'), expires_at ASC NULLS LAST, created_at, id"
+)
+_LIVE_SQL = "(expires_at IS NULL OR expires_at > %s)"
 
 
 @lru_cache(maxsize=1)
-def _lock_for_spend_statement() -> _Prepared:
+def _lock_for_spend_statement() -> Prepared:
     return (
-        _Statement()
+        Statement()
         .add(
             "SELECT w.id, w.balance, w.audit_head, t.id, t.code, t.name, t.price, t.active,"
             f" nextval(pg_get_serial_sequence('{Transaction._meta.db_table}', 'id')),"
@@ -266,14 +245,14 @@ def _lock_for_spend_statement() -> _Prepared:
 
 
 @lru_cache(maxsize=1)
-def _lock_for_transfer_statement() -> _Prepared:
+def _lock_for_transfer_statement() -> Prepared:
     """Both locks first, then the ids. A row's ids must be drawn while every wallet it
     touches is locked: an id drawn before waiting for a lock would be smaller than the
     ids of the operation that held it, and a wallet's rows would then not be in ledger
     order (verify_ledger checks `balance_after` along ascending ids). `held` aggregates
     every locked row, so no `nextval` runs before the last lock is taken."""
     return (
-        _Statement()
+        Statement()
         .add(
             "WITH locked AS MATERIALIZED (SELECT id, user_id, balance, audit_head"
             f" FROM {Wallet._meta.db_table} WHERE user_id IN (%s, %s) ORDER BY id FOR UPDATE),",
@@ -293,12 +272,20 @@ def _lock_for_transfer_statement() -> _Prepared:
 @lru_cache(maxsize=16)
 def _book_statement(
     shapes: tuple[tuple[str, str, str], ...], reference_type: str | None, credit: bool
-) -> _Prepared:
+) -> Prepared:
     """The guarded statement of `book_spend` (debit only) and `book_transfer` (debit
     and credit): a guard, the rows' inserts, then the balance updates."""
     txn_table, wallet_table = Transaction._meta.db_table, Wallet._meta.db_table
-    statement = _Statement().add(
-        "WITH guard AS (SELECT 1 WHERE"
+    lot_table = Lot._meta.db_table
+    statement = Statement().add(
+        f"WITH drawn AS (SELECT id, remaining, kind, expires_at, campaign FROM {lot_table}"
+        f" WHERE wallet_id = %s AND remaining > 0 AND {_LIVE_SQL}"
+        f" ORDER BY {_DRAW_ORDER_SQL} LIMIT 1),",
+        "wallet",
+        "now",
+    )
+    statement.add(
+        " guard AS (SELECT 1 WHERE"
         f" (SELECT count(*) FROM (SELECT 1 FROM {txn_table}"
         f" WHERE wallet_id = %s AND type IN ({_VELOCITY_TYPES_SQL})"
         f" AND status = '{TransactionStatus.SUCCESS.value}' AND created_at >= %s"
@@ -315,20 +302,57 @@ def _book_statement(
             "wallet",
             "reference",
         )
+    # A wallet that owes a debt is never debited here, and a credit to one must pay its
+    # debt first: the guard refuses both, and the general path refuses or repays.
     statement.add(
-        f" AND EXISTS (SELECT 1 FROM {wallet_table} WHERE id = %s AND balance >= %s))",
+        f" AND EXISTS (SELECT 1 FROM {wallet_table} WHERE id = %s AND balance >= %s"
+        " AND debt = 0)"
+        # One live lot covers the debit, and no lot is waiting for its expiry row.
+        " AND EXISTS (SELECT 1 FROM drawn WHERE remaining >= %s)"
+        f" AND NOT EXISTS (SELECT 1 FROM {lot_table} WHERE wallet_id = %s AND remaining > 0"
+        " AND expires_at <= %s)",
         "wallet",
         "amount",
+        "amount",
+        "wallet",
+        "now",
     )
+    if credit:
+        statement.add(
+            f" AND NOT EXISTS (SELECT 1 FROM {wallet_table} WHERE id = %s AND debt > 0)",
+            "target",
+        )
+    statement.add(")")
     for index, (table, columns, placeholders) in enumerate(shapes):
         statement.add_row(
             index,
             f", row{index} AS (INSERT INTO {table} ({columns}) SELECT {placeholders} FROM guard)",
         )
     statement.add(
+        f", allocation AS (INSERT INTO {Allocation._meta.db_table} (transaction_id, lot_id, amount)"
+        " SELECT %s, drawn.id, %s FROM guard, drawn)"
+        f", drew AS (UPDATE {lot_table} SET remaining = remaining - %s"
+        " WHERE id = (SELECT id FROM drawn) AND EXISTS (SELECT 1 FROM guard))",
+        "debit_row",
+        "amount",
+        "amount",
+    )
+    if credit:
+        statement.add(
+            f", carried AS (INSERT INTO {lot_table} (wallet_id, kind, amount, remaining,"
+            " expires_at, campaign, source_id, origin_id, opening, created_at)"
+            " SELECT %s, drawn.kind, %s, %s, drawn.expires_at, drawn.campaign, %s, drawn.id,"
+            " false, %s FROM guard, drawn)",
+            "target",
+            "amount",
+            "amount",
+            "credit_row",
+            "now",
+        )
+    statement.add(
         f", debit AS (UPDATE {wallet_table}"
         " SET balance = balance - %s, audit_head = %s, updated_at = %s"
-        " WHERE id = %s AND balance >= %s AND EXISTS (SELECT 1 FROM guard)"
+        " WHERE id = %s AND balance >= %s AND debt = 0 AND EXISTS (SELECT 1 FROM guard)"
         " RETURNING balance)",
         "amount",
         "head",
@@ -353,71 +377,3 @@ def _book_statement(
 
 # Field classes whose database value is the attribute itself (ints, strings, booleans,
 # foreign key ids, aware datetimes); every other field goes through get_db_prep_save.
-_PLAIN_FIELDS = (
-    models.IntegerField,  # includes BigIntegerField, the auto fields, PositiveIntegerField
-    models.CharField,  # includes SlugField
-    models.TextField,
-    models.BooleanField,
-    models.ForeignKey,  # includes OneToOneField
-    models.DateTimeField,
-)
-
-
-@lru_cache(maxsize=16)
-def _insert_shape(model: type[models.Model], vendor: str, with_pk: bool) -> tuple:
-    """Column list, typed placeholders and value getters of an INSERT of `model`.
-
-    Depends on the schema only, so it is computed once per model and process. The
-    getters reproduce the ORM's INSERT (`pre_save`, then `get_db_prep_save`), skipping
-    the conversion where it is the identity: it is most of the Python time of a spend.
-    """
-    connection = next(c for c in connections.all() if c.vendor == vendor)
-    fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    placeholders = ", ".join(f"%s::{f.cast_db_type(connection)}" for f in fields)
-    getters = []
-    for f in fields:
-        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-            getters.append(lambda obj, conn, f=f: f.pre_save(obj, True))
-        elif isinstance(f, _PLAIN_FIELDS):
-            getters.append(lambda obj, conn, name=f.attname: getattr(obj, name))
-        else:
-            getters.append(lambda obj, conn, f=f: f.get_db_prep_save(getattr(obj, f.attname), conn))
-    return columns, placeholders, getters
-
-
-# --- how the statements are sent ---------------------------------------------------------
-
-
-class _PreparedCursor(psycopg.RawCursor):
-    """Server-side binding with PostgreSQL's own `$n` placeholders, prepared on first
-    use per connection: the spend's two statements are parsed and planned once, not on
-    every call (planning the guarded insert costs more than running it)."""
-
-    def execute(self, query, params=None, *, prepare: bool | None = True, binary=None):
-        return super().execute(query, params, prepare=prepare, binary=binary)
-
-
-class _UnpreparedCursor(psycopg.RawCursor):
-    """The same statements bound unnamed, never prepared: behind a transaction-mode
-    pooler (DATABASE_TRANSACTION_POOLING) a named statement would be left on one server
-    connection and be missing, or already exist, on the next one."""
-
-    def execute(self, query, params=None, *, prepare: bool | None = False, binary=None):
-        return super().execute(query, params, prepare=False, binary=binary)
-
-
-def _prepared_cursor(connection):
-    """A Django cursor (error translation, query logging, execute wrappers) over a
-    `_PreparedCursor`, in the connection's current transaction; unprepared under
-    transaction pooling."""
-    connection.ensure_connection()
-    raw = connection.connection
-    if settings.DATABASE_TRANSACTION_POOLING:
-        return connection._prepare_cursor(_UnpreparedCursor(raw))
-    if raw.prepare_threshold is None:
-        # Django switches psycopg's preparing off (for transaction poolers); an explicit
-        # prepare needs it on. This threshold is never reached, so every other query
-        # stays unprepared exactly as before.
-        raw.prepare_threshold = 2**31
-    return connection._prepare_cursor(_PreparedCursor(raw))

@@ -40,7 +40,7 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services import _booking, _checks, _minting
+from wallet.services import _booking, _checks, _debt, _lots, _minting
 from wallet.services._observed import observed
 from wallet.services.results import OperationResult
 
@@ -116,13 +116,14 @@ def adjust(
         earlier = _checks.find_replay(wallet, TransactionType.ADJUSTMENT, reference_id, fingerprint)
         if earlier is not None:
             return OperationResult(earlier, replayed=True)
+        now = timezone.now()
+        _lots.expire_due(wallet=wallet, now=now)
         _checks.check_expected("wallet balance", expected_balance, lambda: wallet.balance)
         if wallet.balance + amount < 0:
             # Also for a request: one that could never be booked now is refused at once.
             return _checks.insufficient_rejection(
                 wallet, -amount, action="wallet.adjustment", actor=actor, adjustment_reason=reason
             )
-        now = timezone.now()
         asked = _AskedAdjustment(amount, reason, reference_id, fingerprint)
         cause = _approval_cause(wallet, amount, actor, now)
         if cause is not None:
@@ -134,6 +135,8 @@ def adjust(
             return ApprovalResult(_open_approval(wallet, asked, actor=actor, now=now, cause=cause))
         row = _adjustment_row(wallet, asked, actor=actor, now=now)
         _booking.commit_rows([row], actor, now, {"reason": reason})
+        _lots.book(wallet=wallet, transaction=row, now=now)
+        _debt.settle(wallet=wallet, credit=row, actor=actor, now=now)
         return OperationResult(row)
 
     return run_atomically(operation)
@@ -363,6 +366,7 @@ def approve_adjustment(*, approval: Any, actor: AbstractBaseUser) -> ApprovalDec
     """
 
     def book(wallet: Wallet, request: ApprovalRequest, now: datetime):
+        _lots.expire_due(wallet=wallet, now=now)
         if wallet.balance + request.amount < 0:
             return _checks.reject(
                 wallet,
@@ -386,6 +390,8 @@ def approve_adjustment(*, approval: Any, actor: AbstractBaseUser) -> ApprovalDec
                 _approval_event(wallet, request, "approval.approved", actor, transaction_id=row.pk)
             ],
         )
+        _lots.book(wallet=wallet, transaction=row, now=now)
+        _debt.settle(wallet=wallet, credit=row, actor=actor, now=now)
         _record_decision(request, ApprovalStatus.APPROVED, actor, now, transaction=row)
         return ApprovalDecision(request, row)
 

@@ -19,10 +19,11 @@ from divine_whispers.money import (
     validate_text,
 )
 from wallet.models import (
+    LotKind,
     TransactionType,
     Wallet,
 )
-from wallet.services import _booking, _checks, _minting
+from wallet.services import _booking, _checks, _debt, _lots, _minting
 from wallet.services._observed import observed
 from wallet.services.results import OperationResult
 
@@ -62,6 +63,8 @@ def deposit(
         booking = _booking.Booking(now, actor, reference_id, fingerprint)
         row = booking.row(wallet, TransactionType.DEPOSIT, amount, description=description)
         _booking.commit_rows([row], actor, now)
+        _lots.credit_lot(wallet=wallet, transaction=row, kind=LotKind.PAID)
+        _debt.settle(wallet=wallet, credit=row, actor=actor, now=now)
         return OperationResult(row)
 
     return run_atomically(operation)

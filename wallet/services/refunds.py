@@ -34,7 +34,7 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services import _booking, _checks, _minting
+from wallet.services import _booking, _checks, _debt, _lots, _minting
 from wallet.services._observed import observed
 from wallet.services.results import JobRefundResult, OperationResult
 
@@ -142,6 +142,8 @@ def refund(
             expected_remaining=expected_remaining,
         )
         _booking.commit_rows([row], actor, now, {"reason": reason}, crash_at="refund.after_rows")
+        _lots.give_back(wallet=wallet, refund=row, spend=original, now=now)
+        _debt.settle(wallet=wallet, credit=row, actor=actor, now=now)
         _mark_job_after_refund(original, JobStatus.REFUNDED, now)
         crash_point("refund.before_commit")
         return OperationResult(row)
@@ -186,6 +188,8 @@ def refund_job(
             booking = _booking.Booking(now, actor, reference_id, fingerprint)
             row = _book_refund(wallet, original, booking, amount=None, reason=reason)
             _booking.commit_rows([row], actor, now, {"reason": reason, "job_id": job_id})
+            _lots.give_back(wallet=wallet, refund=row, spend=original, now=now)
+            _debt.settle(wallet=wallet, credit=row, actor=actor, now=now)
         job.status = final_status
         job.finished_at = job.finished_at or now
         job.save(update_fields=["status", "finished_at", "updated_at"])

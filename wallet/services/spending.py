@@ -32,7 +32,7 @@ from wallet.models import (
     TransactionType,
     Wallet,
 )
-from wallet.services import _booking, _checks, _fast_path
+from wallet.services import _booking, _checks, _fast_path, _lots
 from wallet.services._observed import observed
 from wallet.services.results import SpendResult
 
@@ -167,6 +167,7 @@ def spend(
         now = timezone.now()
         actor = wallet.user
         price = chosen.price
+        _lots.expire_due(wallet=wallet, now=now)
         rejection = _checks.debit_refusal(
             wallet, price, action="wallet.spend", actor=actor, now=now
         )
@@ -174,6 +175,7 @@ def spend(
             return rejection
         row = call.row(wallet, chosen, now, actor)
         Transaction.objects.bulk_create([row])
+        _lots.draw(wallet=wallet, transaction=row, amount=price, now=now)
         crash_point("spend.after_ledger_row")
         job = Job.objects.create(
             user_id=user_id,

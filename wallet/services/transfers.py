@@ -32,7 +32,7 @@ from wallet.models import (
     Wallet,
     new_transfer_id,
 )
-from wallet.services import _booking, _checks, _fast_path
+from wallet.services import _booking, _checks, _debt, _fast_path, _lots
 from wallet.services._observed import observed
 from wallet.services.results import TransferResult
 
@@ -156,6 +156,7 @@ def transfer(
             return TransferResult(earlier, credit, replayed=True)
         now = timezone.now()
         actor = source.user
+        _lots.expire_due(wallet=source, now=now)
         rejection = _checks.debit_refusal(
             source, amount, action="wallet.transfer", actor=actor, now=now
         )
@@ -163,6 +164,9 @@ def transfer(
             return rejection
         debit, credit = call.rows(source, target, now, actor)
         _booking.commit_rows([debit, credit], actor, now, crash_at="transfer.after_rows")
+        drawn = _lots.draw(wallet=source, transaction=debit, amount=amount, now=now)
+        _lots.carry(wallet=target, transaction=credit, allocations=drawn)
+        _debt.settle(wallet=target, credit=credit, actor=actor, now=now)
         crash_point("transfer.before_commit")
         return TransferResult(*_without_jobs(debit, credit))
 

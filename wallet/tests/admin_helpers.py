@@ -18,15 +18,14 @@ from wallet.tests.factories import StaffFactory
 _INITIAL = importlib.import_module("wallet.migrations.0002_staff_groups").GROUPS
 GROUPS: dict[str, list[tuple[str, str]]] = {name: list(rights) for name, rights in _INITIAL.items()}
 # Rights later data migrations add to the groups.
-for _name, _rights in importlib.import_module(
-    "wallet.migrations.0008_finance_approves_adjustments"
-).ADDED.items():
-    GROUPS[_name] = GROUPS[_name] + _rights
+for _migration in ("0008_finance_approves_adjustments", "0011_finance_refunds_purchases"):
+    for _name, _rights in importlib.import_module(f"wallet.migrations.{_migration}").ADDED.items():
+        GROUPS[_name] = GROUPS[_name] + _rights
 _REPORT = importlib.import_module("wallet.migrations.0004_finance_report")
 GROUPS[_REPORT.GROUP] = GROUPS[_REPORT.GROUP] + [_REPORT.REPORT_PERMISSION]
 # Rights later data migrations take from the groups (no staff group may deposit).
 for _name, _rights in importlib.import_module(
-    "wallet.migrations.0009_minting_controls"
+    "wallet.migrations.0012_minting_controls"
 ).TAKEN.items():
     GROUPS[_name] = [right for right in GROUPS[_name] if right not in _rights]
 

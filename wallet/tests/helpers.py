@@ -59,6 +59,15 @@ def assert_ledger_consistent() -> None:
     per_txn = {row["transaction_id"]: row["n"] for row in audited}
     for txn_id in Transaction.objects.values_list("id", flat=True):
         assert per_txn.get(txn_id) == 1, f"transaction {txn_id} has {per_txn.get(txn_id)} events"
+    assert_lots_consistent()
+
+
+def assert_lots_consistent() -> None:
+    """The lots explain every balance: verify_ledger's lot checks find nothing."""
+    from wallet.verification import check_allocations, check_lot_balances, check_lots
+
+    findings = [*check_lot_balances(), *check_allocations(), *check_lots()]
+    assert not findings, "\n".join(f.line() for f in findings[:20])
 
 
 def run_concurrently(worker: Callable[[int], Any], count: int) -> list[Any]:

@@ -10,9 +10,16 @@ from django.db import transaction
 
 from jobs.models import JobType
 from wallet import services
+from wallet.models import PointPackage
 from wallet.permissions import DEPOSIT
 
 DEMO_PASSWORD = "whispers-demo-2026"
+# Point packages on sale: (code, name, points, price in cents of USD).
+DEMO_PACKAGES = [
+    ("starter", "Starter pack", 1000, 999),
+    ("seeker", "Seeker pack", 5500, 4999),
+    ("oracle", "Oracle pack", 12000, 9999),
+]
 DEMO_JOB_TYPES = [
     ("fortune", "Fortune reading", 50, "A short Divine Whispers reading for your question."),
     ("tarot", "Three-card tarot", 120, "Past, present and future from a three-card spread."),
@@ -42,6 +49,11 @@ class Command(BaseCommand):
                     code=code, defaults={"name": name, "price": price, "description": description}
                 )
         payments = users["payments"]
+        finance = users["finance"]
+        for code, name, points, price in DEMO_PACKAGES:
+            if not PointPackage.objects.filter(code=code).exists():
+                package = PointPackage(code=code, name=name, points=points, price=price)
+                services.save_package(package=package, actor=finance)
         services.deposit(
             user=users["alice"], amount=1000, reference_id="demo-pay-alice-1", actor=payments
         )

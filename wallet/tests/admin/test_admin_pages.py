@@ -24,9 +24,18 @@ SUPPORT_RIGHTS = {
     "audit.view_auditevent",
     "jobs.view_job",
     "jobs.view_jobtype",
+    "wallet.view_purchase",
+    "wallet.view_providerevent",
+    "wallet.view_clawback",
 }
-# No `wallet.deposit_points`: the payment service account's alone (migration 0009).
+# No `wallet.deposit_points`: the payment service account's alone (migration 0012_minting_controls).
 FINANCE_RIGHTS = SUPPORT_RIGHTS | {
+    "wallet.grant_points",
+    "wallet.refund_purchase",
+    "wallet.view_pointpackage",
+    "wallet.add_pointpackage",
+    "wallet.change_pointpackage",
+    "wallet.change_providerevent",
     "wallet.adjust_points",
     "jobs.change_jobtype",
     "wallet.approve_adjustment",

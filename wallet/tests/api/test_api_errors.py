@@ -44,6 +44,11 @@ CONTRACT_STATUS = {
     "self_dealing_forbidden": 403,
     # Admin confirmation pages only; the API never passes what a page showed.
     "stale_confirmation": 409,
+    # Purchases (payment provider).
+    "inactive_package": 400,
+    "invalid_signature": 400,
+    "wallet_in_debt": 402,
+    "provider_unavailable": 503,
 }
 
 

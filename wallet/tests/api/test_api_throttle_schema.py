@@ -32,6 +32,10 @@ CONTRACT_ENDPOINTS = {
     ("post", "/api/v1/admin/approvals/{id}/approve"),
     ("post", "/api/v1/admin/approvals/{id}/reject"),
     ("get", "/api/v1/admin/reports/daily"),
+    ("get", "/api/v1/packages"),
+    ("post", "/api/v1/purchases"),
+    ("get", "/api/v1/purchases"),
+    ("get", "/api/v1/purchases/{id}"),
 }
 # Decisions are not idempotent writes: deciding twice is 409 approval_not_pending.
 DECISIONS = {"/api/v1/admin/approvals/{id}/approve", "/api/v1/admin/approvals/{id}/reject"}
@@ -124,7 +128,12 @@ def test_healthz_still_answers(api_client):
     response = api_client.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "cache": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "cache": "ok",
+        "payments": "test_mode",
+    }
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(CONTRACT_ENDPOINTS))

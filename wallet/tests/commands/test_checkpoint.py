@@ -39,12 +39,26 @@ def _save_checkpoint(tmp_path) -> str:
 
 
 def _truncate_newest(wallet: Wallet, keep_txn: Transaction) -> None:
-    """The issue's edit: delete the wallet's rows and events after `keep_txn`, then reset
-    the balance and the chain head to what they were right after it."""
+    """The issue's edit: delete the wallet's rows and events after `keep_txn` (and put its
+    lots back as they were), then reset the balance and the chain head to what they were
+    right after it."""
     chain = wallet_chain(wallet.pk)
     keep_event = (
         AuditEvent.objects.filter(chain=chain, transaction=keep_txn).order_by("-id").first()
     )
+    newer = f"SELECT id FROM {TXN} WHERE wallet_id = %s AND id > %s"
+    # The lots as they were: what the newer rows drew goes back, what they gave is gone.
+    sql(
+        "UPDATE wallet_lot l SET remaining = remaining + d.total FROM (SELECT a.lot_id,"
+        " SUM(CASE WHEN t.amount < 0 THEN a.amount ELSE -a.amount END) AS total"
+        f" FROM wallet_allocation a JOIN {TXN} t ON t.id = a.transaction_id"
+        f" WHERE a.transaction_id IN ({newer}) GROUP BY a.lot_id) d WHERE l.id = d.lot_id",
+        [wallet.pk, keep_txn.pk],
+    )
+    sql(
+        f"DELETE FROM wallet_allocation WHERE transaction_id IN ({newer})", [wallet.pk, keep_txn.pk]
+    )
+    sql(f"DELETE FROM wallet_lot WHERE source_id IN ({newer})", [wallet.pk, keep_txn.pk])
     with triggers_disabled(TXN, EVENTS):
         sql(f"DELETE FROM {EVENTS} WHERE chain = %s AND id > %s", [chain, keep_event.pk])
         sql(f"DELETE FROM {TXN} WHERE wallet_id = %s AND id > %s", [wallet.pk, keep_txn.pk])

@@ -20,6 +20,7 @@ from django.urls import URLResolver, get_resolver
 
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
+from wallet.models import PointPackage, Purchase
 from wallet.tests.api_helpers import staff_in
 from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 
@@ -106,6 +107,16 @@ ROUTES: dict[str, Route] = {
         lambda w: f"{API}/jobs/{w['fresh_job']().pk}/cancel", {"post": owner_only(200)}
     ),
     "job-type-list": Route(lambda w: f"{API}/job-types", {"get": everyone(200)}),
+    "package-list": Route(lambda w: f"{API}/packages", {"get": everyone(200)}),
+    # POST without a body: refused before the provider is asked (400 validation_error).
+    "purchase-list": Route(
+        lambda w: f"{API}/purchases", {"get": everyone(200), "post": everyone(400)}
+    ),
+    "purchase-detail": Route(
+        lambda w: f"{API}/purchases/{w['purchase'].pk}", {"get": owner_only(200)}
+    ),
+    # The provider's webhook: no API authentication; unsigned → 400 invalid_signature.
+    "stripe-webhook": Route(lambda w: "/webhooks/stripe", {"post": public(400)}),
     "admin-user-points": Route(
         lambda w: f"{API}/admin/users/{w['user'].pk}/points", {"put": staff(201, *ADJUSTERS)}
     ),
@@ -157,7 +168,7 @@ ROUTES: dict[str, Route] = {
 }
 # Routes outside the REST API (Django views) whose other methods the contract does not
 # govern: only "never a 5xx" is asserted for them.
-NON_API = {"favicon", "healthz", "home", "login", "logout", "metrics"}
+NON_API = {"favicon", "healthz", "home", "login", "logout", "metrics", "stripe-webhook"}
 for _name, _route in ROUTES.items():
     if _name not in NON_API and not _route.gate and _name not in ("schema", "swagger-ui"):
         _route.gate = _gate(next(iter(_route.methods.values()), {}))
@@ -212,6 +223,10 @@ def world(settings, client_for, api_client):
         services.deposit(user=person, amount=10_000, reference_id=f"mx-{person.pk}", actor=None)
     owner = people["user"]
     spend, job = services.spend(user=owner, job_type="fortune")
+    package = PointPackage.objects.create(code="matrix", name="Matrix", points=10, price=100)
+    purchase = Purchase.objects.create(
+        user=owner, package=package, points=10, amount=100, currency="usd"
+    )
 
     def fresh_spend():
         return services.spend(user=owner, job_type="fortune").transaction
@@ -230,6 +245,7 @@ def world(settings, client_for, api_client):
         **people,
         "spend": spend,
         "job": job,
+        "purchase": purchase,
         "fresh_spend": fresh_spend,
         "fresh_job": fresh_job,
         "approval": fresh_approval(),

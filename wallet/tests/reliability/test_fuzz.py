@@ -33,6 +33,7 @@ from django.contrib.auth.models import Permission
 
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
+from wallet.models import PointPackage
 from wallet.services.api_keys import issue_token
 from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 from wallet.tests.reliability.invariants import assert_all_invariants
@@ -42,8 +43,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 
 @pytest.fixture
-def api_world(settings) -> dict[str, str]:
-    """A user with history, a staff member, job types (active and retired)."""
+def api_world(settings, stripe_local) -> dict[str, str]:
+    """A user with history, a staff member, job types and point packages (active and
+    retired), purchases served by the local Stripe."""
     settings.API_THROTTLE_RATE = "1000000/minute"
     settings.API_ANON_THROTTLE_RATE = "1000000/minute"
     # Staff holding every permission of the apps (so every staff operation is reached), given
@@ -59,6 +61,8 @@ def api_world(settings) -> dict[str, str]:
     alice, bob = UserFactory(username="fuzz-alice"), UserFactory(username="fuzz-bob")
     JobTypeFactory(code="fortune", price=50)
     JobTypeFactory(code="retired", price=5, active=False)
+    PointPackage.objects.create(code="starter", name="Starter", points=1000, price=999)
+    PointPackage.objects.create(code="old", name="Old", points=10, price=100, active=False)
     for user in (finance, alice, bob):
         services.deposit(user=user, amount=500_000, reference_id=f"fuzz-{user.pk}", actor=payer)
     services.spend(user=alice, job_type="fortune")

@@ -94,7 +94,7 @@ def drop_guards(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("wallet", "0008_finance_approves_adjustments"),
+        ("wallet", "0011_finance_refunds_purchases"),
         ("auth", "0012_alter_user_first_name_max_length"),
     ]
 

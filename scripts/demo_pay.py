@@ -1,0 +1,34 @@
+"""Pay a purchase on `make run`'s local Stripe, as the app would with its client secret:
+`.venv/bin/python scripts/demo_pay.py pi_… [card number]` (default 4242 4242 4242 4242;
+4000 0000 0000 0341 is declined). localstripe then sends the signed
+`payment_intent.succeeded` webhook that credits the points.
+
+STRIPE_API_BASE (default http://127.0.0.1:9000, `make run` on its default port) and
+STRIPE_SECRET_KEY (default make run's test key) say which local Stripe.
+"""
+
+import contextlib
+import os
+import sys
+
+import stripe
+
+
+def main() -> None:
+    payment_id = sys.argv[1]
+    card = sys.argv[2] if len(sys.argv) > 2 else "4242424242424242"
+    client = stripe.StripeClient(
+        os.environ.get("STRIPE_SECRET_KEY", "sk_test_make_run"),
+        base_addresses={"api": os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:9000")},
+    )
+    method = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": card, "exp_month": 12, "exp_year": 2040}}
+    )
+    client.v1.payment_intents.update(payment_id, params={"payment_method": method.id})
+    with contextlib.suppress(stripe.CardError):
+        client.v1.payment_intents.confirm(payment_id)
+    print(client.v1.payment_intents.retrieve(payment_id).status)
+
+
+if __name__ == "__main__":
+    main()
