@@ -58,6 +58,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every response, whichever middleware below built it, gets the header.
+    "divine_whispers.http_headers.PermissionsPolicyMiddleware",
     "divine_whispers.request_context.RequestContextMiddleware",
     "divine_whispers.observability.requests.ObservabilityMiddleware",
     "divine_whispers.db.routing.ReadRoutingMiddleware",
