@@ -8,11 +8,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import CharField, F, IntegerField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Abs, Coalesce
 
 from audit.models import AuditEvent
+from divine_whispers.db.bounds import database_bounds
 from jobs.models import Job
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 
@@ -107,7 +108,8 @@ def daily_report(*, first: date, last: date, tz: tzinfo) -> DailyReport:
     Days without any row are filled in here, carrying the liability forward.
     """
     start, end = report_day_start(first, tz), report_day_start(last + timedelta(days=1), tz)
-    with connection.cursor() as cursor:
+    # A year of ledger in one aggregate: the report's longer named bound, not a request's.
+    with database_bounds("report"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(*_daily_report_sql(start, end, str(tz)))
         rows = cursor.fetchall()
     opening = int(rows[0][0])
