@@ -157,7 +157,8 @@ DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS = env.float(
 DATABASE_REQUEST_TIMEOUT_SECONDS = env.float("DATABASE_REQUEST_TIMEOUT_SECONDS", default=10.0)
 # The ping of a reused connection (CONN_HEALTH_CHECKS) and /healthz's `SELECT 1`.
 DATABASE_HEALTH_TIMEOUT_SECONDS = env.float("DATABASE_HEALTH_TIMEOUT_SECONDS", default=1.0)
-# After a connection attempt timed out, this process fails new ones at once for this long.
+# After a connection attempt timed out, this process fails new ones at once for this long
+# (and starts none while one has been unanswered for 0.5 s); 0 turns that breaker off.
 DATABASE_CONNECT_RETRY_SECONDS = env.float("DATABASE_CONNECT_RETRY_SECONDS", default=1.0)
 # Longer bounds, by name (statement, lock wait and idle transaction alike): the job
 # worker, verify_ledger, the admin's streamed CSV exports and the finance report.
