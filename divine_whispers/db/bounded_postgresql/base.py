@@ -12,10 +12,11 @@ What it adds to Django's engine:
   socket cut, and the request's own budget (DATABASE_REQUEST_TIMEOUT_SECONDS) is never
   overrun — a statement that would start past it is refused before it is sent;
 * a breaker: a connection attempt that timed out (or a ping that went unanswered) makes
-  this process refuse new connections at once for DATABASE_CONNECT_RETRY_SECONDS, and
-  while one attempt has had no answer for SLOW_CONNECT_SECONDS no other starts; so a hung
-  database does not pin one thread per request for the connect timeout, and the pages
-  that need no database keep being served (bench/hung_database.py measures it).
+  this process refuse new connections at once for DATABASE_CONNECT_RETRY_SECONDS; and a
+  process makes one connection attempt at a time, the others waiting for it only while it
+  is younger than SLOW_CONNECT_SECONDS; so a hung database does not pin one thread per
+  request for the connect timeout, and the pages that need no database keep being served
+  (bench/hung_database.py measures it).
 Each failure is Django's OperationalError: the API answers 503 service_unavailable.
 """
 
@@ -41,47 +42,55 @@ SET_BOUNDS_SQL = (
 )
 
 
-# A healthy database completes a connection in milliseconds; one attempt of this process
-# still in flight after this long means the database is not answering, and the other
-# threads fail at once instead of each waiting out its own connect timeout.
+# A healthy database completes a connection in milliseconds; an attempt of this process
+# still without an answer after this long means the database is not answering.
 SLOW_CONNECT_SECONDS = 0.5
+_POLL_SECONDS = 0.02
 
 
 class _Breaker:
-    """Per process: after a connection attempt timed out — or while one has been in
-    flight for SLOW_CONNECT_SECONDS — fail the next ones at once."""
+    """Per process: one connection attempt at a time; the others wait for it while it is
+    young (a healthy connect takes milliseconds) and fail once it has had no answer for
+    SLOW_CONNECT_SECONDS; after an attempt timed out, every attempt fails at once for
+    DATABASE_CONNECT_RETRY_SECONDS. So a hung database pins one thread per process for
+    the connect timeout, and the others for at most SLOW_CONNECT_SECONDS."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._slot = threading.Lock()
+        self._slot_since = 0.0
         self._open_until = 0.0
-        self._in_flight: dict[int, float] = {}  # attempt id → start (time.monotonic())
+
+    @staticmethod
+    def enabled() -> bool:
+        return settings.DATABASE_CONNECT_RETRY_SECONDS > 0
 
     def check(self) -> None:
-        if settings.DATABASE_CONNECT_RETRY_SECONDS <= 0:
-            return  # the breaker is off: every attempt waits out its connect timeout
-        now = time.monotonic()
-        if now < self._open_until:
+        if self.enabled() and time.monotonic() < self._open_until:
             raise OperationalError(
                 "the database did not answer a moment ago; not trying again yet "
                 "(DATABASE_CONNECT_RETRY_SECONDS)"
             )
-        with self._lock:
-            oldest = min(self._in_flight.values(), default=now)
-        if now - oldest > SLOW_CONNECT_SECONDS:
-            raise OperationalError(
-                "another connection attempt to the database has had no answer for "
-                f"{now - oldest:.1f} s; not starting one more"
-            )
 
-    def begin(self, attempt: int) -> float:
-        started = time.monotonic()
-        with self._lock:
-            self._in_flight[attempt] = started
-        return started
+    def begin(self) -> float:
+        """Take the process's connection slot (returns when); OperationalError when the
+        attempt holding it has gone unanswered for SLOW_CONNECT_SECONDS."""
+        if not self.enabled():
+            return time.monotonic()  # the breaker is off: every attempt on its own
+        while not self._slot.acquire(timeout=_POLL_SECONDS):
+            waited_for = time.monotonic() - self._slot_since
+            if waited_for > SLOW_CONNECT_SECONDS:
+                raise OperationalError(
+                    "another connection attempt to the database has had no answer for "
+                    f"{waited_for:.1f} s; not starting one more"
+                )
+            self.check()
+        self._slot_since = time.monotonic()
+        return self._slot_since
 
-    def end(self, attempt: int) -> None:
-        with self._lock:
-            self._in_flight.pop(attempt, None)
+    def end(self) -> None:
+        if self.enabled() and self._slot.locked():
+            self._slot.release()
 
     def trip(self) -> None:
         with self._lock:
@@ -112,16 +121,16 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         BREAKER.check()
-        attempt = id(self)
-        started = BREAKER.begin(attempt)
+        started = BREAKER.begin()
         try:
+            BREAKER.check()  # the attempt before ours may have timed out meanwhile
             connection = super().get_new_connection(conn_params)
         except Exception:
             if time.monotonic() - started >= conn_params["connect_timeout"] * 0.9:
                 BREAKER.trip()  # it timed out: a refused port fails fast and trips nothing
             raise
         finally:
-            BREAKER.end(attempt)
+            BREAKER.end()
         self.session_bounds = (
             bounds_module.current_bounds() if self.session_carries_bounds else None
         )
