@@ -23,6 +23,7 @@ Each failure is Django's OperationalError: the API answers 503 service_unavailab
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from contextlib import nullcontext
@@ -36,6 +37,7 @@ from psycopg import pq
 from divine_whispers.db import bounds as bounds_module
 from divine_whispers.db.watchdog import watched
 
+_SET_TRANSACTION = re.compile(r"\s*SET\s+TRANSACTION\b", re.IGNORECASE)
 SET_BOUNDS_SQL = (
     "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true), "
     "set_config('idle_in_transaction_session_timeout', %s, true)"
@@ -154,16 +156,17 @@ class DatabaseWrapper(base.DatabaseWrapper):
         with _watched(max(deadline, time.monotonic() + 0.1), self.connection):
             return super()._commit()
 
-    def apply_bounds_if_starting(self, wanted: bounds_module.Bounds, deadline: float) -> None:
-        """`SET LOCAL` the bounds when this statement opens a transaction whose session
-        does not already run under them."""
-        raw = self.connection
-        if (
+    def bounds_to_set(self, wanted: bounds_module.Bounds) -> bool:
+        """Whether the next statement opens a transaction whose session does not already
+        run under `wanted` (it then needs them by SET LOCAL)."""
+        return not (
             self.session_bounds == wanted
             or self.get_autocommit()
-            or raw.info.transaction_status != pq.TransactionStatus.IDLE
-        ):
-            return
+            or self.connection.info.transaction_status != pq.TransactionStatus.IDLE
+        )
+
+    def set_bounds(self, wanted: bounds_module.Bounds, deadline: float) -> None:
+        raw = self.connection
         values = list(wanted.server_settings().values())
         with _watched(deadline, raw), self.wrap_database_errors, raw.cursor() as cursor:
             cursor.execute(SET_BOUNDS_SQL, values)
@@ -177,9 +180,16 @@ def _bounded_execute(execute, sql, params, many, context):
     deadline = bounds_module.statement_deadline(wanted)
     if deadline <= time.monotonic():
         raise OperationalError("the request's database time budget is spent")
-    connection.apply_bounds_if_starting(wanted, deadline)
+    to_set = connection.bounds_to_set(wanted)
+    # `SET TRANSACTION …` must be a transaction's first statement: the bounds follow it.
+    sets_transaction = to_set and _SET_TRANSACTION.match(sql) is not None
+    if to_set and not sets_transaction:
+        connection.set_bounds(wanted, deadline)
     with _watched(deadline, connection.connection):
-        return execute(sql, params, many, context)
+        result = execute(sql, params, many, context)
+    if sets_transaction:
+        connection.set_bounds(wanted, deadline)
+    return result
 
 
 def _watched(deadline: float, raw: Any) -> Any:
