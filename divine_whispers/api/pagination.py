@@ -88,7 +88,7 @@ class NewestFirstCursorPagination(StrictPageSizeMixin, CursorPagination):
 
     def decode_cursor(self, request):
         encoded = request.query_params.get(self.cursor_query_param)
-        if encoded is not None and not _issued_shape(encoded):
+        if encoded and not _issued_shape(encoded):  # empty: no cursor, the first page
             raise ValidationError({"cursor": ["Invalid cursor."]})
         try:
             return super().decode_cursor(request)

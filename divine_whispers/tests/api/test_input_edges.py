@@ -36,11 +36,17 @@ def test_a_charset_named_twice_is_415_and_nothing_moves(
     assert ledger_snapshot() == before
 
 
-@pytest.mark.parametrize("cursor", ["!!!!", "=", "YQ==", "", "YQ", "bz0x!", "eD0x", "bz0xJng9MQ=="])
+@pytest.mark.parametrize("cursor", ["!!!!", "=", "YQ==", "YQ", "bz0x!", "eD0x", "bz0xJng9MQ=="])
 def test_a_cursor_the_server_never_issued_is_400(client_for, user, fund, cursor):
     fund(user, 100)
     response = client_for(user).get(HISTORY, {"cursor": cursor})
     assert error_of(response) == (400, "validation_error")
+
+
+def test_an_empty_cursor_is_no_cursor(client_for, user, fund):
+    fund(user, 10)
+    response = client_for(user).get(HISTORY, {"cursor": ""})
+    assert response.status_code == 200 and len(response.json()["results"]) == 1
 
 
 def test_an_issued_cursor_still_pages(client_for, user, fund, settings):
