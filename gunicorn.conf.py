@@ -25,7 +25,16 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # persistent database connection (CONN_MAX_AGE), so a server holds workers × threads.
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count()))
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
+# gunicorn's gthread worker, answering the errors gunicorn raises itself (414, 431, a
+# malformed header) with the JSON error body: divine_whispers/gunicorn_worker.py. It is
+# the threaded worker even with GUNICORN_THREADS=1.
+worker_class = "divine_whispers.gunicorn_worker.JsonErrorsThreadWorker"
+# A worker whose main loop stops answering the master for this long is restarted. Requests
+# run on the worker's threads and are bounded by the database bounds themselves
+# (DATABASE_REQUEST_TIMEOUT_SECONDS, 10 s; the finance report DATABASE_REPORT_TIMEOUT_SECONDS,
+# 30 s; a CSV export streams, each chunk within DATABASE_EXPORT_TIMEOUT_SECONDS): 60 s is
+# past the longest of them that is not a stream, so a request is never the cause.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 60))
 graceful_timeout = 30
 # The application logs one line per request itself (request id, user, route, status,
 # duration; JSON with LOG_FORMAT=json), so gunicorn's plain-text access log stays off.

@@ -132,3 +132,29 @@ class LedgerVerification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.finished_at:%Y-%m-%d %H:%M} {self.result}"
+
+
+class LockoutRecord(models.Model):
+    """One row per login lockout: the database's guarantee that it is audited once.
+
+    Concurrent failed logins each see the failure limit reached, and django-axes signals a
+    lockout for every one of them (30 at once wrote 12–13 `auth.lockout` events). The
+    first to insert the row for a lockout writes the event in the same transaction; the
+    others hit the unique key and write nothing. A lockout is named by the axes attempt
+    row it counts from (a new lockout after the window starts from a new row).
+    """
+
+    username = models.CharField(max_length=255)
+    ip_address = models.CharField(max_length=64, blank=True)  # "" when unknown: never NULL
+    attempt_id = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["username", "ip_address", "attempt_id"], name="one_lockout_record"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"lockout of {self.username} from {self.ip_address or '?'}"

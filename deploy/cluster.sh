@@ -279,12 +279,18 @@ start_patroni_cluster() {
 
 # --- PgBouncer, Redis, app servers, workers, HAProxy ------------------------------------
 
+# Server-session defaults for what the app sends outside a transaction: PgBouncer forwards
+# no `options` startup parameter, and the app's transactions set their own bounds with
+# SET LOCAL (docs/operations/cluster.md, "Bounded waits behind PgBouncer").
+ms() { awk -v seconds="$1" 'BEGIN { printf "%d", seconds * 1000 }'; }
+BOUNDS_QUERY="SET statement_timeout = $(ms "${DATABASE_STATEMENT_TIMEOUT_SECONDS:-5}"); SET lock_timeout = $(ms "${DATABASE_LOCK_TIMEOUT_SECONDS:-3}"); SET idle_in_transaction_session_timeout = $(ms "${DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS:-5}")"
+
 write_pgbouncer_ini() {
   cat >"$STATE/pgbouncer.ini" <<EOF
 [databases]
 ; HAProxy's database frontends: the leader (Patroni's /primary), a replica (/replica).
-$DB = host=127.0.0.1 port=$WRITE_PORT dbname=$DB
-${DB}_replica = host=127.0.0.1 port=$READ_PORT dbname=$DB
+$DB = host=127.0.0.1 port=$WRITE_PORT dbname=$DB connect_query='$BOUNDS_QUERY'
+${DB}_replica = host=127.0.0.1 port=$READ_PORT dbname=$DB connect_query='$BOUNDS_QUERY'
 
 [pgbouncer]
 listen_addr = 127.0.0.1

@@ -1,4 +1,4 @@
-"""Response headers that no view should have to remember."""
+"""Response headers that no view should have to remember (no-store, Permissions-Policy)."""
 
 from __future__ import annotations
 
@@ -37,3 +37,37 @@ def _honest_allow(response: HttpResponse) -> None:
     if "Allow" in response:
         methods = [m.strip() for m in response["Allow"].split(",")]
         response["Allow"] = ", ".join(m for m in methods if m and m != "OPTIONS")
+
+
+# No page of this service uses a camera, a microphone, the location, sensors, USB or the
+# Payment Request API (purchases go to the provider's own page): deny them all, so an
+# injected script or a framed page cannot ask the browser for them.
+PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer",
+        "camera",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "payment",
+        "usb",
+    )
+)
+
+
+class PermissionsPolicyMiddleware:
+    """`Permissions-Policy` on every response: API, admin, static files, errors.
+
+    It is the outermost middleware: static files (WhiteNoise), JSON errors built by the
+    middleware below it and every page leave through it.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
+        return response

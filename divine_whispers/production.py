@@ -27,6 +27,9 @@ FORMER_DEV_VALUES = frozenset(
     }
 )
 REQUIRED_SECRETS = ("SECRET_KEY", "AUDIT_HMAC_KEY")
+# A short key can be guessed: an HMAC key of one character has 256 values. 32 characters
+# of `openssl rand -hex 32` (64) or `secrets.token_urlsafe(32)` (43) are well past it.
+SECRET_MIN_LENGTH = 32
 
 
 def is_development_value(value: str) -> bool:
@@ -38,6 +41,8 @@ def _secret_problem(name: str, value: str) -> str | None:
         return f"{name} is not set"
     if is_development_value(value):
         return f"{name} is a development value from the source code"
+    if len(value) < SECRET_MIN_LENGTH:
+        return f"{name} is shorter than {SECRET_MIN_LENGTH} characters"
     return None
 
 

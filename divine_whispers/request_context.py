@@ -1,5 +1,7 @@
 """The request context (request id, client address) and the middleware that sets it.
 
+The middleware also starts the request's database time budget (divine_whispers/db/bounds.py).
+
 Audit events, log lines and error bodies all quote the same request id, so it is set once,
 as the request arrives, and read from here. A context variable rather than a global: each
 thread and each async task sees its own request, so nothing here assumes a single process
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from django.http import HttpRequest, HttpResponse
 
 from divine_whispers.client_ip import client_ip
+from divine_whispers.db.bounds import end_request_budget, start_request_budget
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,12 @@ class RequestContextMiddleware:
         request_id = _request_id_for(request)
         request.request_id = request_id
         token = set_request_context(RequestContext(request_id=request_id, ip=client_ip(request)))
+        # From here the request's database work is on the clock (DATABASE_REQUEST_TIMEOUT_SECONDS).
+        budget = start_request_budget()
         try:
             response = self.get_response(request)
         finally:
+            end_request_budget(budget)
             reset_request_context(token)
         response["X-Request-ID"] = request_id
         return response

@@ -12,7 +12,7 @@ from pathlib import Path
 import environ
 
 from divine_whispers.cache_guard import cache_options
-from divine_whispers.db.config import apply_transaction_pooling, replica_database
+from divine_whispers.db.config import apply_bounds, apply_transaction_pooling, replica_database
 from divine_whispers.durations import parse_duration
 from divine_whispers.observability.logs import logging_config
 from divine_whispers.production import refuse_insecure_production
@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 # The session middleware itself stays Django's (check --deploy names it; it loads a
 # session only when something reads it, which nothing does for a token request).
 MIDDLEWARE = [
+    # Outermost: every response, whichever middleware below built it, gets the header.
+    "divine_whispers.http_headers.PermissionsPolicyMiddleware",
     "divine_whispers.request_context.RequestContextMiddleware",
     "divine_whispers.observability.requests.ObservabilityMiddleware",
     "divine_whispers.db.routing.ReadRoutingMiddleware",
@@ -157,6 +159,34 @@ DATABASES = {"default": _database_from_env()}
 # while the service runs as DATABASE_URL's role, which owns nothing (deploy/db_roles.sql).
 MIGRATE_DATABASE_URL = env.str("MIGRATE_DATABASE_URL", default="")
 
+# --- Bounded database waits (contract: Failures, "Slow or hung database") ----------------
+# A database that accepts connections but never answers must not hang a request. Each
+# wait is bounded (divine_whispers/db/bounds.py, applied by the bounded_postgresql engine);
+# past a bound the request answers 503 service_unavailable with the honest outcome.
+DATABASE_CONNECT_TIMEOUT_SECONDS = env.int("DATABASE_CONNECT_TIMEOUT_SECONDS", default=2)
+DATABASE_LOCK_TIMEOUT_SECONDS = env.float("DATABASE_LOCK_TIMEOUT_SECONDS", default=3.0)
+DATABASE_STATEMENT_TIMEOUT_SECONDS = env.float("DATABASE_STATEMENT_TIMEOUT_SECONDS", default=5.0)
+DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS = env.float(
+    "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", default=5.0
+)
+# A request's database work ends this long after it arrived (the 503 is sent within it).
+DATABASE_REQUEST_TIMEOUT_SECONDS = env.float("DATABASE_REQUEST_TIMEOUT_SECONDS", default=10.0)
+# The ping of a reused connection (CONN_HEALTH_CHECKS) and /healthz's `SELECT 1`.
+DATABASE_HEALTH_TIMEOUT_SECONDS = env.float("DATABASE_HEALTH_TIMEOUT_SECONDS", default=1.0)
+# After a connection attempt timed out, this process fails new ones at once for this long
+# (and starts none while one has been unanswered for 0.5 s); 0 turns that breaker off.
+DATABASE_CONNECT_RETRY_SECONDS = env.float("DATABASE_CONNECT_RETRY_SECONDS", default=1.0)
+# Longer bounds, by name (statement, lock wait and idle transaction alike): the job
+# worker, verify_ledger, the admin's streamed CSV exports and the finance report.
+DATABASE_WORKER_TIMEOUT_SECONDS = env.float("DATABASE_WORKER_TIMEOUT_SECONDS", default=30.0)
+DATABASE_VERIFY_LEDGER_TIMEOUT_SECONDS = env.float(
+    "DATABASE_VERIFY_LEDGER_TIMEOUT_SECONDS", default=1800.0
+)
+DATABASE_EXPORT_TIMEOUT_SECONDS = env.float("DATABASE_EXPORT_TIMEOUT_SECONDS", default=300.0)
+DATABASE_REPORT_TIMEOUT_SECONDS = env.float("DATABASE_REPORT_TIMEOUT_SECONDS", default=30.0)
+# Any other command (migrate, cleanup_pending…) and the tests: 0 = no bound of ours.
+DATABASE_COMMAND_TIMEOUT_SECONDS = env.float("DATABASE_COMMAND_TIMEOUT_SECONDS", default=0.0)
+
 # --- Cluster: transaction pooling and read replicas (docs/operations/cluster.md) ----------
 # Behind PgBouncer in transaction mode consecutive transactions of one Django connection
 # may run on different server connections, so nothing may outlive a transaction on the
@@ -175,7 +205,7 @@ REPLICA_READ_YOUR_WRITES_SECONDS = env.float(
     "REPLICA_READ_YOUR_WRITES_SECONDS", default=REPLICA_MAX_LAG_SECONDS + 3.0
 )
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    apply_transaction_pooling(DATABASES["default"], DATABASE_TRANSACTION_POOLING)
+    apply_transaction_pooling(apply_bounds(DATABASES["default"]), DATABASE_TRANSACTION_POOLING)
     if DATABASE_REPLICA_URL:
         DATABASES["replica"] = replica_database(
             env.db_url_config(DATABASE_REPLICA_URL),

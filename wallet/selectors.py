@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import (
     CharField,
     Count,
@@ -27,6 +27,7 @@ from django.db.models.functions import Abs, Coalesce
 from prometheus_client.core import GaugeMetricFamily
 
 from audit.models import AuditEvent
+from divine_whispers.db.bounds import database_bounds
 from divine_whispers.observability.metrics import gauge
 from jobs.models import Job
 from wallet.models import (
@@ -133,7 +134,8 @@ def daily_report(*, first: date, last: date, tz: tzinfo) -> DailyReport:
     Days without any row are filled in here, carrying the liability forward.
     """
     start, end = report_day_start(first, tz), report_day_start(last + timedelta(days=1), tz)
-    with connection.cursor() as cursor:
+    # A year of ledger in one aggregate: the report's longer named bound, not a request's.
+    with database_bounds("report"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(*_daily_report_sql(start, end, str(tz)))
         rows = cursor.fetchall()
     opening = int(rows[0][0])

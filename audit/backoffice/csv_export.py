@@ -25,6 +25,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from audit.services import record_system_event
+from divine_whispers.db.bounds import database_bounds
 
 # A cell a spreadsheet would run as a formula ("CSV injection") starts with one of these.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -117,7 +118,9 @@ def stream_csv(headers: list[str], rows: Any, chunk_size: int | None = None) -> 
     writer = csv.writer(_Echo())
     cell: Callable[[Any], Any] = csv_cell
     yield writer.writerow(headers)
-    with transaction.atomic():
+    # Streamed after the view returned: the export's own bounds (a slow download leaves
+    # the transaction idle between chunks), not the request's.
+    with database_bounds("export"), transaction.atomic():
         piece: list[str] = []
         for row in rows.iterator(chunk_size=size):
             piece.append(writer.writerow([cell(value) for value in row]))

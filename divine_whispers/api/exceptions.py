@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -139,8 +140,8 @@ def _drf_response(exc: drf.APIException) -> tuple[int, dict, dict] | None:
 # What a lost database connection means for the client (contract: Failures).
 NOT_APPLIED, UNKNOWN = "not_applied", "unknown"
 UNAVAILABLE_MESSAGES = {
-    NOT_APPLIED: "The database connection failed before the change was committed: "
-    "nothing was changed. Retry later.",
+    NOT_APPLIED: "The database connection failed or did not answer in time before the "
+    "change was committed: nothing was changed. Retry later.",
     UNKNOWN: "The database connection failed while the change was being committed: it may "
     "or may not have been applied. Retry with the same reference (reference_id or "
     "Idempotency-Key): if it was applied, the retry answers 200 with "
@@ -267,7 +268,12 @@ def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonRespon
 
 
 def server_error(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-    """handler500: an error outside DRF (middleware, plain views) still answers JSON."""
+    """handler500: an error outside DRF (middleware, plain views) still answers JSON; a
+    database that is unreachable or too slow there is the 503 it is everywhere else."""
+    exc = sys.exc_info()[1]  # handler500 runs inside Django's `except` for the error
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        status, body, headers = _database_unavailable(exc)
+        return JsonResponse(body, status=status, headers=headers)
     request_id = getattr(request, "request_id", "")
     return JsonResponse(
         error_body("internal_error", INTERNAL_ERROR_MESSAGE, {"request_id": request_id}),

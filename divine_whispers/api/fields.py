@@ -199,3 +199,24 @@ class UsernameFilterField(serializers.CharField):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_length=150, trim_whitespace=False, **kwargs)
+
+
+class QueryIdField(serializers.IntegerField):
+    """An id in the query string: decimal digits only, 1..BIGINT_MAX.
+
+    DRF's IntegerField reads `1.0`, ` 1` and `1.000` as 1; a filter naming a user must be
+    written one way only (the schema says `integer`), so anything but digits is a 400.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", BIGINT_MAX)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        if not isinstance(data, str) or not _QUERY_DIGITS.fullmatch(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+_QUERY_DIGITS = re.compile(r"[0-9]{1,19}")

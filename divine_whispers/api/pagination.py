@@ -7,8 +7,10 @@ too-large value with a default, which the schema could not state; here a value o
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
+from urllib.parse import parse_qs
 
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination, PageNumberPagination
@@ -50,6 +52,29 @@ class StrictPageSizeMixin:
         return parameters
 
 
+# The keys DRF writes into a cursor: offset, reverse, position.
+_CURSOR_KEYS = frozenset({"o", "r", "p"})
+
+
+def _issued_shape(encoded: str) -> bool:
+    """Whether `encoded` could be a cursor this server issued.
+
+    DRF's decoder drops every character outside the base64 alphabet and reads a cursor
+    without keys as "the first page", so `!!!!`, `=` or `YQ==` ("a") answered 200 with
+    page one. A cursor we issue is canonical base64 of a query string with at least one
+    of DRF's keys and no other.
+    """
+    try:
+        raw = base64.b64decode(encoded.encode("ascii"), validate=True)
+        text = raw.decode("ascii")
+    except (ValueError, UnicodeError):
+        return False
+    if not raw or base64.b64encode(raw).decode("ascii") != encoded:
+        return False
+    keys = set(parse_qs(text, keep_blank_values=True))
+    return bool(keys) and keys <= _CURSOR_KEYS
+
+
 class NewestFirstCursorPagination(StrictPageSizeMixin, CursorPagination):
     """Newest first; `id` breaks ties between rows created in the same microsecond.
 
@@ -62,6 +87,9 @@ class NewestFirstCursorPagination(StrictPageSizeMixin, CursorPagination):
     max_page_size = 200
 
     def decode_cursor(self, request):
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded and not _issued_shape(encoded):  # empty: no cursor, the first page
+            raise ValidationError({"cursor": ["Invalid cursor."]})
         try:
             return super().decode_cursor(request)
         except NotFound as exc:  # a malformed cursor is a bad request, not a missing page

@@ -9,8 +9,9 @@ that different parsers read differently; this one refuses them up front:
   * duplicate keys (`{"amount": 1, "amount": 1000}`): which one "wins" depends on the
     parser, so a proxy or log and this server could disagree about what was asked.
 A body is always read as UTF-8; a `charset` parameter naming anything else (utf-7,
-utf-16, latin-1…) is refused with 415 before a byte is read: under utf-7,
-`{"+AGE-mount":7}` is `{"amount":7}`, which a UTF-8 reader (a proxy, a log, a WAF) never sees.
+utf-16, latin-1…), or a charset named twice, is refused with 415 before a byte is read:
+under utf-7, `{"+AGE-mount":7}` is `{"amount":7}`, which a UTF-8 reader (a proxy, a log, a
+WAF) never sees.
 """
 
 from __future__ import annotations
@@ -77,13 +78,22 @@ def _check_strings(data: Any) -> None:
 UTF8_NAMES = frozenset({"utf-8", "utf8"})
 
 
+def _charset_count(media_type: str) -> int:
+    """How many `charset=` parameters the header carries (the parser keeps only the last)."""
+    names = [part.split("=", 1)[0].strip().lower() for part in media_type.split(";")[1:]]
+    return names.count("charset")
+
+
 def refuse_foreign_charset(media_type: str | None) -> None:
-    """415 when the Content-Type names a charset other than UTF-8."""
+    """415 when the Content-Type names a charset other than UTF-8, or names one twice
+    (`charset=utf-7; charset=utf-8`: which one a proxy or log believes is anyone's guess)."""
     try:
         _type, params = parse_header_parameters(media_type or "")
     except ValueError:  # over Django's header length limit: no charset can be trusted
         params = {"charset": "?"}
     charset = {key.lower(): value for key, value in params.items()}.get("charset")
+    if _charset_count(media_type or "") > 1:
+        charset = "?"
     if charset is not None and charset.strip().lower() not in UTF8_NAMES:
         raise UnsupportedMediaType(
             media_type, detail="JSON bodies must be UTF-8: send charset=utf-8 or no charset."

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 POOLED_ENGINE = "divine_whispers.db.pooled_postgresql"
+# Every PostgreSQL alias: Django's engine with each database wait bounded (bounds.py).
+BOUNDED_ENGINE = "divine_whispers.db.bounded_postgresql"
 
 # A replica that does not answer quickly is skipped (reads fall back to the primary);
 # waiting the operating system's connect timeout would stall every read-only request.
@@ -33,6 +35,14 @@ def apply_transaction_pooling(database: dict[str, Any], enabled: bool) -> dict[s
     return database
 
 
+def apply_bounds(database: dict[str, Any]) -> dict[str, Any]:
+    """PostgreSQL aliases use the bounded engine (connect, lock, statement and idle
+    transaction bounds: divine_whispers/db/bounds.py); other engines are left alone."""
+    if database.get("ENGINE", "").endswith("postgresql"):
+        database["ENGINE"] = BOUNDED_ENGINE
+    return database
+
+
 def replica_database(
     config: dict[str, Any], *, like: dict[str, Any], pooling: bool
 ) -> dict[str, Any]:
@@ -42,7 +52,7 @@ def replica_database(
     config.setdefault("OPTIONS", {}).setdefault("connect_timeout", REPLICA_CONNECT_TIMEOUT_SECONDS)
     config["CONN_HEALTH_CHECKS"] = True
     config["TEST"] = {"MIRROR": "default"}
-    return apply_transaction_pooling(config, pooling)
+    return apply_transaction_pooling(apply_bounds(config), pooling)
 
 
 def use_owner_role(database: dict[str, Any], owner: dict[str, Any]) -> None:

@@ -8,10 +8,12 @@ one `auth.lockout` audit event on the system chain.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 from axes.models import AccessAttempt
+from django.db import connection
 from django.test import Client
 
 from audit.models import AuditEvent
@@ -103,6 +105,43 @@ def test_the_lockout_ends_after_the_window(victim):
     )
     response, client = login(API_LOGIN, PASSWORD)
     assert response.status_code == 302 and logged_in(client)
+
+
+def test_retry_after_is_what_is_left_of_the_window(victim):
+    fail(API_LOGIN, 5)
+    attempt = AccessAttempt.objects.get(username="victim")
+    AccessAttempt.objects.filter(pk=attempt.pk).update(
+        attempt_time=attempt.attempt_time - timedelta(minutes=5)
+    )
+    response, _ = login(API_LOGIN, PASSWORD)
+    assert response.status_code == 429
+    assert 599 <= int(response["Retry-After"]) <= 600  # 10 of the 15 minutes are left
+    assert 599 <= response.json()["error"]["details"]["retry_after_seconds"] <= 600
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_failures_write_one_lockout_event(victim):
+    """30 wrong passwords at once, each on its own thread and connection: one lockout, one
+    `auth.lockout` event (before the unique key, 12–13 events)."""
+    barrier = threading.Barrier(30)
+    statuses: list[int] = []
+
+    def attempt() -> None:
+        try:
+            barrier.wait()
+            statuses.append(login(API_LOGIN, "wrong-password")[0].status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt) for _ in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(statuses) == 30 and 429 in statuses
+    assert AuditEvent.objects.filter(action="auth.lockout").count() == 1
+    assert login(API_LOGIN, PASSWORD)[0].status_code == 429
 
 
 def test_failures_below_the_limit_are_forgotten_after_a_success(victim):

@@ -68,6 +68,9 @@ REFUSED = [
     ("AUDIT_HMAC_KEY", None, "AUDIT_HMAC_KEY is not set"),
     ("AUDIT_HMAC_KEY", "insecure-dev-only-audit-key-change-me", "AUDIT_HMAC_KEY is a dev"),
     ("AUDIT_HMAC_KEY", "dev-only-audit-key-change-me", "AUDIT_HMAC_KEY is a dev"),
+    ("AUDIT_HMAC_KEY", "k", "AUDIT_HMAC_KEY is shorter than 32 characters"),
+    ("AUDIT_HMAC_KEY", "x" * 31, "AUDIT_HMAC_KEY is shorter than 32 characters"),
+    ("SECRET_KEY", "s" * 31, "SECRET_KEY is shorter than 32 characters"),
     ("DATABASE_URL", None, "DATABASE_URL is not set"),
     ("DATABASE_URL", "sqlite:////tmp/x.sqlite3", "DATABASE_URL names SQLite"),
 ]
@@ -80,6 +83,15 @@ def test_manage_py_refuses_an_insecure_production_variable(name, value, message)
     assert done.returncode != 0
     assert "ImproperlyConfigured" in done.stderr
     assert message in done.stderr
+
+
+def test_a_key_of_32_characters_is_long_enough():
+    assert (
+        production_problems(
+            {"SECRET_KEY": "s" * 32, "AUDIT_HMAC_KEY": "a" * 32, "DATABASE_URL": "postgres://x/y"}
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize("name", ["SECRET_KEY", "AUDIT_HMAC_KEY"])

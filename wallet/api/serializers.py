@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from divine_whispers.api.fields import (
     JSONObjectField,
+    QueryIdField,
     ReferenceField,
     StrictAmountField,
     StrictIdField,
@@ -160,7 +161,7 @@ class TransactionFilterSerializer(QueryFilterSerializer):
 class AdminWalletFilterSerializer(QueryFilterSerializer):
     ORDERINGS = ["balance", "-balance", "id", "-id"]
 
-    user_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    user_id = QueryIdField(required=False)
     username = UsernameFilterField(required=False)
     ordering = serializers.ChoiceField(choices=ORDERINGS, required=False, default="-balance")
 
@@ -265,7 +266,7 @@ class ApprovalDecisionResponseSerializer(serializers.Serializer):
 
 class ApprovalFilterSerializer(QueryFilterSerializer):
     status = serializers.ChoiceField(choices=ApprovalStatus.choices, required=False)
-    user_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    user_id = QueryIdField(required=False)
 
 
 class ApproveInputSerializer(StrictInputSerializer):

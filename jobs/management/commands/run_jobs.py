@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from divine_whispers.db.bounds import process_bounds
 from divine_whispers.observability.metrics import serve_process_metrics
 from jobs.worker import WorkerPool
 
@@ -70,7 +71,8 @@ class Command(BaseCommand):
         report = pool.report
         mode = "draining the queue once" if options["once"] else "waiting for jobs"
         report(pool.name, f"run_jobs started: {pool.concurrency} thread(s), {mode}")
-        with _stop_signals(pool):
+        # DATABASE_WORKER_TIMEOUT_SECONDS, not a request's bounds (divine_whispers/db/bounds.py).
+        with _stop_signals(pool), process_bounds("worker"):
             counts = pool.run(grace_seconds=options["grace_seconds"])
         summary = ", ".join(f"{key} {value}" for key, value in sorted(counts.items()))
         report(pool.name, f"run_jobs finished: {summary or 'no jobs'}")

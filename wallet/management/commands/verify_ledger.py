@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from audit.models import LedgerVerification
 from audit.verification import DEFAULT_CHUNK_SIZE, Report, parse_checkpoint
+from divine_whispers.db.bounds import process_bounds
 from wallet.verification import verify_ledger
 
 
@@ -59,12 +60,14 @@ class Command(BaseCommand):
             raise CommandError("--chunk-size must be at least 1", returncode=2)
         checkpoint = self._load_checkpoint(options["checkpoint"])
         try:
-            report = verify_ledger(
-                chunk_size=options["chunk_size"],
-                progress=not options["no_progress"] and _is_terminal(sys.stderr),
-                stream=sys.stderr,
-                checkpoint=checkpoint,
-            )
+            # DATABASE_VERIFY_LEDGER_TIMEOUT_SECONDS: a full pass over a large ledger.
+            with process_bounds("verify_ledger"):
+                report = verify_ledger(
+                    chunk_size=options["chunk_size"],
+                    progress=not options["no_progress"] and _is_terminal(sys.stderr),
+                    stream=sys.stderr,
+                    checkpoint=checkpoint,
+                )
         except DatabaseError as exc:
             raise CommandError(f"verify_ledger could not run: {exc}", returncode=3) from exc
         self._record(report, checkpoint_checked=checkpoint is not None)

@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
 from jobs.models import Job
 from jobs.tests.factories import JobTypeFactory
@@ -62,7 +62,12 @@ def pgbouncer():
     (folder / "users.txt").write_text(f'"{user}" "{settings_dict["PASSWORD"] or ""}"\n')
     auth = "md5" if settings_dict["PASSWORD"] else "trust"
     host, db_port = settings_dict["HOST"] or "127.0.0.1", settings_dict["PORT"] or 5432
-    target = f"host={host} port={db_port} dbname={settings_dict['NAME']}"
+    # The same server-session defaults as deploy/cluster.sh gives its PgBouncer.
+    bounds = (
+        "SET statement_timeout = 5000; SET lock_timeout = 3000; "
+        "SET idle_in_transaction_session_timeout = 5000"
+    )
+    target = f"host={host} port={db_port} dbname={settings_dict['NAME']} connect_query='{bounds}'"
     (folder / "pgbouncer.ini").write_text(
         f"""[databases]
 {settings_dict["NAME"]} = {target}
@@ -76,6 +81,7 @@ pool_mode = transaction
 default_pool_size = 2
 max_client_conn = 50
 server_reset_query =
+ignore_startup_parameters = options
 logfile = {folder}/pgbouncer.log
 """
     )
@@ -139,3 +145,48 @@ def test_without_it_prepared_statements_break_behind_pgbouncer(pgbouncer):
     assert crashes, totals
     assert any("prepared statement" in crash for crash in crashes), totals
     assert_all_invariants()  # a failed statement leaves nothing partial
+
+
+def _wrapper_through(port: int, engine: str):
+    """A Django connection of `engine` to the test database through PgBouncer on `port`."""
+    from django.db.utils import load_backend
+
+    settings_dict = {
+        **connection.settings_dict,
+        "ENGINE": engine,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "OPTIONS": {**connection.settings_dict.get("OPTIONS", {}), "prepare_threshold": None},
+    }
+    return load_backend(engine).DatabaseWrapper(settings_dict, alias="through-pgbouncer")
+
+
+def test_the_database_bounds_hold_behind_pgbouncer(pgbouncer, settings):
+    """PgBouncer forwards no `options` startup parameter: the pooled engine sets each
+    transaction's bounds with SET LOCAL, and PgBouncer's connect_query (as
+    deploy/cluster.sh writes it) bounds what runs outside a transaction."""
+    from divine_whispers.db.bounds import database_bounds
+    from divine_whispers.db.config import POOLED_ENGINE
+
+    settings.DATABASE_STATEMENT_TIMEOUT_SECONDS = 0.5
+    settings.DATABASE_LOCK_TIMEOUT_SECONDS = 0.4
+    pooled = _wrapper_through(pgbouncer, POOLED_ENGINE)
+    try:
+        with database_bounds("request"):
+            with pooled.cursor() as cursor:  # autocommit: the server session's defaults
+                cursor.execute("SHOW statement_timeout")
+                assert cursor.fetchone()[0] == "5s"
+            pooled.set_autocommit(False)
+            with pooled.cursor() as cursor:
+                cursor.execute("SHOW statement_timeout")
+                assert cursor.fetchone()[0] == "500ms"
+                cursor.execute("SHOW lock_timeout")
+                assert cursor.fetchone()[0] == "400ms"
+                started = time.monotonic()
+                with pytest.raises(OperationalError, match="statement timeout"):
+                    cursor.execute("SELECT pg_sleep(5)")
+                assert time.monotonic() - started < 2
+            pooled.rollback()
+            pooled.set_autocommit(True)
+    finally:
+        pooled.close()
