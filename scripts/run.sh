@@ -22,10 +22,20 @@ export PAYMENTS_ENABLED STRIPE_SECRET_KEY STRIPE_WEBHOOK_SECRET STRIPE_API_BASE
 .venv/bin/python scripts/localstripe_server.py --port "$stripe_port" >/dev/null 2>&1 &
 localstripe=$!
 trap 'kill "$localstripe" 2>/dev/null || true' EXIT
-for _ in $(seq 1 50); do
-  curl -fs -u sk_test_probe: "$STRIPE_API_BASE/v1/customers" >/dev/null 2>&1 && break
+# It starts in about a second; a busy machine can take much longer: wait up to 60 s.
+stripe_up=""
+for _ in $(seq 1 300); do
+  if curl -fs -u sk_test_probe: "$STRIPE_API_BASE/v1/customers" >/dev/null 2>&1; then
+    stripe_up=1
+    break
+  fi
+  kill -0 "$localstripe" 2>/dev/null || break
   sleep 0.2
 done
+if [ -z "$stripe_up" ]; then
+  echo "The local Stripe (localstripe) did not start on $STRIPE_API_BASE: is port $stripe_port free? (LOCALSTRIPE_PORT chooses another)" >&2
+  exit 1
+fi
 # localstripe signs each event with this secret and posts it to our webhook endpoint.
 curl -fs "$STRIPE_API_BASE/_config/webhooks/divine-whispers" \
   -d "url=http://$host:$port/webhooks/stripe" -d "secret=${STRIPE_WEBHOOK_SECRET%%,*}" >/dev/null

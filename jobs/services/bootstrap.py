@@ -16,20 +16,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.apps import apps
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.db import transaction
 from django.utils import timezone
 
 from jobs.models import JobType
 from jobs.services.bootstrap_plan import JobTypeSpec, Plan, PlanError, UserSpec
 from jobs.services.job_types import save_job_type
-from wallet.models import ApiToken
+from wallet import services
+from wallet.models import ApiToken, PointPackage
 from wallet.services import issue_token
 
 # The model point packages will live in; the loader takes them as soon as it exists.
-PACKAGE_MODEL = ("wallet", "PointPackage")
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,8 @@ def apply_plan(plan: Plan) -> Outcome:
         for spec in plan.staff:
             _user(spec, outcome, kind="staff")
         for account in plan.service_accounts:
-            user = _user(account.user, outcome, kind="service account")
+            user = _user(account.user, outcome, kind="service account", staff=False)
+            _add_permissions(user, account.permissions, outcome)
             _service_key(user, account.key_name, account.key_expires_in, outcome)
         for job_type in plan.job_types:
             _job_type(job_type, outcome)
@@ -84,9 +84,11 @@ def _superuser(spec: UserSpec, outcome: Outcome) -> None:
     outcome.note(f"superuser {spec.username}: created{_password_note(spec)}", changed=True)
 
 
-def _user(spec: UserSpec, outcome: Outcome, *, kind: str) -> AbstractBaseUser:
+def _user(spec: UserSpec, outcome: Outcome, *, kind: str, staff: bool = True) -> AbstractBaseUser:
+    """Staff log in to the admin; a service account is not staff: no staff member may
+    deposit, so the payment service account must not be one (minting controls)."""
     user, created = get_user_model().objects.get_or_create(
-        username=spec.username, defaults={"email": spec.email, "is_staff": True}
+        username=spec.username, defaults={"email": spec.email, "is_staff": staff}
     )
     if created:
         if spec.password is None:
@@ -119,6 +121,20 @@ def _add_groups(user: AbstractBaseUser, names: tuple[str, ...], outcome: Outcome
     added = [name for name in names if name not in have]
     user.groups.add(*(groups[name] for name in added))
     return added
+
+
+def _add_permissions(user: AbstractBaseUser, names: tuple[str, ...], outcome: Outcome) -> None:
+    """Grant the rights a service account holds directly; an unknown name is refused."""
+    for name in names:
+        app_label, codename = name.split(".")
+        permission = Permission.objects.filter(
+            content_type__app_label=app_label, codename=codename
+        ).first()
+        if permission is None:
+            raise PlanError(f"user {user.get_username()!r}: no permission {name}")
+        if not user.user_permissions.filter(pk=permission.pk).exists():
+            user.user_permissions.add(permission)
+            outcome.note(f"service account {user.get_username()}: granted {name}", changed=True)
 
 
 def _service_key(user: AbstractBaseUser, name: str, expires_in, outcome: Outcome) -> None:
@@ -173,21 +189,28 @@ def _job_type(spec: JobTypeSpec, outcome: Outcome) -> None:
 
 
 def _packages(packages: tuple[dict, ...], outcome: Outcome) -> None:
-    if not packages:
-        return
-    try:
-        model = apps.get_model(*PACKAGE_MODEL)
-    except LookupError:
-        outcome.note(
-            f"packages: {len(packages)} declared, skipped (this version has no point "
-            "packages; they are created once it has)",
-            changed=False,
-        )
-        return
+    """Point packages by code: created through the wallet's audited save (a new price is a
+    `package.price_changed` event); an existing one is left as it is (prices change in the
+    admin, audited), like job types."""
     for entry in packages:
-        if "code" not in entry:
-            raise PlanError("packages: every package needs a code")
-        fields = {key: value for key, value in entry.items() if key != "code"}
-        _package, created = model.objects.get_or_create(code=entry["code"], defaults=fields)
-        state = "created" if created else "exists, unchanged"
-        outcome.note(f"package {entry['code']}: {state}", changed=created)
+        fields = _package_fields(entry)
+        if PointPackage.objects.filter(code=fields["code"]).exists():
+            outcome.note(f"package {fields['code']}: exists, unchanged", changed=False)
+            continue
+        services.save_package(package=PointPackage(**fields), actor=None)
+        outcome.note(f"package {fields['code']}: created", changed=True)
+
+
+def _package_fields(entry: dict) -> dict:
+    allowed = {"code", "name", "points", "price", "currency", "active"}
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise PlanError(f"packages: unknown key(s) {', '.join(unknown)}")
+    for key in ("code", "name", "points", "price"):
+        if key not in entry:
+            raise PlanError(f"packages: every package needs {key}")
+    for key in ("points", "price"):
+        value = entry[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise PlanError(f"packages.{entry['code']}.{key} must be a positive whole number")
+    return dict(entry)

@@ -45,6 +45,9 @@ class ServiceAccountSpec:
     user: UserSpec
     key_name: str
     key_expires_in: timedelta
+    # Rights held directly ("app_label.codename"): the payment service account holds
+    # wallet.deposit_points alone, in no staff group (minting controls).
+    permissions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,8 +155,13 @@ def _user(
 
 
 def _service_account(entry: Any, where: str, environ: dict[str, str]) -> ServiceAccountSpec:
-    extra = frozenset({"key_name", "key_expires_in"})
+    extra = frozenset({"key_name", "key_expires_in", "permissions"})
     user = _user(entry, where, environ, extra)
+    permissions = entry.get("permissions", [])
+    if not isinstance(permissions, list) or not all(
+        isinstance(p, str) and p.count(".") == 1 for p in permissions
+    ):
+        raise PlanError(f"{where}.permissions must be a list of 'app_label.codename' names")
     name = _text(entry, "key_name", where, default="service")
     if not 1 <= len(name) <= 100:
         raise PlanError(f"{where}.key_name must be 1-100 characters")
@@ -161,7 +169,7 @@ def _service_account(entry: Any, where: str, environ: dict[str, str]) -> Service
         expires_in = durations.parse_duration(_text(entry, "key_expires_in", where, "365d"))
     except ValueError as exc:
         raise PlanError(f"{where}.key_expires_in: {exc}") from exc
-    return ServiceAccountSpec(user, name, expires_in)
+    return ServiceAccountSpec(user, name, expires_in, tuple(permissions))
 
 
 def _job_type(entry: Any, where: str) -> JobTypeSpec:

@@ -36,9 +36,15 @@ def test_readme_taste_then_walkthrough_run_literally_on_another_port(tmp_path):
         k: v
         for k, v in os.environ.items()
         if k not in {"DATABASE_URL", "DEBUG", "DJANGO_SETTINGS_MODULE"}
-        and not k.startswith(("PROMETHEUS_", "MIGRATE_"))
+        and not k.startswith(("PROMETHEUS_", "MIGRATE_", "STRIPE_", "PAYMENTS_", "LOCALSTRIPE_"))
     }
-    env.update(PORT=port, SQLITE_PATH=str(tmp_path / "demo.sqlite3"))
+    # A user's shell has none of the suite's Stripe settings: make run starts its own
+    # local Stripe (on a free port here, so parallel runs do not collide).
+    env.update(
+        PORT=port,
+        SQLITE_PATH=str(tmp_path / "demo.sqlite3"),
+        LOCALSTRIPE_PORT=str(free_port()),
+    )
     log = tmp_path / "make-run.log"
     with log.open("wb") as out:
         server = subprocess.Popen(

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
 from jobs.models import JobType
-from wallet.models import ApiToken
+from wallet.models import ApiToken, PointPackage
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "bootstrap.example.toml"
 pytestmark = pytest.mark.django_db
@@ -50,7 +50,7 @@ def snapshot() -> dict:
 
 
 def test_the_example_file_creates_everything_and_prints_one_key(passwords, api_client):
-    out, err = bootstrap(EXAMPLE)
+    out, _err = bootstrap(EXAMPLE)
     User = get_user_model()
     admin = User.objects.get(username="admin")
     assert admin.is_superuser and admin.check_password("a-long-admin-password-for-tests")
@@ -74,7 +74,14 @@ def test_the_example_file_creates_everything_and_prints_one_key(passwords, api_c
     assert len(lines) == 1, out
     username, name, key = lines[0].split(" ")
     assert (username, name, len(key)) == ("payments", "psp", 64)
-    assert "packages" not in err or "skipped" in err
+    assert sorted(PointPackage.objects.values_list("code", "points", "price")) == [
+        ("seeker", 1200, 999),
+        ("starter", 500, 499),
+    ]
+    payments = User.objects.get(username="payments")
+    # Not staff, in no group, holding the deposit right alone (minting controls).
+    assert not payments.is_staff and not payments.groups.exists()
+    assert payments.has_perm("wallet.deposit_points")
     # The key is the payment service's: it may deposit.
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     alice = User.objects.create_user("alice")
@@ -166,8 +173,16 @@ def test_a_missing_file_is_refused(tmp_path):
         bootstrap(tmp_path / "absent.toml")
 
 
-def test_declared_packages_are_skipped_with_a_message(tmp_path):
+def test_declared_packages_are_created_once_with_an_audited_price(tmp_path):
+    from wallet.models import PointPackage
+
     path = tmp_path / "plan.toml"
-    path.write_text("[[packages]]\ncode = 'starter'\npoints = 500\n")
+    path.write_text("[[packages]]\ncode = 'starter'\nname = 'Starter'\npoints = 500\nprice = 499\n")
     _out, err = bootstrap(path)
-    assert "packages: 1 declared, skipped" in err
+    assert "package starter: created" in err
+    package = PointPackage.objects.get(code="starter")
+    assert (package.points, package.price, package.currency) == (500, 499, "usd")
+    assert AuditEvent.objects.filter(action="package.price_changed").count() == 1
+    _out, err = bootstrap(path)
+    assert "package starter: exists, unchanged" in err and "0 change(s)" in err
+    assert AuditEvent.objects.filter(action="package.price_changed").count() == 1
