@@ -14,12 +14,50 @@ from django.db.models.functions import Abs, Coalesce
 
 from audit.models import AuditEvent
 from jobs.models import Job
-from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.models import Lot, LotKind, Transaction, TransactionStatus, TransactionType, Wallet
 
 
 def wallet_for_user(*, user_id: int) -> Wallet:
     """A user's wallet; a new user gets one with 0 points on first read."""
     return Wallet.objects.for_user(user_id)
+
+
+EXPIRING_SHOWN = 10  # the balance answer lists this many upcoming expiry times at most
+
+
+@dataclass(frozen=True)
+class LotSplit:
+    """A wallet's points by kind, and when its promotional points expire."""
+
+    paid: int
+    promotional: int
+    expiring: list[dict[str, Any]]
+
+
+def lot_split(*, wallet_id: int) -> LotSplit:
+    """Paid and promotional points (they sum to the balance) and the next expiries,
+    soonest first, one entry per expiry time (points past their expiry that the expiry
+    job has not booked yet are listed first: they can no longer be spent)."""
+    totals = (
+        Lot.objects.filter(wallet_id=wallet_id, remaining__gt=0)
+        .values_list("kind", "expires_at")
+        .annotate(total=Sum("remaining"))
+        .order_by(F("expires_at").asc(nulls_last=True))
+    )
+    paid = promotional = 0
+    expiring: list[dict[str, Any]] = []
+    for kind, expires_at, total in totals:
+        if kind == LotKind.PAID:
+            paid += total
+            continue
+        promotional += total
+        if expires_at is None:
+            continue
+        if expiring and expiring[-1]["expires_at"] == expires_at:
+            expiring[-1]["amount"] += total
+        else:
+            expiring.append({"amount": total, "expires_at": expires_at})
+    return LotSplit(paid, promotional, expiring[:EXPIRING_SHOWN])
 
 
 def transactions_for_user(

@@ -3,6 +3,7 @@
 from rest_framework.routers import SimpleRouter
 
 from wallet.api.customer import TransactionViewSet, WalletViewSet
+from wallet.api.grants import AdminGrantViewSet
 from wallet.api.reports import AdminReportViewSet
 from wallet.api.staff import (
     AdminApprovalViewSet,
@@ -15,6 +16,7 @@ router = SimpleRouter(trailing_slash=False)
 router.register("wallet/transactions", TransactionViewSet, basename="transaction")
 router.register("wallet", WalletViewSet, basename="wallet")
 router.register("admin/users", AdminUserViewSet, basename="admin-user")
+router.register("admin/users", AdminGrantViewSet, basename="admin-user-grant")
 router.register("admin/wallets", AdminWalletViewSet, basename="admin-wallet")
 router.register("admin/transactions", AdminTransactionViewSet, basename="admin-transaction")
 router.register("admin/approvals", AdminApprovalViewSet, basename="admin-approval")

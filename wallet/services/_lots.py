@@ -39,9 +39,11 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction as db_transaction
 from django.db.models import F, Sum
 
 from divine_whispers.errors import InsufficientBalance
+from divine_whispers.observability import metrics
 from wallet.models import (
     Allocation,
     Lot,
@@ -103,6 +105,9 @@ def expire_due(*, wallet: Wallet, now: datetime) -> list[Transaction]:
     ]
     Allocation.objects.bulk_create(allocations)
     Lot.objects.filter(pk__in=[lot.pk for lot in due]).update(remaining=0)
+    points = sum(lot.remaining for lot in due)
+    # Counted once committed, whichever operation booked them (a spend, a refund, the job).
+    db_transaction.on_commit(lambda: metrics.record_points(TransactionType.EXPIRY, points))
     return rows
 
 

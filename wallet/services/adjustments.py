@@ -34,13 +34,14 @@ from divine_whispers.money import (
     validate_text,
 )
 from wallet.models import (
+    ApprovalKind,
     ApprovalRequest,
     ApprovalStatus,
     Transaction,
     TransactionType,
     Wallet,
 )
-from wallet.services import _booking, _checks, _lots
+from wallet.services import _booking, _checks, _grants, _lots
 from wallet.services._observed import observed
 from wallet.services.results import OperationResult
 
@@ -116,6 +117,10 @@ class _AskedAdjustment:
     reason: str
     reference_id: str | None
     fingerprint: str
+    # A grant's request (wallet/services/grants.py) carries the grant's own terms.
+    kind: str = ApprovalKind.ADJUSTMENT
+    grant_expires_at: datetime | None = None
+    campaign: str = ""
 
 
 def _adjustment_row(
@@ -188,6 +193,9 @@ def _open_approval(
     approval = ApprovalRequest.objects.create(
         wallet=wallet,
         user_id=wallet.user_id,
+        kind=asked.kind,
+        grant_expires_at=asked.grant_expires_at,
+        campaign=asked.campaign,
         amount=asked.amount,
         reason=asked.reason,
         reference_id=asked.reference_id,
@@ -318,19 +326,36 @@ def approve_adjustment(*, approval: Any, actor: AbstractBaseUser) -> ApprovalDec
                 approval_id=request.pk,
             )
         asked = _AskedAdjustment(
-            request.amount, request.reason, request.reference_id, request.request_fingerprint
+            request.amount,
+            request.reason,
+            request.reference_id,
+            request.request_fingerprint,
+            kind=request.kind,
+            grant_expires_at=request.grant_expires_at,
+            campaign=request.campaign,
         )
-        row = _adjustment_row(wallet, asked, actor=actor, now=now)
-        _booking.commit_rows(
-            [row],
-            actor,
-            now,
-            {"reason": request.reason, "approval_id": request.pk},
-            more_events=lambda: [
+
+        def approved_event(row: Transaction) -> list[AuditEvent]:
+            return [
                 _approval_event(wallet, request, "approval.approved", actor, transaction_id=row.pk)
-            ],
-        )
-        _lots.book(wallet=wallet, transaction=row, now=now)
+            ]
+
+        metadata = {"approval_id": request.pk}
+        if request.kind == ApprovalKind.GRANT:
+            _grants.refuse_lapsed(asked, now)
+            row, _ = _grants.book_grant(
+                wallet, asked, actor=actor, now=now, metadata=metadata, more_events=approved_event
+            )
+        else:
+            row = _adjustment_row(wallet, asked, actor=actor, now=now)
+            _booking.commit_rows(
+                [row],
+                actor,
+                now,
+                {"reason": request.reason, **metadata},
+                more_events=lambda: approved_event(row),
+            )
+            _lots.book(wallet=wallet, transaction=row, now=now)
         _record_decision(request, ApprovalStatus.APPROVED, actor, now, transaction=row)
         return ApprovalDecision(request, row)
 
