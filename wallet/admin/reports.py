@@ -28,6 +28,7 @@ from wallet.models import FinanceReport
 DEFAULT_DAYS = 30
 COLUMN_TITLES = {
     "deposited": "Deposited",
+    "granted": "Granted",
     "spent": "Spent",
     "refunded": "Refunded",
     "transferred": "Transferred",
@@ -37,6 +38,8 @@ COLUMN_TITLES = {
     "net": "Net change",
     "count": "Rows",
     "closing_liability": "Closing liability",
+    "closing_paid": "… paid",
+    "closing_promotional": "… promotional",
 }
 
 
@@ -176,7 +179,15 @@ def _chart_data(report: selectors.DailyReport) -> dict[str, Any]:
         "labels": [day.date.isoformat() for day in report.days],
         "series": {
             name: [getattr(day, name) for day in report.days]
-            for name in ("deposited", "spent", "refunded", "adjusted_up", "adjusted_down")
+            for name in (
+                "deposited",
+                "granted",
+                "spent",
+                "refunded",
+                "adjusted_up",
+                "adjusted_down",
+                "expired",
+            )
         },
         "titles": {name: COLUMN_TITLES[name] for name in selectors.REPORT_FIGURES},
         "liability": [day.closing_liability for day in report.days],
