@@ -31,6 +31,7 @@ FINANCE_RIGHTS = SUPPORT_RIGHTS | {
     "jobs.change_jobtype",
     "wallet.approve_adjustment",
     "wallet.view_report",
+    "wallet.grant_points",
 }
 LEDGER_MODELS = [
     ("wallet", "wallet"),
