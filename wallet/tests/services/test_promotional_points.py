@@ -357,3 +357,32 @@ def test_a_second_expiry_row_for_a_lot_is_refused_by_the_database(user, marketer
     with pytest.raises(IntegrityError), transaction.atomic():
         Transaction.objects.bulk_create([duplicate])
     assert_ledger_consistent()
+
+
+def test_spend_covered_by_the_first_of_20_lots_stays_two_statements(
+    user, marketer, clock, fund, django_assert_num_queries
+):
+    """The fast path draws from the first lot in its one guarded statement (the two others
+    are the test's savepoint); a spend spanning lots takes the general path."""
+    from jobs.tests.factories import JobTypeFactory
+
+    JobTypeFactory(code="small", price=30)
+    fund(user, 1000)
+    for day in range(1, 20):
+        services.grant(
+            user=user,
+            amount=40,
+            reason="Promo",
+            expires_at=clock.now + timedelta(days=day),
+            actor=marketer,
+        )
+    with django_assert_num_queries(4):
+        first, _ = services.spend(user=user, job_type="small")
+    assert drawn(first) == [("promotional", 30)]
+    soonest = Lot.objects.filter(wallet__user=user).live(clock.now).in_draw_order().first()
+    assert soonest.remaining == 10
+
+    second, _ = services.spend(user=user, job_type="small")  # 10 + 20: two lots
+
+    assert drawn(second) == [("promotional", 10), ("promotional", 20)]
+    assert_ledger_consistent()
