@@ -8,8 +8,8 @@ threshold becomes an approval request that a second staff member decides
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
-from rest_framework import status, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -17,7 +17,6 @@ from rest_framework.response import Response
 
 from divine_whispers.api.idempotency import (
     IDEMPOTENCY_KEY_PARAMETER,
-    created_or_replayed,
     reference_for,
 )
 from divine_whispers.api.permissions import has_perm
@@ -31,7 +30,13 @@ from wallet.api.serializers import (
     LotSerializer,
     TransactionSerializer,
 )
-from wallet.api.writes import AMOUNT_ERRORS, validated, write_responses
+from wallet.api.writes import (
+    AMOUNT_ERRORS,
+    approval_or_booked,
+    four_eyes_responses,
+    validated,
+    write_responses,
+)
 from wallet.permissions import APPROVE, GRANT
 
 
@@ -65,19 +70,11 @@ class AdminGrantViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
                     409: ["request_in_progress"],
                 },
             ),
-            200: OpenApiResponse(
-                PolymorphicProxySerializer(
-                    component_name="GrantReplay",
-                    serializers=[GrantResponseSerializer, ApprovalResponseSerializer],
-                    resource_type_field_name=None,
-                ),
-                description="Idempotent replay: the original result (the grant and its "
-                "lot as they read now, or the approval request), header "
-                "`Idempotent-Replayed: true`; nothing changed.",
-            ),
-            202: OpenApiResponse(
+            **four_eyes_responses(
+                "GrantReplay",
+                GrantResponseSerializer,
                 ApprovalResponseSerializer,
-                description="Needs a second person: a pending approval request, nothing booked.",
+                "the grant and its lot as they read now",
             ),
         },
     )
@@ -94,13 +91,11 @@ class AdminGrantViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
             actor=request.user,
             reference_id=reference_for(request, data.get("reference_id")),
         )
-        if isinstance(result, services.ApprovalResult):
-            body = {"approval": ApprovalSerializer(result.approval).data}
-            if result.replayed:
-                return created_or_replayed(body, replayed=True)
-            return Response(body, status=status.HTTP_202_ACCEPTED)
-        body = {
-            "transaction": TransactionSerializer(result.transaction).data,
-            "lot": LotSerializer(result.lot).data,
-        }
-        return created_or_replayed(body, replayed=result.replayed)
+        return approval_or_booked(
+            result,
+            lambda approval: {"approval": ApprovalSerializer(approval).data},
+            lambda booked: {
+                "transaction": TransactionSerializer(booked.transaction).data,
+                "lot": LotSerializer(booked.lot).data,
+            },
+        )

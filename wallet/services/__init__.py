@@ -31,7 +31,12 @@ from wallet.services.api_keys import issue_token, may_issue_for, revoke_tokens, 
 from wallet.services.deposits import deposit
 from wallet.services.expiry import ExpiryRun, expire_points
 from wallet.services.grants import GrantResult, grant
-from wallet.services.refunds import refund, refund_job, refundable_remaining
+from wallet.services.refunds import (
+    refund,
+    refund_expiring_share,
+    refund_job,
+    refundable_remaining,
+)
 from wallet.services.repairs import BalanceRepair, fail_stale_pending, repair_balance, stale_pending
 from wallet.services.results import JobRefundResult, OperationResult, SpendResult, TransferResult
 from wallet.services.spending import JOB_INPUT_MAX_BYTES, spend
@@ -58,6 +63,7 @@ __all__ = [
     "issue_token",
     "may_issue_for",
     "refund",
+    "refund_expiring_share",
     "refund_job",
     "refundable_remaining",
     "reject_adjustment",

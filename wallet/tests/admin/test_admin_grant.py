@@ -108,3 +108,31 @@ def test_support_cannot_grant(wallet):
     assert client.get(grant_url(wallet)).status_code == 403
     change = client.get(reverse("admin:wallet_wallet_change", args=[wallet.pk]))
     assert b"grant-link" not in change.content
+
+
+def test_refund_confirmation_says_how_much_expires_at_once(finance, user, fund):
+    """Spend 120 = 100 promotional (expired since) + 20 paid: the refund's page says 100
+    expire at once, and the balance line counts only the 20."""
+    from unittest import mock
+
+    from jobs.tests.factories import JobTypeFactory
+    from wallet import services
+
+    JobTypeFactory(code="big", price=120)
+    now = timezone.now()
+    services.grant(
+        user=user, amount=100, reason="p", actor=finance, expires_at=now + timedelta(hours=1)
+    )
+    fund(user, 500)
+    spend, _ = services.spend(user=user, job_type="big")
+    client = logged_in(staff_in_group("support-agent", "support"))
+    later = now + timedelta(hours=2)
+    with mock.patch("django.utils.timezone.now", lambda: later):
+        started = start_flow(
+            client,
+            reverse("admin:wallet_transaction_refund", args=[spend.pk]),
+            {"mode": "all", "reason": "reading failed"},
+        )
+        page = client.get(started["Location"])
+    assert b"confirm-expiring" in page.content
+    assert b"100 of the 120 points" in page.content
