@@ -90,9 +90,11 @@ def adjust(
         earlier = _checks.find_replay(wallet, TransactionType.ADJUSTMENT, reference_id, fingerprint)
         if earlier is not None:
             return OperationResult(earlier, replayed=True)
+        # The balance the staff member confirmed is the one before any due expiry: an
+        # expiry booked now is not a change they could have seen.
+        _checks.check_expected("wallet balance", expected_balance, lambda: wallet.balance)
         now = timezone.now()
         _lots.expire_due(wallet=wallet, now=now)
-        _checks.check_expected("wallet balance", expected_balance, lambda: wallet.balance)
         if wallet.balance + amount < 0:
             # Also for a request: one that could never be booked now is refused at once.
             return _checks.insufficient_rejection(

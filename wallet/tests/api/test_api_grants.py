@@ -154,3 +154,35 @@ def test_grant_past_the_threshold_is_202_and_approved_by_another(
     assert ApprovalRequest.objects.get().status == "approved"
     assert Lot.objects.get(source_id=decided.json()["transaction"]["id"]).kind == "promotional"
     assert_ledger_consistent()
+
+
+def test_points_granted_and_expired_are_counted_in_metrics(
+    client, settings, user, staff, django_capture_on_commit_callbacks
+):
+    from unittest import mock
+
+    from divine_whispers.tests.metrics_helpers import samples, value
+
+    settings.METRICS_TOKEN = "metrics-test-token-0123456789"
+    settings.METRICS_ALLOWED_IPS = []
+
+    def scrape() -> dict:
+        response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {settings.METRICS_TOKEN}")
+        return samples(response.content.decode())
+
+    points = "divine_whispers_points_total"
+    before = scrape()
+    now = timezone.now()
+    services.grant(
+        user=user, amount=70, reason="r", actor=staff, expires_at=now + timedelta(hours=1)
+    )
+    with (
+        mock.patch("django.utils.timezone.now", lambda: now + timedelta(hours=2)),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        (row,) = services.expire_points().rows
+    after = scrape()
+
+    assert row.amount == -70
+    assert value(after, points, type="grant") - value(before, points, type="grant") == 70
+    assert value(after, points, type="expiry") - value(before, points, type="expiry") == 70
