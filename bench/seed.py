@@ -1,6 +1,6 @@
 """Fund the template's wallets the way the ledger requires (run by bench.db).
 
-One deposit row per wallet and its audit event, chained with the product's own
+One deposit row per wallet, its paid lot and its audit event, chained with the product's own
 `build_wallet_event`, so balance = ledger sum and every chain verifies before any
 benchmark writes to it.
 """
@@ -23,7 +23,7 @@ def main() -> None:
 
     from audit.services import build_wallet_event, save_events
     from bench.db import SEED_BALANCE
-    from wallet.models import Transaction, TransactionType, Wallet
+    from wallet.models import Lot, LotKind, Transaction, TransactionType, Wallet
 
     now = timezone.now()
     ids = range(1, args.wallets + 1)
@@ -57,6 +57,19 @@ def main() -> None:
         ]
         save_events(events)
         Wallet.objects.bulk_update(wallets, ["audit_head"], batch_size=5000)
+        # Each deposit booked its points into a paid lot (wallet/services/_lots.py).
+        lots = [
+            Lot(
+                wallet_id=i,
+                kind=LotKind.PAID,
+                amount=SEED_BALANCE,
+                remaining=SEED_BALANCE,
+                source_id=i,
+                created_at=now,
+            )
+            for i in ids
+        ]
+        Lot.objects.bulk_create(lots, batch_size=5000)
         with connection.cursor() as cursor:
             for table in ("wallet_wallet", "wallet_transaction"):
                 cursor.execute(

@@ -16,6 +16,7 @@ from divine_whispers.errors import AmountTooLarge, ValidationFailed
 REFERENCE_MAX_LENGTH = 255
 DESCRIPTION_MAX_LENGTH = 500
 REASON_MAX_LENGTH = 500
+CAMPAIGN_MAX_LENGTH = 100  # a grant's campaign label (and its lot's)
 BIGINT_MAX = 2**63 - 1
 
 

@@ -6,6 +6,9 @@ refunds are decided in the database, so any number of `run_jobs` processes can r
 next to each other. The only in-process state is which leases this process holds,
 used to release them on a forced stop.
 
+Every sweep also books the expiry of promotional lots past their `expires_at`
+(`wallet.services.expire_points`, exactly once per lot however many workers sweep).
+
 Stopping: `request_stop()` (first SIGTERM/SIGINT) stops claiming and lets every
 running handler finish and be recorded; after `grace_seconds`, or on
 `request_release()` (a second signal), the leases still held go back to `pending`
@@ -201,6 +204,10 @@ class WorkerPool:
     def _sweep(self, name: str) -> SweepResult:
         self._retry_provider_events(name)
         swept = services.sweep()
+        expired = wallet_services.expire_points()
+        if expired.rows:
+            self.stats.add("lots_expired", len(expired.rows))
+            self.report(name, f"expired {expired.points:,d} pts in {len(expired.rows)} lot(s)")
         for job_id in swept.reaped:
             self.stats.add("reaped")
             self.report(name, f"job {job_id} reaped: no heartbeat within the timeout")

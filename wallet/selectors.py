@@ -31,8 +31,11 @@ from divine_whispers.db.bounds import database_bounds
 from divine_whispers.observability.metrics import gauge
 from jobs.models import Job
 from wallet.models import (
+    Allocation,
     ApprovalRequest,
     EventStatus,
+    Lot,
+    LotKind,
     ProviderEvent,
     Transaction,
     TransactionStatus,
@@ -47,6 +50,44 @@ RECONCILED_ACTION = "payments.reconciled"
 def wallet_for_user(*, user_id: int) -> Wallet:
     """A user's wallet; a new user gets one with 0 points on first read."""
     return Wallet.objects.for_user(user_id)
+
+
+EXPIRING_SHOWN = 10  # the balance answer lists this many upcoming expiry times at most
+
+
+@dataclass(frozen=True)
+class LotSplit:
+    """A wallet's points by kind, and when its promotional points expire."""
+
+    paid: int
+    promotional: int
+    expiring: list[dict[str, Any]]
+
+
+def lot_split(*, wallet_id: int) -> LotSplit:
+    """Paid and promotional points (they sum to the balance) and the next expiries,
+    soonest first, one entry per expiry time (points past their expiry that the expiry
+    job has not booked yet are listed first: they can no longer be spent)."""
+    totals = (
+        Lot.objects.filter(wallet_id=wallet_id, remaining__gt=0)
+        .values_list("kind", "expires_at")
+        .annotate(total=Sum("remaining"))
+        .order_by(F("expires_at").asc(nulls_last=True))
+    )
+    paid = promotional = 0
+    expiring: list[dict[str, Any]] = []
+    for kind, expires_at, total in totals:
+        if kind == LotKind.PAID:
+            paid += total
+            continue
+        promotional += total
+        if expires_at is None:
+            continue
+        if expiring and expiring[-1]["expires_at"] == expires_at:
+            expiring[-1]["amount"] += total
+        else:
+            expiring.append({"amount": total, "expires_at": expires_at})
+    return LotSplit(paid, promotional, expiring[:EXPIRING_SHOWN])
 
 
 def transactions_for_user(
@@ -67,6 +108,7 @@ REPORT_MAX_DAYS = 366
 # The per-day point totals, in the order the API, the admin table and the CSV show them.
 REPORT_AMOUNTS = (
     "deposited",
+    "granted",
     "spent",
     "refunded",
     "transferred",
@@ -75,7 +117,15 @@ REPORT_AMOUNTS = (
     "expired",
     "net",
 )
-REPORT_FIGURES = (*REPORT_AMOUNTS, "count", "closing_liability")
+# The closing liability, and its split: promotional points (granted, not yet spent or
+# expired) and paid points (everything else: purchases, deposits, adjustments).
+REPORT_FIGURES = (
+    *REPORT_AMOUNTS,
+    "count",
+    "closing_liability",
+    "closing_paid",
+    "closing_promotional",
+)
 
 
 @dataclass(frozen=True)
@@ -84,15 +134,21 @@ class ReportDay:
 
     date: date
     deposited: int = 0
+    granted: int = 0
     spent: int = 0
     refunded: int = 0
     transferred: int = 0
     adjusted_up: int = 0
     adjusted_down: int = 0
-    expired: int = 0  # points cannot expire yet
+    expired: int = 0
     net: int = 0
     count: int = 0
     closing_liability: int = 0
+    closing_promotional: int = 0
+
+    @property
+    def closing_paid(self) -> int:
+        return self.closing_liability - self.closing_promotional
 
     def as_dict(self) -> dict[str, Any]:
         return {"date": self.date, **{name: getattr(self, name) for name in REPORT_FIGURES}}
@@ -103,6 +159,7 @@ class DailyReport:
     days: list[ReportDay]
     opening_liability: int
     timezone: str
+    opening_promotional: int = 0
 
     @property
     def totals(self) -> dict[str, int]:
@@ -110,9 +167,12 @@ class DailyReport:
         totals = {name: sum(getattr(day, name) for day in self.days) for name in REPORT_AMOUNTS}
         totals["count"] = sum(day.count for day in self.days)
         totals["opening_liability"] = self.opening_liability
-        totals["closing_liability"] = (
-            self.days[-1].closing_liability if self.days else self.opening_liability
+        last = self.days[-1] if self.days else None
+        totals["closing_liability"] = last.closing_liability if last else self.opening_liability
+        totals["closing_promotional"] = (
+            last.closing_promotional if last else self.opening_promotional
         )
+        totals["closing_paid"] = totals["closing_liability"] - totals["closing_promotional"]
         return totals
 
 
@@ -138,18 +198,34 @@ def daily_report(*, first: date, last: date, tz: tzinfo) -> DailyReport:
     with database_bounds("report"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(*_daily_report_sql(start, end, str(tz)))
         rows = cursor.fetchall()
-    opening = int(rows[0][0])
-    by_day = {_as_date(row[1]): row[2:] for row in rows if row[1] is not None}
-    days, closing = [], opening
+    opening, opening_promotional = int(rows[0][0]), int(rows[0][1])
+    by_day = {_as_date(row[2]): row[3:] for row in rows if row[2] is not None}
+    days, closing, promotional = [], opening, opening_promotional
     for offset in range((last - first).days + 1):
         day = first + timedelta(days=offset)
         if day in by_day:
-            *amounts, count, liability_change = (int(value) for value in by_day[day])
+            *amounts, count, liability_change, promotional_change = (
+                int(value or 0) for value in by_day[day]
+            )
             closing += liability_change
-            days.append(ReportDay(day, *amounts, count=count, closing_liability=closing))
+            promotional += promotional_change
+            days.append(
+                ReportDay(
+                    day,
+                    *amounts,
+                    count=count,
+                    closing_liability=closing,
+                    closing_promotional=promotional,
+                )
+            )
         else:
-            days.append(ReportDay(day, closing_liability=closing))
-    return DailyReport(days=days, opening_liability=opening, timezone=str(tz))
+            days.append(ReportDay(day, closing_liability=closing, closing_promotional=promotional))
+    return DailyReport(
+        days=days,
+        opening_liability=opening,
+        timezone=str(tz),
+        opening_promotional=opening_promotional,
+    )
 
 
 def _as_date(value: Any) -> date:
@@ -189,6 +265,8 @@ def _daily_report_sql(start: datetime, end: datetime, tzname: str) -> tuple[str,
     """
     table, wallets = Transaction._meta.db_table, Wallet._meta.db_table
     day_sql, day_params = connection.ops.datetime_cast_date_sql("t.created_at", (), tzname)
+    promo_day_sql, promo_day_params = connection.ops.datetime_cast_date_sql("p.at", (), tzname)
+    lots, allocations = Lot._meta.db_table, Allocation._meta.db_table
     sql = f"""
     WITH opening AS (  -- every wallet's balance at the range's start
         SELECT w.id AS wallet_id, COALESCE({_balance_before_sql("w.id")}, 0) AS balance
@@ -208,6 +286,7 @@ def _daily_report_sql(start: datetime, end: datetime, tzname: str) -> tuple[str,
     report AS (
         SELECT day,
             SUM(CASE WHEN type = {_T["DEPOSIT"]} THEN amount ELSE 0 END) AS deposited,
+            SUM(CASE WHEN type = {_T["GRANT"]} THEN amount ELSE 0 END) AS granted,
             SUM(CASE WHEN type = {_T["SPEND"]} THEN -amount ELSE 0 END) AS spent,
             SUM(CASE WHEN type = {_T["REFUND"]} THEN amount ELSE 0 END) AS refunded,
             SUM(CASE WHEN type = {_T["TRANSFER_IN"]} THEN amount ELSE 0 END) AS transferred,
@@ -215,20 +294,50 @@ def _daily_report_sql(start: datetime, end: datetime, tzname: str) -> tuple[str,
                 AS adjusted_up,
             SUM(CASE WHEN type = {_T["ADJUSTMENT"]} AND amount < 0 THEN -amount ELSE 0 END)
                 AS adjusted_down,
-            0 AS expired,
+            SUM(CASE WHEN type = {_T["EXPIRY"]} THEN -amount ELSE 0 END) AS expired,
             SUM(amount) AS net,
             COUNT(*) AS row_count,
             SUM(liability_change) AS liability_change
         FROM ranged
         GROUP BY day
+    ),
+    promotional AS (  -- every move of promotional points: lots booked, drawn, given back
+        SELECT l.created_at AS at, l.amount AS change FROM {lots} l
+        WHERE l.kind = '{LotKind.PROMOTIONAL.value}' AND NOT l.opening
+        UNION ALL
+        SELECT t.created_at, CASE WHEN t.amount < 0 THEN -a.amount ELSE a.amount END
+        FROM {allocations} a JOIN {lots} l ON l.id = a.lot_id
+        JOIN {table} t ON t.id = a.transaction_id
+        WHERE l.kind = '{LotKind.PROMOTIONAL.value}' AND t.status = %s
+    ),
+    promotional_days AS (
+        SELECT {promo_day_sql} AS day, SUM(change) AS promotional_change FROM promotional p
+        WHERE p.at >= %s AND p.at < %s GROUP BY 1
     )
-    SELECT (SELECT COALESCE(SUM(balance), 0) FROM opening) AS opening_liability, report.*
+    SELECT (SELECT COALESCE(SUM(balance), 0) FROM opening) AS opening_liability,
+           (SELECT COALESCE(SUM(change), 0) FROM promotional WHERE at < %s)
+               AS opening_promotional,
+           report.*, promotional_days.promotional_change
     FROM (SELECT 1) one LEFT JOIN report ON 1 = 1
+    LEFT JOIN promotional_days ON promotional_days.day = report.day
     ORDER BY report.day
     """
     success = TransactionStatus.SUCCESS.value
-    # Placeholders in the text's order: opening, then ranged (day, status and bounds).
-    return sql, [success, start, *day_params, success, start, end]
+    # Placeholders in the text's order: opening, ranged (day, status and bounds), the
+    # promotional moves (status; day, bounds), the promotional opening.
+    return sql, [
+        success,
+        start,
+        *day_params,
+        success,
+        start,
+        end,
+        success,
+        *promo_day_params,
+        start,
+        end,
+        start,
+    ]
 
 
 # Dates of the report: ISO `YYYY-MM-DD` in the years 2000–2999 (a range the schema can
@@ -255,12 +364,14 @@ def report_timezone() -> ZoneInfo:
 # The summary's lines, in the order they add up to the balance (sign, name).
 SUMMARY_LINES = (
     (+1, "deposited"),
+    (+1, "granted"),
     (-1, "spent"),
     (+1, "refunded"),
     (+1, "transferred_in"),
     (-1, "transferred_out"),
     (+1, "adjusted_up"),
     (-1, "adjusted_down"),
+    (-1, "expired"),
 )
 
 
@@ -278,12 +389,14 @@ def customer_summary(*, wallet_id: int) -> dict[str, int]:
         .filter(wallet_id=wallet_id)
         .aggregate(
             deposited=total(Q(type=TransactionType.DEPOSIT)),
+            granted=total(Q(type=TransactionType.GRANT)),
             spent=total(Q(type=TransactionType.SPEND)),
             refunded=total(Q(type=TransactionType.REFUND)),
             transferred_in=total(Q(type=TransactionType.TRANSFER_IN)),
             transferred_out=total(Q(type=TransactionType.TRANSFER_OUT)),
             adjusted_up=total(adjustment & Q(amount__gt=0)),
             adjusted_down=total(adjustment & Q(amount__lt=0)),
+            expired=total(Q(type=TransactionType.EXPIRY)),
             ledger_total=Coalesce(Sum("amount"), 0),
         )
     )

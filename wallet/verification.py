@@ -365,7 +365,6 @@ def check_lots() -> Iterator[Finding]:
             f"wallet {wallet_id}, lot {lot_id}: remainder {remaining}, expected {expected}; "
             f"expired {expiries} time(s); {wrong} misplaced draw(s)",
             wallet_id=wallet_id,
-            lot_id=lot_id,
             expected={"remaining": int(expected), "expiries": "<= 1", "misplaced": 0},
             found={"remaining": remaining, "expiries": expiries, "misplaced": wrong},
         )

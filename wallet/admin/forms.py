@@ -1,5 +1,5 @@
-"""Plain Django forms for the wallet admin's staff flows (refund, adjust points, reject an
-approval request).
+"""Plain Django forms for the wallet admin's staff flows (refund, adjust points, grant
+promotional points, reject an approval request).
 
 They only shape input for the services: the services stay the authority on every
 rule (limits, what remains refundable, balance), and their DomainErrors are turned
@@ -13,12 +13,13 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from audit.backoffice.fields import StrictIntegerField
 from divine_whispers.errors import DomainError
-from divine_whispers.money import REASON_MAX_LENGTH
+from divine_whispers.money import CAMPAIGN_MAX_LENGTH, REASON_MAX_LENGTH
 from divine_whispers.points_format import points
 
 # The reference of a booking made through these flows (wallet/admin/confirmations.py).
@@ -133,6 +134,37 @@ class AdjustPointsForm(StaffOperationForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["amount"].max_magnitude = settings.WALLET_MAX_TRANSACTION_AMOUNT
+
+
+class GrantPointsForm(StaffOperationForm):
+    """A grant of promotional points: a positive amount, optionally expiring."""
+
+    amount = StrictIntegerField(
+        min_value=1, label="Amount (points)", help_text="Whole points, e.g. 100."
+    )
+    campaign = forms.CharField(
+        max_length=CAMPAIGN_MAX_LENGTH,
+        required=False,
+        help_text="Optional label for the report and the lot, e.g. welcome-2026.",
+    )
+    expires_at = forms.DateTimeField(
+        required=False,
+        label="Expires at",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+        help_text="Optional, in the server's time zone; empty: the points never expire.",
+    )
+    field_order = ["amount", "reason", "campaign", "expires_at"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["amount"].max_magnitude = settings.WALLET_MAX_TRANSACTION_AMOUNT
+
+    def clean_expires_at(self):
+        value = self.cleaned_data["expires_at"]
+        if value is not None and value <= timezone.now():
+            raise ValidationError("The expiry must be in the future.", code="past")
+        return value
 
 
 class RejectApprovalForm(StaffOperationForm):

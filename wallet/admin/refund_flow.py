@@ -179,13 +179,15 @@ class RefundFlowMixin(ConfirmedFlowMixin):
     def _refund_summary(self, plan: dict, facts: dict) -> list[tuple[str, str, str]]:
         spend, amount = facts["spend"], plan["amount"]
         what = "all that remains" if plan["mode"] == REFUND_ALL else "part of what remains"
-        return [
+        expiring = services.refund_expiring_share(spend, amount)
+        lines = [
             ("Customer", f"{spend.user} ({spend.user.email or 'no email'})", "confirm-user"),
             ("Spend", f"#{spend.pk}: {points(facts['spent'])} points, {spend.description}", ""),
             ("Refund", f"{signed_points(amount)} points ({what})", "confirm-amount"),
             (
                 "Wallet balance",
-                f"{points(facts['balance'])} → {points(facts['balance'] + amount)} points",
+                f"{points(facts['balance'])} → "
+                f"{points(facts['balance'] + amount - expiring)} points",
                 "confirm-balance",
             ),
             (
@@ -195,6 +197,13 @@ class RefundFlowMixin(ConfirmedFlowMixin):
             ),
             ("Reason", plan["reason"], "confirm-reason"),
         ]
+        if expiring:
+            text = (
+                f"{points(expiring)} of the {points(amount)} points go back to promotional "
+                "points that have expired since the spend: they expire again at once."
+            )
+            lines.insert(3, ("Expires at once", text, "confirm-expiring"))
+        return lines
 
     def _refund_already_booked(
         self, request: HttpRequest, booked: Transaction, page: dict

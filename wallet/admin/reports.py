@@ -30,6 +30,7 @@ ROLLUP_AFTER_DAYS = 62  # longer ranges get a table by month above the daily one
 LOG_SCALE_RATIO = 20
 COLUMN_TITLES = {
     "deposited": "Deposited",
+    "granted": "Granted",
     "spent": "Spent",
     "refunded": "Refunded",
     "transferred": "Transferred",
@@ -39,6 +40,8 @@ COLUMN_TITLES = {
     "net": "Net change",
     "count": "Rows",
     "closing_liability": "Closing liability",
+    "closing_paid": "… paid",
+    "closing_promotional": "… promotional",
 }
 
 
@@ -216,7 +219,9 @@ def monthly_rollup(report: selectors.DailyReport) -> list[dict[str, Any]]:
             name: sum(getattr(day, name) for day in days) for name in selectors.REPORT_AMOUNTS
         }
         figures["count"] = sum(day.count for day in days)
-        figures["closing_liability"] = days[-1].closing_liability
+        # The closing figures are the month's last day's, not a sum.
+        for name in ("closing_liability", "closing_paid", "closing_promotional"):
+            figures[name] = getattr(days[-1], name)
         rows.append({**_row(figures), "month": f"{year}-{month:02d}", "days": len(days)})
     return rows
 
@@ -234,7 +239,15 @@ def _chart_data(report: selectors.DailyReport) -> dict[str, Any]:
     """What finance_report.js draws: flows per day (bars) and the liability (line)."""
     series = {
         name: [getattr(day, name) for day in report.days]
-        for name in ("deposited", "spent", "refunded", "adjusted_up", "adjusted_down")
+        for name in (
+            "deposited",
+            "granted",
+            "spent",
+            "refunded",
+            "adjusted_up",
+            "adjusted_down",
+            "expired",
+        )
     }
     return {
         "labels": [day.date.isoformat() for day in report.days],

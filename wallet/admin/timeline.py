@@ -40,12 +40,14 @@ KIND_PERMISSIONS = {
 }
 SUMMARY_TITLES = {
     "deposited": "Deposited",
+    "granted": "Granted",
     "spent": "Spent",
     "refunded": "Refunded",
     "transferred_in": "Transferred in",
     "transferred_out": "Transferred out",
     "adjusted_up": "Adjusted up",
     "adjusted_down": "Adjusted down",
+    "expired": "Expired",
 }
 
 

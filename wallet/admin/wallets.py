@@ -23,12 +23,14 @@ from divine_whispers.points_format import points
 from jobs.models import Job
 from wallet import permissions, selectors
 from wallet.admin.adjust_flow import AdjustFlowMixin
+from wallet.admin.grant_flow import GrantFlowMixin
 from wallet.admin.staff_flow import StaffOperationMixin
 from wallet.admin.timeline import TimelineMixin
-from wallet.models import ApprovalRequest, ApprovalStatus, Transaction, Wallet
+from wallet.models import ApprovalRequest, ApprovalStatus, Lot, Transaction, Wallet
 
 RECENT_TRANSACTIONS_SHOWN = 20
 RECENT_JOBS_SHOWN = 10
+LOTS_SHOWN = 20
 
 
 @admin.register(Wallet)
@@ -36,6 +38,7 @@ class WalletAdmin(
     AuditTrailButtonMixin,
     TimelineMixin,
     AdjustFlowMixin,
+    GrantFlowMixin,
     StaffOperationMixin,
     ReadOnlyAdminMixin,
     admin.ModelAdmin,
@@ -107,6 +110,8 @@ class WalletAdmin(
         return {
             **self._recent_activity(request, wallet),
             "can_adjust": request.user.has_perm(permissions.ADJUST),
+            "can_grant": request.user.has_perm(permissions.GRANT),
+            "lots": list(Lot.objects.filter(wallet=wallet).order_by("-id")[:LOTS_SHOWN]),
         }
 
     def _recent_activity(self, request: HttpRequest, wallet: Wallet) -> dict[str, Any]:
@@ -133,4 +138,4 @@ class WalletAdmin(
         return activity
 
     def get_urls(self) -> list:
-        return [*self.adjust_urls(), *super().get_urls()]
+        return [*self.adjust_urls(), *self.grant_urls(), *super().get_urls()]

@@ -53,13 +53,18 @@ class WalletViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Your balance",
-        description="A new user has a wallet with 0 points.",
+        description="A new user has a wallet with 0 points. `paid` and `promotional` sum "
+        "to `balance`; `expiring` lists when promotional points expire (at most 10 entries, "
+        "soonest first; an entry in the past is waiting for the expiry job and can no "
+        "longer be spent).",
         responses={200: BalanceSerializer, **error_responses()},
     )
     @action(detail=False, methods=["get"])
     def balance(self, request: Request) -> Response:
         wallet = selectors.wallet_for_user(user_id=request.user.pk)
-        return Response(balance_data(wallet))  # = BalanceSerializer(wallet).data
+        split = selectors.lot_split(wallet_id=wallet.pk)
+        # = BalanceSerializer(wallet, context={"split": split}).data
+        return Response(balance_data(wallet, split))
 
     @extend_schema(
         summary="Buy a job at its server-side price",

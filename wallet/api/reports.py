@@ -64,19 +64,24 @@ def _points(help_text: str) -> serializers.IntegerField:
 
 class _ReportFiguresSerializer(serializers.Serializer):
     deposited = _points("Points credited by deposits.")
+    granted = _points("Promotional points granted.")
     spent = _points("Points debited by spends (positive).")
     refunded = _points("Points credited by refunds.")
     transferred = _points("Points moved between users (sum of the transfer_in amounts).")
     adjusted_up = _points("Points added by adjustments.")
     adjusted_down = _points("Points removed by adjustments (positive).")
-    expired = _points("Points expired: 0 until points can expire.")
+    expired = _points("Points expired: the unused remainders of expired lots (breakage).")
     net = serializers.IntegerField(
-        help_text="Change of all balances together: deposited − spent + refunded + "
-        "adjusted_up − adjusted_down − expired (transfers net to zero). May be negative."
+        help_text="Change of all balances together: deposited + granted − spent + refunded "
+        "+ adjusted_up − adjusted_down − expired (transfers net to zero). May be negative."
     )
     count = _points("Successful ledger rows (a transfer is two).")
     closing_liability = _points(
         "Sum of all balances at the end (from each wallet's latest balance_after)."
+    )
+    closing_paid = _points("Paid part of closing_liability (never expires).")
+    closing_promotional = _points(
+        "Promotional part of closing_liability (granted points not yet spent or expired)."
     )
 
 

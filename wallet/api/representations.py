@@ -34,11 +34,18 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def balance_data(wallet: Wallet) -> dict[str, Any]:
-    """`BalanceSerializer(wallet).data`."""
+def balance_data(wallet: Wallet, split: Any) -> dict[str, Any]:
+    """`BalanceSerializer(wallet, context={"split": split}).data` (`split`: a
+    `selectors.LotSplit`)."""
     return {
         "user_id": wallet.user_id,
         "balance": wallet.balance,
+        "paid": split.paid,
+        "promotional": split.promotional,
+        "expiring": [
+            {"amount": entry["amount"], "expires_at": _datetime(entry["expires_at"])}
+            for entry in split.expiring
+        ],
         "updated_at": _datetime(wallet.updated_at),
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from divine_whispers.api.fields import (
@@ -22,12 +23,18 @@ from divine_whispers.api.serializers import (
     StrictInputSerializer,
 )
 from divine_whispers.errors import UnknownRecipient
-from divine_whispers.money import DESCRIPTION_MAX_LENGTH, REASON_MAX_LENGTH, max_transfer_amount
+from divine_whispers.money import (
+    CAMPAIGN_MAX_LENGTH,
+    DESCRIPTION_MAX_LENGTH,
+    REASON_MAX_LENGTH,
+    max_transfer_amount,
+)
 from jobs.models import Job
 from wallet.api.fields import JobTypeCodeField
 from wallet.models import (
     ApprovalRequest,
     ApprovalStatus,
+    Lot,
     Transaction,
     TransactionStatus,
     TransactionType,
@@ -114,13 +121,59 @@ class TransferCreditSerializer(TransactionSerializer):
         return None
 
 
+class ExpiringSerializer(serializers.Serializer):
+    amount = serializers.IntegerField(read_only=True, min_value=1)
+    expires_at = serializers.DateTimeField(read_only=True)
+
+
 class BalanceSerializer(FieldsOnceMixin, serializers.ModelSerializer):
+    """The balance, split into paid and promotional points (context `split`: a
+    `selectors.LotSplit`), with the next expiries of the promotional ones."""
+
     user_id = serializers.IntegerField(read_only=True)
+    paid = serializers.SerializerMethodField()
+    promotional = serializers.SerializerMethodField()
+    expiring = serializers.SerializerMethodField()
 
     class Meta:
         model = Wallet
-        fields = ["user_id", "balance", "updated_at"]
+        fields = ["user_id", "balance", "paid", "promotional", "expiring", "updated_at"]
         read_only_fields = fields
+
+    def get_paid(self, wallet: Wallet) -> int:
+        return self.context["split"].paid
+
+    def get_promotional(self, wallet: Wallet) -> int:
+        return self.context["split"].promotional
+
+    @extend_schema_field(ExpiringSerializer(many=True))
+    def get_expiring(self, wallet: Wallet) -> list[dict]:
+        return ExpiringSerializer(self.context["split"].expiring, many=True).data
+
+
+class LotSerializer(serializers.ModelSerializer):
+    """A lot: where points came from (`source_transaction_id`) and what is left."""
+
+    source_transaction_id = serializers.IntegerField(source="source_id", read_only=True)
+
+    class Meta:
+        model = Lot
+        fields = [
+            "id",
+            "kind",
+            "amount",
+            "remaining",
+            "expires_at",
+            "campaign",
+            "source_transaction_id",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class GrantResponseSerializer(serializers.Serializer):
+    transaction = TransactionSerializer()
+    lot = LotSerializer()
 
 
 class AdminWalletSerializer(serializers.ModelSerializer):
@@ -214,6 +267,19 @@ class AdjustInputSerializer(StrictInputSerializer):
     reference_id = ReferenceField(required=False)
 
 
+class GrantInputSerializer(StrictInputSerializer):
+    amount = StrictAmountField()
+    reason = StrictTextField(max_length=REASON_MAX_LENGTH, blank=False)
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="When the points expire; must be in the future (else 400 "
+        "`validation_error`). Omit or null: they never expire.",
+    )
+    campaign = StrictTextField(max_length=CAMPAIGN_MAX_LENGTH, required=False)
+    reference_id = ReferenceField(required=False)
+
+
 class RefundInputSerializer(StrictInputSerializer):
     amount = StrictAmountField(required=False, help_text="Omit for a full refund.")
     reason = StrictTextField(max_length=REASON_MAX_LENGTH, blank=False)
@@ -239,10 +305,13 @@ class ApprovalSerializer(serializers.ModelSerializer):
         model = ApprovalRequest
         fields = [
             "id",
+            "kind",
             "status",
             "user_id",
             "amount",
             "reason",
+            "grant_expires_at",
+            "campaign",
             "reference_id",
             "requested_by",
             "decided_by",
@@ -261,7 +330,9 @@ class ApprovalResponseSerializer(serializers.Serializer):
 
 class ApprovalDecisionResponseSerializer(serializers.Serializer):
     approval = ApprovalSerializer()
-    transaction = TransactionSerializer(help_text="The adjustment booked by the approval.")
+    transaction = TransactionSerializer(
+        help_text="The adjustment (or grant) booked by the approval."
+    )
 
 
 class ApprovalFilterSerializer(QueryFilterSerializer):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
@@ -41,7 +41,13 @@ from wallet.api.serializers import (
     TransactionResponseSerializer,
     TransactionSerializer,
 )
-from wallet.api.writes import AMOUNT_ERRORS, validated, write_responses
+from wallet.api.writes import (
+    AMOUNT_ERRORS,
+    approval_or_booked,
+    four_eyes_responses,
+    validated,
+    write_responses,
+)
 from wallet.models import ApprovalRequest, Transaction, Wallet
 from wallet.permissions import ADJUST, APPROVE, REFUND, VIEW_WALLET
 
@@ -80,19 +86,11 @@ class AdminUserViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
                     409: ["request_in_progress"],
                 },
             ),
-            200: OpenApiResponse(
-                PolymorphicProxySerializer(
-                    component_name="AdjustReplay",
-                    serializers=[TransactionResponseSerializer, ApprovalResponseSerializer],
-                    resource_type_field_name=None,
-                ),
-                description="Idempotent replay: the original result (the booked "
-                "transaction, or the approval request as it reads now), header "
-                "`Idempotent-Replayed: true`; nothing changed.",
-            ),
-            202: OpenApiResponse(
+            **four_eyes_responses(
+                "AdjustReplay",
+                TransactionResponseSerializer,
                 ApprovalResponseSerializer,
-                description="Needs a second person: a pending approval request, nothing booked.",
+                "the booked transaction",
             ),
         },
     )
@@ -107,13 +105,11 @@ class AdminUserViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
             actor=request.user,
             reference_id=reference_for(request, data.get("reference_id")),
         )
-        if isinstance(result, services.ApprovalResult):
-            body = {"approval": ApprovalSerializer(result.approval).data}
-            if result.replayed:
-                return created_or_replayed(body, replayed=True)
-            return Response(body, status=status.HTTP_202_ACCEPTED)
-        body = {"transaction": TransactionSerializer(result.transaction).data}
-        return created_or_replayed(body, replayed=result.replayed)
+        return approval_or_booked(
+            result,
+            lambda approval: {"approval": ApprovalSerializer(approval).data},
+            lambda booked: {"transaction": TransactionSerializer(booked.transaction).data},
+        )
 
 
 @extend_schema(tags=["admin"])

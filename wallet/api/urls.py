@@ -4,6 +4,7 @@ staff's tools."""
 from rest_framework.routers import SimpleRouter
 
 from wallet.api.customer import TransactionViewSet, WalletViewSet
+from wallet.api.grants import AdminGrantViewSet
 from wallet.api.purchases import PackageViewSet, PurchaseViewSet
 from wallet.api.reports import AdminReportViewSet
 from wallet.api.staff import (
@@ -19,6 +20,7 @@ router.register("wallet", WalletViewSet, basename="wallet")
 router.register("packages", PackageViewSet, basename="package")
 router.register("purchases", PurchaseViewSet, basename="purchase")
 router.register("admin/users", AdminUserViewSet, basename="admin-user")
+router.register("admin/users", AdminGrantViewSet, basename="admin-user-grant")
 router.register("admin/wallets", AdminWalletViewSet, basename="admin-wallet")
 router.register("admin/transactions", AdminTransactionViewSet, basename="admin-transaction")
 router.register("admin/approvals", AdminApprovalViewSet, basename="admin-approval")

@@ -9,7 +9,12 @@ an app's models; the submodules are the layout, not an interface.
 """
 
 from wallet.models.api_keys import ApiToken
-from wallet.models.approvals import ApprovalRequest, ApprovalRequestQuerySet, ApprovalStatus
+from wallet.models.approvals import (
+    ApprovalKind,
+    ApprovalRequest,
+    ApprovalRequestQuerySet,
+    ApprovalStatus,
+)
 from wallet.models.ledger import (
     CREDIT_TYPES,
     DEBIT_TYPES,
@@ -40,6 +45,7 @@ __all__ = [
     "VELOCITY_TYPES",
     "Allocation",
     "ApiToken",
+    "ApprovalKind",
     "ApprovalRequest",
     "ApprovalRequestQuerySet",
     "ApprovalStatus",

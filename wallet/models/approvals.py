@@ -1,4 +1,4 @@
-"""Four-eyes approvals: a large adjustment waits here for a second staff member.
+"""Four-eyes approvals: a large adjustment or grant waits here for a second staff member.
 
 The request's own fields never change after creation; only the decision moves, once.
 """
@@ -21,6 +21,13 @@ class ApprovalStatus(models.TextChoices):
     APPROVED = "approved", "Approved"
     REJECTED = "rejected", "Rejected"
     EXPIRED = "expired", "Expired"
+
+
+class ApprovalKind(models.TextChoices):
+    """What an approved request books: an adjustment, or a grant of promotional points."""
+
+    ADJUSTMENT = "adjustment", "Adjustment"
+    GRANT = "grant", "Grant"
 
 
 class ApprovalRequestQuerySet(models.QuerySet):
@@ -53,8 +60,14 @@ class ApprovalRequest(models.Model):
 
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="approval_requests")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(
+        max_length=16, choices=ApprovalKind.choices, default=ApprovalKind.ADJUSTMENT
+    )
     amount = models.BigIntegerField()
     reason = models.CharField(max_length=500)
+    # A grant's own terms (the request's `expires_at` is how long it waits for a decision).
+    grant_expires_at = models.DateTimeField(null=True, blank=True)
+    campaign = models.CharField(max_length=100, blank=True, default="")
     reference_id = models.CharField(max_length=255, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64)
     status = models.CharField(
@@ -97,7 +110,7 @@ class ApprovalRequest(models.Model):
                 name="approval_four_eyes",
             ),
             # Nobody asks for or decides a change to their own wallet
-            # (migration 0012_minting_controls).
+            # (migration 0013_minting_controls).
             models.CheckConstraint(
                 condition=~Q(requested_by=F("user")), name="approval_not_asked_by_owner"
             ),
@@ -119,6 +132,10 @@ class ApprovalRequest(models.Model):
             models.CheckConstraint(
                 condition=~Q(status=ApprovalStatus.REJECTED) | ~Q(decision_reason=""),
                 name="approval_rejection_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind=ApprovalKind.ADJUSTMENT) | Q(amount__gt=0),
+                name="approval_grant_positive",
             ),
             models.UniqueConstraint(
                 fields=["wallet", "reference_id"],

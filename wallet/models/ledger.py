@@ -248,10 +248,10 @@ class Transaction(models.Model):
                 condition=~Q(type=TransactionType.ADJUSTMENT) | ~Q(description=""),
                 name="txn_adjustment_has_reason",
             ),
-            # Nobody credits their own wallet (migration 0012_minting_controls; NOT VALID
+            # Nobody credits their own wallet (migration 0013_minting_controls; NOT VALID
             # on PostgreSQL).
             models.CheckConstraint(
-                condition=~Q(type__in=["adjustment", "deposit"], actor=F("user")),
+                condition=~Q(type__in=["adjustment", "deposit", "grant"], actor=F("user")),
                 name="txn_no_self_credit",
             ),
             models.CheckConstraint(

@@ -8,14 +8,17 @@ Every operation follows the same shape:
   5. write its transaction rows, its audit events, and the new balances.
 Either all of it commits or nothing does.
 
-The operations live in one module each (deposits, spending, transfers, refunds,
-adjustments with their approvals, repairs, api_keys, and for bought points purchases,
-clawbacks, provider_events, reconciliation) and return the types of `results`.
+The operations live in one module each (deposits, grants, spending, transfers, refunds,
+adjustments with their approvals, expiry, repairs, api_keys, and for bought points
+purchases, clawbacks, provider_events, reconciliation) and return the types of `results`.
 Private modules beside them hold what the operations share: `_checks` (replay, velocity,
 balance and confirmation checks), `_minting` (who may create points: staff never deposit,
 no self-dealing, the cumulative approval threshold), `_booking` (rows, audit events and
-their writes), `_fast_path` (the two-statement spend and transfer in raw SQL), `_provider`
-(the payment provider's calls) and `_observed` (the
+their writes), `_lots` (lots and allocations: what every credit and debit books into),
+`_grants` (a grant's booking), `_debt` (clawed-back points owed, paid first from the next
+credits), `_fast_path` (the two-statement spend and transfer in raw SQL, with `_sql`, how
+its statements are written and sent), `_provider` (the payment provider's calls) and
+`_observed` (the
 metrics and log line of every operation). This package re-exports the public names
 only, so callers keep writing `from wallet import services; services.spend(...)`.
 """
@@ -38,6 +41,8 @@ from wallet.services.clawbacks import (
     reverse_clawback,
 )
 from wallet.services.deposits import deposit
+from wallet.services.expiry import ExpiryRun, expire_points
+from wallet.services.grants import GrantResult, grant
 from wallet.services.provider_events import (
     process_pending_events,
     receive_event,
@@ -51,7 +56,12 @@ from wallet.services.purchases import (
     start_purchase,
 )
 from wallet.services.reconciliation import Reconciliation, reconcile_payments
-from wallet.services.refunds import refund, refund_job, refundable_remaining
+from wallet.services.refunds import (
+    refund,
+    refund_expiring_share,
+    refund_job,
+    refundable_remaining,
+)
 from wallet.services.repairs import BalanceRepair, fail_stale_pending, repair_balance, stale_pending
 from wallet.services.results import JobRefundResult, OperationResult, SpendResult, TransferResult
 from wallet.services.spending import JOB_INPUT_MAX_BYTES, spend
@@ -63,7 +73,9 @@ __all__ = [
     "ApprovalResult",
     "BalanceRepair",
     "ClawbackResult",
+    "ExpiryRun",
     "FulfilResult",
+    "GrantResult",
     "JobRefundResult",
     "OperationResult",
     "PaymentMismatch",
@@ -77,14 +89,17 @@ __all__ = [
     "approve_adjustment",
     "claw_back",
     "deposit",
+    "expire_points",
     "fail_stale_pending",
     "fulfil_purchase",
+    "grant",
     "issue_token",
     "may_issue_for",
     "process_pending_events",
     "receive_event",
     "reconcile_payments",
     "refund",
+    "refund_expiring_share",
     "refund_job",
     "refund_purchase",
     "refundable_remaining",

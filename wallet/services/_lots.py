@@ -29,6 +29,8 @@ The API other operations build on (stable; keyword arguments only):
 - `give_back(*, wallet, refund, spend, now) -> list[Transaction]` — a refund's points
   back to the lots its spend drew from (the last drawn first); an expired lot's share
   goes to a new lot that continues it and expires at once. Returns the expiry rows.
+- `expiring_share(*, spend, amount, now) -> int` — read-only: how much of a refund of
+  `amount` would expire at once (for a confirmation page).
 - `allocations_of(transaction) -> list[Allocation]` — what a booked row drew, as
   stored (an idempotent replay returns this, never a new plan).
 """
@@ -39,9 +41,11 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction as db_transaction
 from django.db.models import F, Sum
 
 from divine_whispers.errors import InsufficientBalance
+from divine_whispers.observability import metrics
 from wallet.models import (
     Allocation,
     Lot,
@@ -103,6 +107,9 @@ def expire_due(*, wallet: Wallet, now: datetime) -> list[Transaction]:
     ]
     Allocation.objects.bulk_create(allocations)
     Lot.objects.filter(pk__in=[lot.pk for lot in due]).update(remaining=0)
+    points = sum(lot.remaining for lot in due)
+    # Counted once committed, whichever operation booked them (a spend, a refund, the job).
+    db_transaction.on_commit(lambda: metrics.record_points(TransactionType.EXPIRY, points))
     return rows
 
 
@@ -205,6 +212,20 @@ def give_back(
     if left:
         credit_lot(wallet=wallet, transaction=refund, kind=LotKind.PAID, amount=left)
     return expire_due(wallet=wallet, now=now)
+
+
+def expiring_share(*, spend: Transaction, amount: int, now: datetime) -> int:
+    """How many of `amount` refunded points `give_back` would hand to expired lots now
+    (and so expire at once). Read-only: what a confirmation page shows beforehand."""
+    left, expiring = amount, 0
+    for lot, share in reversed(_open_shares(spend)):
+        take = min(share, left)
+        left -= take
+        if lot.expires_at is not None and lot.expires_at <= now:
+            expiring += take
+        if left == 0:
+            break
+    return expiring
 
 
 def allocations_of(transaction: Any) -> list[Allocation]:

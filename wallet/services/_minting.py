@@ -32,9 +32,9 @@ from divine_whispers.errors import PermissionRefused, SelfDealingForbidden
 from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
 from wallet.services import _checks
 
-# The credits one person may book alone, up to the threshold. Promotional grants join by
-# adding their type here.
-COUNTED_TYPES: tuple[str, ...] = (TransactionType.ADJUSTMENT,)
+# The credits one person may book alone, up to the threshold: positive adjustments and
+# promotional grants count together.
+COUNTED_TYPES: tuple[str, ...] = (TransactionType.ADJUSTMENT, TransactionType.GRANT)
 
 
 def actor_id(actor: Any) -> int | None:

@@ -34,13 +34,14 @@ from divine_whispers.money import (
     validate_text,
 )
 from wallet.models import (
+    ApprovalKind,
     ApprovalRequest,
     ApprovalStatus,
     Transaction,
     TransactionType,
     Wallet,
 )
-from wallet.services import _booking, _checks, _debt, _lots, _minting
+from wallet.services import _booking, _checks, _debt, _grants, _lots, _minting
 from wallet.services._observed import observed
 from wallet.services.results import OperationResult
 
@@ -116,9 +117,11 @@ def adjust(
         earlier = _checks.find_replay(wallet, TransactionType.ADJUSTMENT, reference_id, fingerprint)
         if earlier is not None:
             return OperationResult(earlier, replayed=True)
+        # The balance the staff member confirmed is the one before any due expiry: an
+        # expiry booked now is not a change they could have seen.
+        _checks.check_expected("wallet balance", expected_balance, lambda: wallet.balance)
         now = timezone.now()
         _lots.expire_due(wallet=wallet, now=now)
-        _checks.check_expected("wallet balance", expected_balance, lambda: wallet.balance)
         if wallet.balance + amount < 0:
             # Also for a request: one that could never be booked now is refused at once.
             return _checks.insufficient_rejection(
@@ -150,6 +153,10 @@ class _AskedAdjustment:
     reason: str
     reference_id: str | None
     fingerprint: str
+    # A grant's request (wallet/services/grants.py) carries the grant's own terms.
+    kind: str = ApprovalKind.ADJUSTMENT
+    grant_expires_at: datetime | None = None
+    campaign: str = ""
 
 
 def _adjustment_row(
@@ -216,6 +223,9 @@ def _open_approval(
     approval = ApprovalRequest.objects.create(
         wallet=wallet,
         user_id=wallet.user_id,
+        kind=asked.kind,
+        grant_expires_at=asked.grant_expires_at,
+        campaign=asked.campaign,
         amount=asked.amount,
         reason=asked.reason,
         reference_id=asked.reference_id,
@@ -378,19 +388,36 @@ def approve_adjustment(*, approval: Any, actor: AbstractBaseUser) -> ApprovalDec
                 approval_id=request.pk,
             )
         asked = _AskedAdjustment(
-            request.amount, request.reason, request.reference_id, request.request_fingerprint
+            request.amount,
+            request.reason,
+            request.reference_id,
+            request.request_fingerprint,
+            kind=request.kind,
+            grant_expires_at=request.grant_expires_at,
+            campaign=request.campaign,
         )
-        row = _adjustment_row(wallet, asked, actor=actor, now=now)
-        _booking.commit_rows(
-            [row],
-            actor,
-            now,
-            {"reason": request.reason, "approval_id": request.pk},
-            more_events=lambda: [
+
+        def approved_event(row: Transaction) -> list[AuditEvent]:
+            return [
                 _approval_event(wallet, request, "approval.approved", actor, transaction_id=row.pk)
-            ],
-        )
-        _lots.book(wallet=wallet, transaction=row, now=now)
+            ]
+
+        metadata = {"approval_id": request.pk}
+        if request.kind == ApprovalKind.GRANT:
+            _grants.refuse_lapsed(asked, now)
+            row, _ = _grants.book_grant(
+                wallet, asked, actor=actor, now=now, metadata=metadata, more_events=approved_event
+            )
+        else:
+            row = _adjustment_row(wallet, asked, actor=actor, now=now)
+            _booking.commit_rows(
+                [row],
+                actor,
+                now,
+                {"reason": request.reason, **metadata},
+                more_events=lambda: approved_event(row),
+            )
+            _lots.book(wallet=wallet, transaction=row, now=now)
         _debt.settle(wallet=wallet, credit=row, actor=actor, now=now)
         _record_decision(request, ApprovalStatus.APPROVED, actor, now, transaction=row)
         return ApprovalDecision(request, row)

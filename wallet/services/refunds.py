@@ -56,6 +56,12 @@ def refundable_remaining(spend_txn: Transaction) -> int:
     return -spend_txn.amount - refunded
 
 
+def refund_expiring_share(spend_txn: Transaction, amount: int) -> int:
+    """Of a refund of `amount` points of `spend_txn`, how many go back to lots that have
+    expired and so expire at once (read-only, for the admin's confirmation)."""
+    return _lots.expiring_share(spend=spend_txn, amount=amount, now=timezone.now())
+
+
 def _mark_job_after_refund(original: Transaction, status: str, now: datetime) -> Job | None:
     job = Job.objects.select_for_update(of=("self",)).filter(transaction=original).first()
     if job is not None and job.status != status:

@@ -25,7 +25,7 @@ _REPORT = importlib.import_module("wallet.migrations.0004_finance_report")
 GROUPS[_REPORT.GROUP] = GROUPS[_REPORT.GROUP] + [_REPORT.REPORT_PERMISSION]
 # Rights later data migrations take from the groups (no staff group may deposit).
 for _name, _rights in importlib.import_module(
-    "wallet.migrations.0012_minting_controls"
+    "wallet.migrations.0013_minting_controls"
 ).TAKEN.items():
     GROUPS[_name] = [right for right in GROUPS[_name] if right not in _rights]
 

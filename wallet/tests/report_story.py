@@ -20,7 +20,15 @@ from django.utils import timezone
 from divine_whispers.errors import DomainError
 from jobs.tests.factories import JobTypeFactory
 from wallet import services
-from wallet.models import Transaction, TransactionStatus, TransactionType, Wallet
+from wallet.models import (
+    Allocation,
+    Lot,
+    LotKind,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+    Wallet,
+)
 from wallet.selectors import REPORT_AMOUNTS
 from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 
@@ -39,7 +47,8 @@ def booked_at(moment: datetime) -> Iterator[None]:
 def random_story(
     seed: int, *, start: datetime, days: int, operations: int, users: int = 5
 ) -> list[Transaction]:
-    """`operations` random deposits, spends, refunds, transfers and adjustments (some
+    """`operations` random deposits, grants, spends, refunds, transfers, adjustments and
+    expiry runs (some
     refused by the rules, which is fine) spread over `days` days from `start`."""
     rng = random.Random(seed)
     staff = StaffFactory(username=f"story-staff-{seed}")
@@ -57,9 +66,23 @@ def random_story(
 
 
 def _random_operation(rng, number, who, people, staff, reading, seed) -> None:
-    kind = rng.choice(["deposit", "deposit", "spend", "spend", "refund", "transfer", "adjust"])
+    kind = rng.choice(
+        ["deposit", "deposit", "grant", "spend", "spend", "refund", "transfer", "adjust", "expire"]
+    )
     ref = f"story-{seed}-{number}"
-    if kind == "deposit":
+    if kind == "grant":
+        expires = timezone.now() + timedelta(hours=rng.randint(1, 72))
+        services.grant(
+            user=who,
+            amount=rng.randint(1, 200),
+            reason="story",
+            actor=staff,
+            expires_at=rng.choice([expires, None]),
+            reference_id=ref,
+        )
+    elif kind == "expire":
+        services.expire_points()
+    elif kind == "deposit":
         services.deposit(
             user=who, amount=rng.randint(1, 500), reference_id=ref, actor=payment_account()
         )
@@ -104,6 +127,10 @@ def expected_days(first: date, last: date, tz: tzinfo) -> dict[date, dict[str, A
         f["net"] += row.amount
         if row.type == TransactionType.DEPOSIT:
             f["deposited"] += row.amount
+        elif row.type == TransactionType.GRANT:
+            f["granted"] += row.amount
+        elif row.type == TransactionType.EXPIRY:
+            f["expired"] -= row.amount
         elif row.type == TransactionType.SPEND:
             f["spent"] -= row.amount
         elif row.type == TransactionType.REFUND:
@@ -114,16 +141,43 @@ def expected_days(first: date, last: date, tz: tzinfo) -> dict[date, dict[str, A
             f["adjusted_up"] += row.amount
         elif row.type == TransactionType.ADJUSTMENT:
             f["adjusted_down"] -= row.amount
-    result, liability = {}, liability_before
+    promotional_before, promotional_moves = _promotional_moves(first, last, tz)
+    result, liability, promotional = {}, liability_before, promotional_before
     day = first
     while day <= last:
         f = figures.get(day, {})
         liability += f.get("net", 0)
+        promotional += promotional_moves.get(day, 0)
         result[day] = {name: f.get(name, 0) for name in (*REPORT_AMOUNTS, "count")}
         result[day]["closing_liability"] = liability
+        result[day]["closing_promotional"] = promotional
+        result[day]["closing_paid"] = liability - promotional
         day += timedelta(days=1)
     result["opening"] = liability_before  # type: ignore[index]
     return result
+
+
+def _promotional_moves(first: date, last: date, tz: tzinfo) -> tuple[int, dict[date, int]]:
+    """Promotional points before `first`, and their move per day, from the lots one by
+    one: a promotional lot adds its amount when booked; each allocation of one takes
+    (a debit) or gives back (a refund) its amount at its row's time."""
+    moves: list[tuple[datetime, int]] = [
+        (lot.created_at, lot.amount)
+        for lot in Lot.objects.filter(kind=LotKind.PROMOTIONAL, opening=False)
+    ]
+    for allocation in Allocation.objects.filter(
+        lot__kind=LotKind.PROMOTIONAL, transaction__status=TransactionStatus.SUCCESS
+    ).select_related("transaction"):
+        sign = -1 if allocation.transaction.amount < 0 else 1
+        moves.append((allocation.transaction.created_at, sign * allocation.amount))
+    before, per_day = 0, defaultdict(int)
+    for moment, change in moves:
+        day = local_date(moment, tz)
+        if day < first:
+            before += change
+        elif day <= last:
+            per_day[day] += change
+    return before, per_day
 
 
 def total_balance() -> int:

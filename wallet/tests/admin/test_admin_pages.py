@@ -28,7 +28,7 @@ SUPPORT_RIGHTS = {
     "wallet.view_providerevent",
     "wallet.view_clawback",
 }
-# No `wallet.deposit_points`: the payment service account's alone (migration 0012_minting_controls).
+# No `wallet.deposit_points`: the payment service account's alone (migration 0013_minting_controls).
 FINANCE_RIGHTS = SUPPORT_RIGHTS | {
     "wallet.grant_points",
     "wallet.refund_purchase",

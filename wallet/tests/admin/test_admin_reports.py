@@ -280,12 +280,14 @@ def test_timeline_summary_adds_up_to_the_balance(story):
     lines = {line["name"]: line["signed"] for line in summary["lines"]}
     assert lines == {
         "deposited": 1000,
+        "granted": 0,
         "spent": -120,
         "refunded": 20,
         "transferred_in": 0,
         "transferred_out": -100,
         "adjusted_up": 30,
         "adjusted_down": -10,
+        "expired": 0,
     }
     assert summary["sum"] == summary["balance"] == 820
     assert summary["agrees"] is True

@@ -177,3 +177,39 @@ def test_support_cannot_refund_its_own_spend(client_for):
 
     assert error_of(response) == (403, "self_dealing_forbidden")
     assert Wallet.objects.get(user=support).balance == 50
+
+
+def grants_url(user_id: int) -> str:
+    return f"/api/v1/admin/users/{user_id}/grants"
+
+
+def test_finance_cannot_grant_promotional_points_to_itself(fin, client_for):
+    before = ledger_snapshot()
+
+    response = client_for(fin).post(
+        grants_url(fin.pk), {"amount": 500, "reason": "mine"}, format="json"
+    )
+
+    assert error_of(response) == (403, "self_dealing_forbidden")
+    assert _without_audit(ledger_snapshot()) == _without_audit(before)
+    assert AuditEvent.objects.filter(action="suspicious.self_dealing", actor=fin).count() == 1
+
+
+def test_grants_and_adjustments_count_together_toward_the_threshold(fin, client_for):
+    """A grant of 9,999 then an adjustment of 9,999 by one person: the second is asked."""
+    alice, bob = UserFactory(), UserFactory()
+    client = client_for(fin)
+
+    granted = client.post(grants_url(alice.pk), {"amount": 9_999, "reason": "promo"}, format="json")
+    adjusted = client.put(
+        points_url(bob.pk), {"amount": 9_999, "reason": "goodwill"}, format="json"
+    )
+    granted_again = client.post(grants_url(bob.pk), {"amount": 1, "reason": "promo"}, format="json")
+
+    assert (granted.status_code, adjusted.status_code, granted_again.status_code) == (
+        201,
+        202,
+        202,
+    )
+    assert Wallet.objects.get(user=bob).balance == 0
+    assert_ledger_consistent()

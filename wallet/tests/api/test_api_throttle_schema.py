@@ -25,6 +25,7 @@ CONTRACT_ENDPOINTS = {
     ("post", "/api/v1/jobs/{id}/cancel"),
     ("get", "/api/v1/job-types"),
     ("put", "/api/v1/admin/users/{id}/points"),
+    ("post", "/api/v1/admin/users/{id}/grants"),
     ("get", "/api/v1/admin/wallets"),
     ("post", "/api/v1/admin/transactions/{id}/refund"),
     ("get", "/api/v1/admin/approvals"),

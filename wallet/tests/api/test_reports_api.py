@@ -146,6 +146,7 @@ def test_one_day_of_every_kind_of_row(as_finance):
     assert day == {
         "date": "2026-04-02",
         "deposited": 1050,
+        "granted": 0,
         "spent": 120,
         "refunded": 20,
         "transferred": 100,
@@ -155,12 +156,15 @@ def test_one_day_of_every_kind_of_row(as_finance):
         "net": 1050 - 120 + 20 + 30 - 10,
         "count": 8,  # 2 deposits, spend, refund, 2 transfer legs, 2 adjustments
         "closing_liability": 970,
+        "closing_paid": 970,
+        "closing_promotional": 0,
     }
     assert day["closing_liability"] == total_balance()
     assert empty_after == {
         "date": "2026-04-03",
         **dict.fromkeys(FIGURES, 0),
         "closing_liability": 970,
+        "closing_paid": 970,
     }
     assert body["totals"]["closing_liability"] == 970
     assert body["totals"]["opening_liability"] == 0
@@ -179,6 +183,7 @@ def _reconcile(body: dict, first: date, last: date, tz) -> None:
         assert entry["closing_liability"] - previous == entry["net"], day
         assert entry["net"] == (
             entry["deposited"]
+            + entry["granted"]
             - entry["spent"]
             + entry["refunded"]
             + entry["adjusted_up"]
@@ -189,6 +194,9 @@ def _reconcile(body: dict, first: date, last: date, tz) -> None:
     for name in (*selectors.REPORT_AMOUNTS, "count"):
         assert body["totals"][name] == sum(expected[d][name] for d in expected if d != "opening")
     assert body["totals"]["closing_liability"] == previous
+    assert body["totals"]["closing_promotional"] == body["days"][-1]["closing_promotional"]
+    for entry in body["days"]:
+        assert entry["closing_paid"] + entry["closing_promotional"] == entry["closing_liability"]
 
 
 @pytest.mark.parametrize(

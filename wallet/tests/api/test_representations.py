@@ -39,7 +39,12 @@ def test_functions_equal_the_serializers(user, other_user, fund, job_type, zone)
         for instance in (spent.job, job):
             assert job_data(instance) == dict(JobSerializer(instance).data)
         wallet = selectors.wallet_for_user(user_id=user.pk)
-        assert balance_data(wallet) == dict(BalanceSerializer(wallet).data)
+        split = selectors.lot_split(wallet_id=wallet.pk)
+        serialized = BalanceSerializer(wallet, context={"split": split}).data
+        assert balance_data(wallet, split) == {
+            **serialized,
+            "expiring": [dict(entry) for entry in serialized["expiring"]],
+        }
 
 
 def test_api_answers_are_the_serializers_rendering(user, fund, job_type, client_for):
@@ -53,4 +58,6 @@ def test_api_answers_are_the_serializers_rendering(user, fund, job_type, client_
     assert body["transaction"] == TransactionSerializer(txn, context={"job_id": job.pk}).data
     assert body["job"] == JobSerializer(job).data
     balance = client.get("/api/v1/wallet/balance").json()
-    assert balance == BalanceSerializer(selectors.wallet_for_user(user_id=user.pk)).data
+    wallet = selectors.wallet_for_user(user_id=user.pk)
+    split = selectors.lot_split(wallet_id=wallet.pk)
+    assert balance == BalanceSerializer(wallet, context={"split": split}).data

@@ -67,6 +67,7 @@ def _gate(expected: dict[str, int]) -> dict[str, int]:
 
 REFUNDERS = ("support", "finance", "superuser")
 ADJUSTERS = ("finance", "superuser")
+GRANTERS = ("finance", "superuser")
 VIEWERS = ("support", "finance", "superuser")
 
 
@@ -80,6 +81,7 @@ def _bodies(world: dict, role: str, name: str) -> dict:
             "amount": 1,
         },
         "admin-user-points": {"amount": 5, "reason": "matrix"},
+        "admin-user-grant-grants": {"amount": 5, "reason": "matrix"},
         "admin-transaction-refund": {"amount": 1, "reason": "matrix"},
         "admin-approval-reject": {"reason": "matrix"},
     }.get(name, {})
@@ -119,6 +121,9 @@ ROUTES: dict[str, Route] = {
     "stripe-webhook": Route(lambda w: "/webhooks/stripe", {"post": public(400)}),
     "admin-user-points": Route(
         lambda w: f"{API}/admin/users/{w['user'].pk}/points", {"put": staff(201, *ADJUSTERS)}
+    ),
+    "admin-user-grant-grants": Route(
+        lambda w: f"{API}/admin/users/{w['user'].pk}/grants", {"post": staff(201, *GRANTERS)}
     ),
     "admin-wallet-list": Route(lambda w: f"{API}/admin/wallets", {"get": staff(200, *VIEWERS)}),
     "admin-transaction-refund": Route(

@@ -56,7 +56,7 @@ GUARDS = [
     (
         "transaction",
         models.CheckConstraint(
-            condition=~Q(type__in=["adjustment", "deposit"], actor=F("user")),
+            condition=~Q(type__in=["adjustment", "deposit", "grant"], actor=F("user")),
             name="txn_no_self_credit",
         ),
     ),
@@ -94,7 +94,7 @@ def drop_guards(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("wallet", "0011_finance_refunds_purchases"),
+        ("wallet", "0012_promo_grants"),
         ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
