@@ -35,7 +35,7 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import Allocation, Lot, Transaction, Wallet
 from wallet.services import _lots
-from wallet.tests.factories import StaffFactory, UserFactory
+from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 from wallet.tests.helpers import assert_lots_consistent
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_velocity_limit")]
@@ -56,6 +56,8 @@ class LotsMachine(RuleBasedStateMachine):
         self.clock.start()
         self.users = [UserFactory(username=f"lm{tag}-u{i}") for i in range(USERS)]
         self.staff = StaffFactory(username=f"lm{tag}-staff")
+        # Deposits are the payment service account's (no staff member may deposit).
+        self.payments = payment_account()
         self.job_code = f"lm{tag}"
         JobTypeFactory(code=self.job_code, price=30)
         self.refs = itertools.count()
@@ -92,7 +94,7 @@ class LotsMachine(RuleBasedStateMachine):
             user=self.users[who],
             amount=amount,
             reference_id=f"d{next(self.refs)}",
-            actor=self.staff,
+            actor=self.payments,
         )
 
     @rule(target=spends, who=users)
