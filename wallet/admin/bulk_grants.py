@@ -46,6 +46,7 @@ MAX_FILE_BYTES = 512 * 1024
 REQUIRED_COLUMNS = ("amount", "reason", "reference")
 BULK_TEMPLATE = "admin/wallet/wallet/bulk_grant.html"
 DIGITS = re.compile(r"[0-9]+")
+MAX_ID = 2**63  # bigint: a larger id cannot be looked up (the database would refuse it)
 
 
 class BulkGrantUploadForm(forms.Form):
@@ -174,17 +175,23 @@ def _plan_row(line: int, raw: dict[str, str], now: datetime) -> PlannedRow:
     return row
 
 
+def _user_id(raw: dict[str, str]) -> int | None:
+    """The row's user_id if it is a number a database id can be (else: unknown user)."""
+    text = raw.get("user_id") or ""
+    return int(text) if DIGITS.fullmatch(text) and int(text) < MAX_ID else None
+
+
 def _resolve_users(planned: list[PlannedRow], rows: list[dict[str, str]]) -> None:
     users = get_user_model().objects
     names = {raw.get("username") for raw in rows if raw.get("username")}
-    ids = {int(raw["user_id"]) for raw in rows if DIGITS.fullmatch(raw.get("user_id") or "")}
+    ids = {_user_id(raw) for raw in rows} - {None}
     by_name = dict(users.filter(username__in=names).values_list("username", "pk"))
     by_id = set(users.filter(pk__in=ids).values_list("pk", flat=True))
     for row, raw in zip(planned, rows, strict=True):
         if raw.get("username"):
             row.user_id = by_name.get(raw["username"])
-        elif DIGITS.fullmatch(raw.get("user_id") or ""):
-            row.user_id = int(raw["user_id"]) if int(raw["user_id"]) in by_id else None
+        elif _user_id(raw) in by_id:
+            row.user_id = _user_id(raw)
         if row.user_id is None:
             row.problems.insert(0, f"unknown user {row.who!r}." if row.who else "no user.")
 

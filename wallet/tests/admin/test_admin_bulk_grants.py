@@ -128,6 +128,23 @@ def test_bad_rows_are_reported_and_the_others_proceed(finance, people):
     assert_ledger_consistent()
 
 
+def test_unknown_user_ids_of_any_size_are_row_problems(finance, people):
+    client = logged_in(finance)
+    summary = upload(
+        client,
+        "user_id,amount,reason,reference\n"
+        "99999999999999999999,10,W,u-1\n"
+        "987654,10,W,u-2\n"
+        "-3,10,W,u-3\n"
+        f"{people[0].pk},10,W,u-4\n",
+    )
+    assert summary.status_code == 200
+    assert "4 rows: 1 to book, 10 points in all; 3 with problems" in summary.content.decode()
+    assert statuses(client.post(CONFIRM, {"token": token_of(summary)})) == (
+        ["not booked"] * 3 + ["booked"]
+    )
+
+
 def test_the_uploaders_own_row_is_refused_and_the_others_booked(finance, people):
     client = logged_in(finance)
     summary = upload(
