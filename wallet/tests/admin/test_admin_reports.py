@@ -338,7 +338,7 @@ def test_timeline_shows_only_what_the_staff_member_may_see(story):
 # --- Promotional points expiring (finance box) ---------------------------------------
 
 
-def test_report_shows_promotional_points_expiring_in_7_and_30_days():
+def test_report_shows_promotional_points_expiring_in_7_and_30_days(django_assert_num_queries):
     """Counted: unused remainders expiring within now..now+7d / now..now+30d. Not counted:
     lots already past their expiry, paid lots, lots expiring later, spent points."""
     from datetime import timedelta
@@ -373,7 +373,8 @@ def test_report_shows_promotional_points_expiring_in_7_and_30_days():
     tarot = JobTypeFactory(code="tarot", name="Three-card tarot", price=40)
     services.spend(user=alice, job_type=tarot, reference_id="order-1")  # 40 from the 3-day lot
 
-    totals = selectors.expiring_totals()
+    with django_assert_num_queries(1):
+        totals = selectors.expiring_totals()
     assert (totals.next_7_days, totals.next_30_days) == (80, 380)
 
     page = logged_in(staff_in_group("fin", "finance")).get(REPORT)
