@@ -24,6 +24,7 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Abs, Coalesce
+from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
 from audit.models import AuditEvent
@@ -88,6 +89,33 @@ def lot_split(*, wallet_id: int) -> LotSplit:
         else:
             expiring.append({"amount": total, "expires_at": expires_at})
     return LotSplit(paid, promotional, expiring[:EXPIRING_SHOWN])
+
+
+@dataclass(frozen=True)
+class ExpiringTotals:
+    """Promotional points still unused whose expiry falls in the next 7 and 30 days."""
+
+    next_7_days: int
+    next_30_days: int
+
+
+def expiring_totals(*, now: datetime | None = None) -> ExpiringTotals:
+    """Over all wallets, the unused remainders of promotional lots expiring after `now`
+    and at most 7 / 30 days later (lots already past their expiry are breakage, not
+    counted; paid lots never expire). One aggregate over the `lot_expiring` index."""
+    now = now or timezone.now()
+    week, month = now + timedelta(days=7), now + timedelta(days=30)
+    totals = Lot.objects.filter(
+        kind=LotKind.PROMOTIONAL,
+        remaining__gt=0,
+        expires_at__isnull=False,
+        expires_at__gt=now,
+        expires_at__lte=month,
+    ).aggregate(
+        week=Coalesce(Sum("remaining", filter=Q(expires_at__lte=week)), 0),
+        month=Coalesce(Sum("remaining"), 0),
+    )
+    return ExpiringTotals(next_7_days=totals["week"], next_30_days=totals["month"])
 
 
 def transactions_for_user(

@@ -131,6 +131,8 @@ class FinanceReportAdmin(admin.ModelAdmin):
             "form": form,
             "timezone": str(selectors.report_timezone()),
             "columns": [COLUMN_TITLES[name] for name in selectors.REPORT_FIGURES],
+            # From now, whatever the range: what the liability will lose if nobody spends it.
+            "expiring": selectors.expiring_totals(),
         }
         today = default_range()[1]
         context["presets"] = report_presets(today)

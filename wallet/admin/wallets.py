@@ -23,6 +23,7 @@ from divine_whispers.points_format import points
 from jobs.models import Job
 from wallet import permissions, selectors
 from wallet.admin.adjust_flow import AdjustFlowMixin
+from wallet.admin.bulk_grants import BulkGrantMixin
 from wallet.admin.grant_flow import GrantFlowMixin
 from wallet.admin.staff_flow import StaffOperationMixin
 from wallet.admin.timeline import TimelineMixin
@@ -38,6 +39,7 @@ class WalletAdmin(
     AuditTrailButtonMixin,
     TimelineMixin,
     AdjustFlowMixin,
+    BulkGrantMixin,
     GrantFlowMixin,
     StaffOperationMixin,
     ReadOnlyAdminMixin,
@@ -138,4 +140,9 @@ class WalletAdmin(
         return activity
 
     def get_urls(self) -> list:
-        return [*self.adjust_urls(), *self.grant_urls(), *super().get_urls()]
+        return [
+            *self.bulk_grant_urls(),
+            *self.adjust_urls(),
+            *self.grant_urls(),
+            *super().get_urls(),
+        ]

@@ -333,3 +333,59 @@ def test_timeline_shows_only_what_the_staff_member_may_see(story):
     assert {row.kind for row in rows} == {"transaction"}
     assert all(row.folded == [] for row in rows)  # no job or audit permission: nothing inside
     assert ledger.get("/admin/wallet/wallet/999999/timeline/").status_code == 404
+
+
+# --- Promotional points expiring (finance box) ---------------------------------------
+
+
+def test_report_shows_promotional_points_expiring_in_7_and_30_days(django_assert_num_queries):
+    """Counted: unused remainders expiring within now..now+7d / now..now+30d. Not counted:
+    lots already past their expiry, paid lots, lots expiring later, spent points."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from wallet import selectors
+
+    staff = StaffFactory(username="marketing")
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    now = timezone.now()
+
+    def grant(user, amount, expires_at, ref):
+        services.grant(
+            user=user,
+            amount=amount,
+            reason="promo",
+            actor=staff,
+            expires_at=expires_at,
+            reference_id=ref,
+        )
+
+    # Already expired by now: granted ten days ago, expiring two days ago.
+    with booked_at(now - timedelta(days=10)):
+        grant(alice, 1000, now - timedelta(days=2), "g-expired")
+    services.deposit(user=alice, amount=5000, reference_id="pay-a", actor=payment_account())
+    grant(alice, 100, now + timedelta(days=3), "g-3d")  # partly spent below: 60 left
+    grant(bob, 20, now + timedelta(days=6), "g-6d")
+    grant(bob, 300, now + timedelta(days=20), "g-20d")
+    grant(bob, 4000, now + timedelta(days=45), "g-45d")
+    grant(bob, 7, None, "g-never")
+    tarot = JobTypeFactory(code="tarot", name="Three-card tarot", price=40)
+    services.spend(user=alice, job_type=tarot, reference_id="order-1")  # 40 from the 3-day lot
+
+    with django_assert_num_queries(1):
+        totals = selectors.expiring_totals()
+    assert (totals.next_7_days, totals.next_30_days) == (80, 380)
+
+    page = logged_in(staff_in_group("fin", "finance")).get(REPORT)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert '<span id="expiring-7">80</span>' in html
+    assert '<span id="expiring-30">380</span>' in html
+
+
+def test_expiring_totals_are_zero_without_promotional_lots():
+    services.deposit(user=UserFactory(), amount=900, reference_id="pay-z", actor=payment_account())
+    page = logged_in(staff_in_group("fin", "finance")).get(REPORT)
+    assert '<span id="expiring-7">0</span>' in page.content.decode()
+    assert '<span id="expiring-30">0</span>' in page.content.decode()
