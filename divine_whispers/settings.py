@@ -11,6 +11,7 @@ from pathlib import Path
 
 import environ
 
+from divine_whispers.api.config import rest_framework_settings, spectacular_settings
 from divine_whispers.cache_guard import cache_options
 from divine_whispers.db.config import apply_bounds, apply_transaction_pooling, replica_database
 from divine_whispers.durations import parse_duration
@@ -336,50 +337,9 @@ API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="600/minute")
 # Requests without credentials (schema, docs), per client IP.
 API_ANON_THROTTLE_RATE = env.str("API_ANON_THROTTLE_RATE", default="120/minute")
 
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "wallet.api.authentication.ExpiringTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # Rates are read from API_THROTTLE_RATE / API_ANON_THROTTLE_RATE at request time.
-    "DEFAULT_THROTTLE_CLASSES": [
-        "divine_whispers.api.throttling.UserThrottle",
-        "divine_whispers.api.throttling.AnonThrottle",
-    ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
-    ],
-    "DEFAULT_PARSER_CLASSES": ["divine_whispers.api.parsers.StrictJSONParser"],
-    "EXCEPTION_HANDLER": "divine_whispers.api.exceptions.exception_handler",
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-}
-
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Divine Whispers wallet API",
-    "DESCRIPTION": "Points wallet, paid reading jobs and their audit trail.",
-    "VERSION": "1.0.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    # Swagger UI assets come from the drf-spectacular-sidecar package (static files),
-    # so /api/docs/ works without reaching a CDN.
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "COMPONENT_SPLIT_REQUEST": True,
-    # Framework-level answers (406, and 400/403/413/415 for bodies) on every operation.
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "divine_whispers.api.schema.document_transport_errors",
-        "divine_whispers.api.schema.refuse_undeclared_body_fields",
-    ],
-    # Several components share the `status` field name (transfer credit leg: hardening).
-    "ENUM_NAME_OVERRIDES": {
-        "TransactionStatusEnum": "wallet.models.TransactionStatus",
-        "JobStatusEnum": "jobs.models.JobStatus",
-    },
-}
+# The DRF and drf-spectacular settings live beside the API toolkit they configure.
+REST_FRAMEWORK = rest_framework_settings()
+SPECTACULAR_SETTINGS = spectacular_settings()
 
 # --- Observability: logs and metrics (docs/operations/monitoring.md) ---------------
 # LOG_FORMAT=json: one JSON object per line on stdout (the default when DEBUG is off);
