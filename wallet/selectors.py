@@ -4,7 +4,7 @@ Nothing here writes or locks."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,6 +33,7 @@ from jobs.models import Job
 from wallet.models import (
     Allocation,
     ApprovalRequest,
+    Clawback,
     EventStatus,
     Lot,
     LotKind,
@@ -108,23 +109,28 @@ REPORT_MAX_DAYS = 366
 # The per-day point totals, in the order the API, the admin table and the CSV show them.
 REPORT_AMOUNTS = (
     "deposited",
+    "purchased",
     "granted",
     "spent",
     "refunded",
     "transferred",
     "adjusted_up",
     "adjusted_down",
+    "clawed_back",
+    "clawback_reversed",
     "expired",
     "net",
 )
 # The closing liability, and its split: promotional points (granted, not yet spent or
-# expired) and paid points (everything else: purchases, deposits, adjustments).
+# expired) and paid points (everything else: purchases, deposits, adjustments); and the
+# debt all wallets owe at the day's end (clawbacks the balances could not cover).
 REPORT_FIGURES = (
     *REPORT_AMOUNTS,
     "count",
     "closing_liability",
     "closing_paid",
     "closing_promotional",
+    "debt",
 )
 
 
@@ -134,17 +140,21 @@ class ReportDay:
 
     date: date
     deposited: int = 0
+    purchased: int = 0
     granted: int = 0
     spent: int = 0
     refunded: int = 0
     transferred: int = 0
     adjusted_up: int = 0
     adjusted_down: int = 0
+    clawed_back: int = 0
+    clawback_reversed: int = 0
     expired: int = 0
     net: int = 0
     count: int = 0
     closing_liability: int = 0
     closing_promotional: int = 0
+    debt: int = 0
 
     @property
     def closing_paid(self) -> int:
@@ -160,6 +170,7 @@ class DailyReport:
     opening_liability: int
     timezone: str
     opening_promotional: int = 0
+    opening_debt: int = 0
 
     @property
     def totals(self) -> dict[str, int]:
@@ -173,6 +184,8 @@ class DailyReport:
             last.closing_promotional if last else self.opening_promotional
         )
         totals["closing_paid"] = totals["closing_liability"] - totals["closing_promotional"]
+        totals["opening_debt"] = self.opening_debt
+        totals["debt"] = last.debt if last else self.opening_debt
         return totals
 
 
@@ -198,33 +211,34 @@ def daily_report(*, first: date, last: date, tz: tzinfo) -> DailyReport:
     with database_bounds("report"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(*_daily_report_sql(start, end, str(tz)))
         rows = cursor.fetchall()
-    opening, opening_promotional = int(rows[0][0]), int(rows[0][1])
-    by_day = {_as_date(row[2]): row[3:] for row in rows if row[2] is not None}
-    days, closing, promotional = [], opening, opening_promotional
+    opening, opening_promotional, opening_debt = (int(value) for value in rows[0][:3])
+    by_day = {_as_date(row[3]): row[4:] for row in rows if row[3] is not None}
+    days, closing, promotional, debt = [], opening, opening_promotional, opening_debt
     for offset in range((last - first).days + 1):
         day = first + timedelta(days=offset)
-        if day in by_day:
-            *amounts, count, liability_change, promotional_change = (
-                int(value or 0) for value in by_day[day]
-            )
-            closing += liability_change
-            promotional += promotional_change
+        if day not in by_day:
             days.append(
                 ReportDay(
-                    day,
-                    *amounts,
-                    count=count,
-                    closing_liability=closing,
-                    closing_promotional=promotional,
+                    day, closing_liability=closing, closing_promotional=promotional, debt=debt
                 )
             )
-        else:
-            days.append(ReportDay(day, closing_liability=closing, closing_promotional=promotional))
+            continue
+        *amounts, count, liability_change, promotional_change, owed = (
+            int(value or 0) for value in by_day[day]
+        )
+        closing += liability_change
+        promotional += promotional_change
+        entry = ReportDay(day, *amounts, count=count)
+        debt += owed - entry.clawed_back  # the same derivation as verify_ledger's
+        days.append(
+            replace(entry, closing_liability=closing, closing_promotional=promotional, debt=debt)
+        )
     return DailyReport(
         days=days,
         opening_liability=opening,
         timezone=str(tz),
         opening_promotional=opening_promotional,
+        opening_debt=opening_debt,
     )
 
 
@@ -250,8 +264,9 @@ def _balance_before_sql(wallet: str) -> str:
 def _daily_report_sql(start: datetime, end: datetime, tzname: str) -> tuple[str, list]:
     """One statement, so one snapshot: a first row with the opening liability (the
     balances at `start`: each wallet's latest `balance_after` before it, one index probe
-    per wallet) and no day, then per day with rows the amounts of
-    REPORT_AMOUNTS, the row count and the change of the closing liability.
+    per wallet), promotional points and debt, and no day; then per day with rows (or with
+    debt recorded) the amounts of REPORT_AMOUNTS, the row count, the change of the
+    closing liability, of the promotional points, and the points clawbacks owed.
 
     The liability change of a day is the sum, over its rows, of how much each row moved
     its wallet's `balance_after` from the wallet's previous row (for a wallet's first
@@ -260,13 +275,20 @@ def _daily_report_sql(start: datetime, end: datetime, tzname: str) -> tuple[str,
     day's move of the sum of all balances, read from `balance_after`, in one window pass
     and the same aggregate as the flows (no second sort by day).
 
+    Debt is derived as verify_ledger checks it: the points every clawback owes (at its
+    `clawback` row's instant, or its own when the balance covered none of it) minus the
+    `clawback` rows booked. A clawback that took nothing books no row, hence the days of
+    `owed_days` joined with those of the rows.
+
     Portable SQL (PostgreSQL, and SQLite for `make run`): a CTE, a window function and
     CASE, with the backend's own local-date expression (Django's, as for TruncDate).
     """
     table, wallets = Transaction._meta.db_table, Wallet._meta.db_table
     day_sql, day_params = connection.ops.datetime_cast_date_sql("t.created_at", (), tzname)
     promo_day_sql, promo_day_params = connection.ops.datetime_cast_date_sql("p.at", (), tzname)
+    owed_day_sql, owed_day_params = connection.ops.datetime_cast_date_sql("d.at", (), tzname)
     lots, allocations = Lot._meta.db_table, Allocation._meta.db_table
+    clawbacks = Clawback._meta.db_table
     sql = f"""
     WITH opening AS (  -- every wallet's balance at the range's start
         SELECT w.id AS wallet_id, COALESCE({_balance_before_sql("w.id")}, 0) AS balance
@@ -286,6 +308,7 @@ def _daily_report_sql(start: datetime, end: datetime, tzname: str) -> tuple[str,
     report AS (
         SELECT day,
             SUM(CASE WHEN type = {_T["DEPOSIT"]} THEN amount ELSE 0 END) AS deposited,
+            SUM(CASE WHEN type = {_T["PURCHASE"]} THEN amount ELSE 0 END) AS purchased,
             SUM(CASE WHEN type = {_T["GRANT"]} THEN amount ELSE 0 END) AS granted,
             SUM(CASE WHEN type = {_T["SPEND"]} THEN -amount ELSE 0 END) AS spent,
             SUM(CASE WHEN type = {_T["REFUND"]} THEN amount ELSE 0 END) AS refunded,
@@ -294,6 +317,9 @@ def _daily_report_sql(start: datetime, end: datetime, tzname: str) -> tuple[str,
                 AS adjusted_up,
             SUM(CASE WHEN type = {_T["ADJUSTMENT"]} AND amount < 0 THEN -amount ELSE 0 END)
                 AS adjusted_down,
+            SUM(CASE WHEN type = {_T["CLAWBACK"]} THEN -amount ELSE 0 END) AS clawed_back,
+            SUM(CASE WHEN type = {_T["CLAWBACK_REVERSAL"]} THEN amount ELSE 0 END)
+                AS clawback_reversed,
             SUM(CASE WHEN type = {_T["EXPIRY"]} THEN -amount ELSE 0 END) AS expired,
             SUM(amount) AS net,
             COUNT(*) AS row_count,
@@ -313,18 +339,38 @@ def _daily_report_sql(start: datetime, end: datetime, tzname: str) -> tuple[str,
     promotional_days AS (
         SELECT {promo_day_sql} AS day, SUM(change) AS promotional_change FROM promotional p
         WHERE p.at >= %s AND p.at < %s GROUP BY 1
-    )
+    ),
+    owed AS (  -- the points each clawback owes, at its row's instant (else its own)
+        SELECT COALESCE(t.created_at, c.created_at) AS at, c.points
+        FROM {clawbacks} c LEFT JOIN {table} t ON t.id = c.transaction_id
+    ),
+    owed_days AS (
+        SELECT {owed_day_sql} AS day, SUM(points) AS owed FROM owed d
+        WHERE d.at >= %s AND d.at < %s GROUP BY 1
+    ),
+    all_days AS (SELECT day FROM report UNION SELECT day FROM owed_days)
     SELECT (SELECT COALESCE(SUM(balance), 0) FROM opening) AS opening_liability,
            (SELECT COALESCE(SUM(change), 0) FROM promotional WHERE at < %s)
                AS opening_promotional,
-           report.*, promotional_days.promotional_change
-    FROM (SELECT 1) one LEFT JOIN report ON 1 = 1
-    LEFT JOIN promotional_days ON promotional_days.day = report.day
-    ORDER BY report.day
+           (SELECT COALESCE(SUM(points), 0) FROM owed WHERE at < %s)
+               + (SELECT COALESCE(SUM(amount), 0) FROM {table}
+                  WHERE type = {_T["CLAWBACK"]} AND status = %s AND created_at < %s)
+               AS opening_debt,
+           all_days.day, report.deposited, report.purchased, report.granted, report.spent,
+           report.refunded, report.transferred, report.adjusted_up, report.adjusted_down,
+           report.clawed_back, report.clawback_reversed, report.expired, report.net,
+           report.row_count, report.liability_change,
+           promotional_days.promotional_change, owed_days.owed
+    FROM (SELECT 1) one LEFT JOIN all_days ON 1 = 1
+    LEFT JOIN report ON report.day = all_days.day
+    LEFT JOIN promotional_days ON promotional_days.day = all_days.day
+    LEFT JOIN owed_days ON owed_days.day = all_days.day
+    ORDER BY all_days.day
     """
     success = TransactionStatus.SUCCESS.value
     # Placeholders in the text's order: opening, ranged (day, status and bounds), the
-    # promotional moves (status; day, bounds), the promotional opening.
+    # promotional moves (status; day, bounds), the owed days (day, bounds), the
+    # promotional and debt openings.
     return sql, [
         success,
         start,
@@ -336,6 +382,12 @@ def _daily_report_sql(start: datetime, end: datetime, tzname: str) -> tuple[str,
         *promo_day_params,
         start,
         end,
+        *owed_day_params,
+        start,
+        end,
+        start,
+        start,
+        success,
         start,
     ]
 
@@ -364,6 +416,7 @@ def report_timezone() -> ZoneInfo:
 # The summary's lines, in the order they add up to the balance (sign, name).
 SUMMARY_LINES = (
     (+1, "deposited"),
+    (+1, "purchased"),
     (+1, "granted"),
     (-1, "spent"),
     (+1, "refunded"),
@@ -371,6 +424,8 @@ SUMMARY_LINES = (
     (-1, "transferred_out"),
     (+1, "adjusted_up"),
     (-1, "adjusted_down"),
+    (-1, "clawed_back"),
+    (+1, "clawback_reversed"),
     (-1, "expired"),
 )
 
@@ -389,6 +444,9 @@ def customer_summary(*, wallet_id: int) -> dict[str, int]:
         .filter(wallet_id=wallet_id)
         .aggregate(
             deposited=total(Q(type=TransactionType.DEPOSIT)),
+            purchased=total(Q(type=TransactionType.PURCHASE)),
+            clawed_back=total(Q(type=TransactionType.CLAWBACK)),
+            clawback_reversed=total(Q(type=TransactionType.CLAWBACK_REVERSAL)),
             granted=total(Q(type=TransactionType.GRANT)),
             spent=total(Q(type=TransactionType.SPEND)),
             refunded=total(Q(type=TransactionType.REFUND)),
