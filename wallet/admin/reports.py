@@ -30,18 +30,22 @@ ROLLUP_AFTER_DAYS = 62  # longer ranges get a table by month above the daily one
 LOG_SCALE_RATIO = 20
 COLUMN_TITLES = {
     "deposited": "Deposited",
+    "purchased": "Purchased",
     "granted": "Granted",
     "spent": "Spent",
     "refunded": "Refunded",
     "transferred": "Transferred",
     "adjusted_up": "Adjusted +",
     "adjusted_down": "Adjusted −",
+    "clawed_back": "Clawed back",
+    "clawback_reversed": "Clawback reversed",
     "expired": "Expired",
     "net": "Net change",
     "count": "Rows",
     "closing_liability": "Closing liability",
     "closing_paid": "… paid",
     "closing_promotional": "… promotional",
+    "debt": "Debt owed",
 }
 
 
@@ -177,6 +181,7 @@ class FinanceReportAdmin(admin.ModelAdmin):
         totals = report.totals
         writer.writerow(["total", *(totals[n] for n in selectors.REPORT_FIGURES)])
         writer.writerow(["opening_liability", totals["opening_liability"]])
+        writer.writerow(["opening_debt", totals["opening_debt"]])
         writer.writerow(["timezone", report.timezone])
         return response
 
@@ -222,7 +227,7 @@ def monthly_rollup(report: selectors.DailyReport) -> list[dict[str, Any]]:
         }
         figures["count"] = sum(day.count for day in days)
         # The closing figures are the month's last day's, not a sum.
-        for name in ("closing_liability", "closing_paid", "closing_promotional"):
+        for name in ("closing_liability", "closing_paid", "closing_promotional", "debt"):
             figures[name] = getattr(days[-1], name)
         rows.append({**_row(figures), "month": f"{year}-{month:02d}", "days": len(days)})
     return rows
@@ -243,11 +248,14 @@ def _chart_data(report: selectors.DailyReport) -> dict[str, Any]:
         name: [getattr(day, name) for day in report.days]
         for name in (
             "deposited",
+            "purchased",
             "granted",
             "spent",
             "refunded",
             "adjusted_up",
             "adjusted_down",
+            "clawed_back",
+            "clawback_reversed",
             "expired",
         )
     }

@@ -40,6 +40,7 @@ KIND_PERMISSIONS = {
 }
 SUMMARY_TITLES = {
     "deposited": "Deposited",
+    "purchased": "Purchased",
     "granted": "Granted",
     "spent": "Spent",
     "refunded": "Refunded",
@@ -47,6 +48,8 @@ SUMMARY_TITLES = {
     "transferred_out": "Transferred out",
     "adjusted_up": "Adjusted up",
     "adjusted_down": "Adjusted down",
+    "clawed_back": "Clawed back",
+    "clawback_reversed": "Clawback reversed",
     "expired": "Expired",
 }
 

@@ -64,16 +64,26 @@ def _points(help_text: str) -> serializers.IntegerField:
 
 class _ReportFiguresSerializer(serializers.Serializer):
     deposited = _points("Points credited by deposits.")
+    purchased = _points("Points credited by purchases (purchase rows).")
     granted = _points("Promotional points granted.")
     spent = _points("Points debited by spends (positive).")
     refunded = _points("Points credited by refunds.")
     transferred = _points("Points moved between users (sum of the transfer_in amounts).")
     adjusted_up = _points("Points added by adjustments.")
     adjusted_down = _points("Points removed by adjustments (positive).")
+    clawed_back = _points(
+        "Points taken back by clawback rows (refunds and disputes of purchases, and debt "
+        "repaid from later credits)."
+    )
+    clawback_reversed = _points(
+        "Points given back by clawback_reversal rows (a dispute won, a refund failed)."
+    )
     expired = _points("Points expired: the unused remainders of expired lots (breakage).")
     net = serializers.IntegerField(
-        help_text="Change of all balances together: deposited + granted − spent + refunded "
-        "+ adjusted_up − adjusted_down − expired (transfers net to zero). May be negative."
+        help_text="Change of all balances together (the sum of every row's amount): "
+        "deposited + purchased + granted − spent + refunded + adjusted_up − adjusted_down "
+        "− clawed_back + clawback_reversed − expired (transfers net to zero). "
+        "May be negative."
     )
     count = _points("Successful ledger rows (a transfer is two).")
     closing_liability = _points(
@@ -82,6 +92,10 @@ class _ReportFiguresSerializer(serializers.Serializer):
     closing_paid = _points("Paid part of closing_liability (never expires).")
     closing_promotional = _points(
         "Promotional part of closing_liability (granted points not yet spent or expired)."
+    )
+    debt = _points(
+        "Debt all wallets owe at the end: points clawbacks owed minus the clawback rows "
+        "booked (what the balances could not cover)."
     )
 
 
@@ -95,14 +109,15 @@ class ReportDaySerializer(_ReportFiguresSerializer):
 
 class ReportTotalsSerializer(_ReportFiguresSerializer):
     opening_liability = _points("Sum of all balances at the start of the first day.")
+    opening_debt = _points("Debt all wallets owed at the start of the first day.")
 
 
 class DailyReportSerializer(serializers.Serializer):
     timezone = serializers.CharField(help_text="The time zone of the days (REPORT_TIMEZONE).")
     days = ReportDaySerializer(many=True, help_text="Every day of the range, oldest first.")
     totals = ReportTotalsSerializer(
-        help_text="Sums over the range; closing_liability is the last day's, "
-        "opening_liability the balances before the first day."
+        help_text="Sums over the range; closing_liability and debt are the last day's, "
+        "opening_liability and opening_debt those before the first day."
     )
 
 

@@ -1,6 +1,6 @@
 """The finance report's proxy model: a place in the admin and a permission, no table.
 
-The report's figures are read queries (wallet/selectors.py `daily_report`).
+The report's figures are read queries (wallet/selectors/reports.py `daily_report`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """Ledger stories at chosen instants, and the report's figures recomputed in Python.
 
 Money only moves through the services; `booked_at` pins the services' clock so a row
-lands on a chosen instant (day boundaries, DST changes). `expected_days` recomputes
-every report figure from the ledger rows one by one, in Python, as the independent
-reference the SQL report must match exactly.
+lands on a chosen instant (day boundaries, DST changes). Purchases are credited by
+`services.fulfil_purchase` with the payment as the provider would report it (no Stripe
+needed: the report reads only our ledger), and clawed back or reversed by the services.
+`expected_days` recomputes every report figure from the ledger rows one by one, in
+Python, as the independent reference the SQL report must match exactly.
 """
 
 from __future__ import annotations
@@ -22,14 +24,19 @@ from jobs.tests.factories import JobTypeFactory
 from wallet import services
 from wallet.models import (
     Allocation,
+    Clawback,
+    ClawbackKind,
     Lot,
     LotKind,
+    PointPackage,
+    Purchase,
     Transaction,
     TransactionStatus,
     TransactionType,
     Wallet,
 )
 from wallet.selectors import REPORT_AMOUNTS
+from wallet.services import _provider
 from wallet.tests.factories import StaffFactory, UserFactory, payment_account
 
 
@@ -47,8 +54,8 @@ def booked_at(moment: datetime) -> Iterator[None]:
 def random_story(
     seed: int, *, start: datetime, days: int, operations: int, users: int = 5
 ) -> list[Transaction]:
-    """`operations` random deposits, grants, spends, refunds, transfers, adjustments and
-    expiry runs (some
+    """`operations` random deposits, purchases, grants, spends, refunds, transfers,
+    adjustments, clawbacks (some leaving debt), clawback reversals and expiry runs (some
     refused by the rules, which is fine) spread over `days` days from `start`."""
     rng = random.Random(seed)
     staff = StaffFactory(username=f"story-staff-{seed}")
@@ -65,12 +72,53 @@ def random_story(
     return list(Transaction.objects.all())
 
 
+def purchase_paid(who: Any, ref: str, points: int, price: int) -> Purchase:
+    """A purchase of `points` for `price` cents, credited as a succeeded payment would."""
+    package, _ = PointPackage.objects.get_or_create(
+        code=f"story-{points}-{price}", defaults={"name": "Story", "points": points, "price": price}
+    )
+    purchase = Purchase.objects.create(
+        user=who, package=package, points=points, amount=price, currency="usd", reference_id=ref
+    )
+    payment = _provider.Payment(
+        id=f"pi_{ref}", status="succeeded", amount=price, currency="usd",
+        metadata={"purchase_id": str(purchase.pk)},
+    )  # fmt: skip
+    services.fulfil_purchase(payment=payment)
+    return purchase
+
+
+def _claw_back_some(rng: random.Random, ref: str, staff: Any) -> None:
+    """A refund or dispute of part or all of a random credited purchase; half the time
+    the buyer's balance is first adjusted away, so the clawback leaves debt."""
+    purchase = Purchase.objects.filter(credit__isnull=False).order_by("?").first()
+    if purchase is not None:
+        balance = Wallet.objects.get(user_id=purchase.user_id).balance
+        if balance > 0 and rng.random() < 0.5:
+            services.adjust(user=purchase.user, amount=-balance, reason="story", actor=staff)
+        services.claw_back(
+            purchase_id=purchase.pk,
+            kind=rng.choice([ClawbackKind.REFUND, ClawbackKind.DISPUTE]),
+            source_id=ref,
+            money=rng.randint(1, purchase.amount),
+        )
+
+
 def _random_operation(rng, number, who, people, staff, reading, seed) -> None:
     kind = rng.choice(
-        ["deposit", "deposit", "grant", "spend", "spend", "refund", "transfer", "adjust", "expire"]
-    )
+        ["deposit", "deposit", "purchase", "grant", "spend", "spend", "refund", "transfer",
+         "adjust", "expire", "clawback", "reverse"]
+    )  # fmt: skip
     ref = f"story-{seed}-{number}"
-    if kind == "grant":
+    if kind == "purchase":
+        purchase_paid(who, ref, rng.randint(50, 400), rng.randint(100, 999))
+    elif kind == "clawback":
+        _claw_back_some(rng, ref, staff)
+    elif kind == "reverse":
+        standing = Clawback.objects.filter(reversed=False).order_by("?").first()
+        if standing is not None:
+            services.reverse_clawback(source_id=standing.source_id)
+    elif kind == "grant":
         expires = timezone.now() + timedelta(hours=rng.randint(1, 72))
         services.grant(
             user=who,
@@ -127,6 +175,12 @@ def expected_days(first: date, last: date, tz: tzinfo) -> dict[date, dict[str, A
         f["net"] += row.amount
         if row.type == TransactionType.DEPOSIT:
             f["deposited"] += row.amount
+        elif row.type == TransactionType.PURCHASE:
+            f["purchased"] += row.amount
+        elif row.type == TransactionType.CLAWBACK:
+            f["clawed_back"] -= row.amount
+        elif row.type == TransactionType.CLAWBACK_REVERSAL:
+            f["clawback_reversed"] += row.amount
         elif row.type == TransactionType.GRANT:
             f["granted"] += row.amount
         elif row.type == TransactionType.EXPIRY:
@@ -142,19 +196,55 @@ def expected_days(first: date, last: date, tz: tzinfo) -> dict[date, dict[str, A
         elif row.type == TransactionType.ADJUSTMENT:
             f["adjusted_down"] -= row.amount
     promotional_before, promotional_moves = _promotional_moves(first, last, tz)
+    debt_before, debt_moves = _debt_moves(first, last, tz)
     result, liability, promotional = {}, liability_before, promotional_before
+    debt = debt_before
     day = first
     while day <= last:
         f = figures.get(day, {})
         liability += f.get("net", 0)
         promotional += promotional_moves.get(day, 0)
+        debt += debt_moves.get(day, 0)
         result[day] = {name: f.get(name, 0) for name in (*REPORT_AMOUNTS, "count")}
         result[day]["closing_liability"] = liability
         result[day]["closing_promotional"] = promotional
         result[day]["closing_paid"] = liability - promotional
+        result[day]["debt"] = debt
         day += timedelta(days=1)
     result["opening"] = liability_before  # type: ignore[index]
+    result["opening_debt"] = debt_before  # type: ignore[index]
     return result
+
+
+def _debt_moves(first: date, last: date, tz: tzinfo) -> tuple[int, dict[date, int]]:
+    """Debt before `first`, and its move per day, one clawback and one row at a time: a
+    clawback adds the points it owes (at its row's instant, or its own if it booked no
+    row); every `clawback` row pays its points off."""
+    moves: list[tuple[datetime, int]] = [
+        (c.transaction.created_at if c.transaction else c.created_at, c.points)
+        for c in Clawback.objects.select_related("transaction")
+    ]
+    moves += [
+        (row.created_at, row.amount)
+        for row in Transaction.objects.filter(
+            type=TransactionType.CLAWBACK, status=TransactionStatus.SUCCESS
+        )
+    ]
+    return _by_day(moves, first, last, tz)
+
+
+def _by_day(
+    moves: list[tuple[datetime, int]], first: date, last: date, tz: tzinfo
+) -> tuple[int, dict[date, int]]:
+    """The sum of the moves before `first`, and per day of `first`..`last`."""
+    before, per_day = 0, defaultdict(int)
+    for moment, change in moves:
+        day = local_date(moment, tz)
+        if day < first:
+            before += change
+        elif day <= last:
+            per_day[day] += change
+    return before, per_day
 
 
 def _promotional_moves(first: date, last: date, tz: tzinfo) -> tuple[int, dict[date, int]]:
@@ -170,15 +260,12 @@ def _promotional_moves(first: date, last: date, tz: tzinfo) -> tuple[int, dict[d
     ).select_related("transaction"):
         sign = -1 if allocation.transaction.amount < 0 else 1
         moves.append((allocation.transaction.created_at, sign * allocation.amount))
-    before, per_day = 0, defaultdict(int)
-    for moment, change in moves:
-        day = local_date(moment, tz)
-        if day < first:
-            before += change
-        elif day <= last:
-            per_day[day] += change
-    return before, per_day
+    return _by_day(moves, first, last, tz)
 
 
 def total_balance() -> int:
     return sum(Wallet.objects.values_list("balance", flat=True))
+
+
+def total_debt() -> int:
+    return sum(Wallet.objects.values_list("debt", flat=True))

@@ -13,11 +13,14 @@
     var data = JSON.parse(source.textContent);
     var colours = {
       deposited: "#2e7d32",
+      purchased: "#558b2f",
       granted: "#00838f",
       spent: "#c62828",
       refunded: "#1565c0",
       adjusted_up: "#6a1b9a",
       adjusted_down: "#ef6c00",
+      clawed_back: "#ad1457",
+      clawback_reversed: "#4527a0",
       expired: "#8d6e63"
     };
     var datasets = Object.keys(colours).map(function (name) {

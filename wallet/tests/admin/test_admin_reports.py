@@ -280,6 +280,7 @@ def test_timeline_summary_adds_up_to_the_balance(story):
     lines = {line["name"]: line["signed"] for line in summary["lines"]}
     assert lines == {
         "deposited": 1000,
+        "purchased": 0,
         "granted": 0,
         "spent": -120,
         "refunded": 20,
@@ -287,6 +288,8 @@ def test_timeline_summary_adds_up_to_the_balance(story):
         "transferred_out": -100,
         "adjusted_up": 30,
         "adjusted_down": -10,
+        "clawed_back": 0,
+        "clawback_reversed": 0,
         "expired": 0,
     }
     assert summary["sum"] == summary["balance"] == 820

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Permission
 
-from wallet import services
+from wallet import selectors, services
 from wallet.models import Transaction
 from wallet.tests.admin.test_admin_e2e import ARTIFACTS, PASSWORD, chromium  # noqa: F401 (fixture)
 from wallet.tests.admin_helpers import staff_in_group
@@ -106,10 +106,10 @@ def test_finance_report_chart_csv_export_and_timeline(live_server, chromium, fin
                         liability: c.data.datasets.at(-1).data.at(-1),
                         drawn: c.canvas.width > 0 && c.chartArea.width > 100}; }"""
         )
-        assert chart == {"labels": days, "sets": 8, "liability": ledger["closing"], "drawn": True}
-        # The liability's column, before its paid and promotional split (the last two).
+        assert chart == {"labels": days, "sets": 11, "liability": ledger["closing"], "drawn": True}
+        # The liability's column: the cells are in the order of REPORT_FIGURES.
         totals = page.locator("#report-totals td")
-        closing = totals.nth(totals.count() - 3)
+        closing = totals.nth(selectors.REPORT_FIGURES.index("closing_liability"))
         expect(closing).to_have_text(f"{ledger['closing']:,}")
         page.screenshot(path=str(ARTIFACTS / "finance-report.png"), full_page=True)
 
@@ -142,7 +142,7 @@ def test_finance_report_chart_csv_export_and_timeline(live_server, chromium, fin
     problems = [text for text in problems if "/favicon.ico" not in text]
     assert problems == [], problems
     header = report_rows[0]
-    assert len(report_rows) == 1 + days + 3  # days, total, opening, timezone
+    assert len(report_rows) == 1 + days + 4  # days, total, opening liability and debt, timezone
     assert report_rows[1 + days][header.index("closing_liability")] == str(ledger["closing"])
     assert report_rows[1 + days][header.index("count")] == str(ledger["rows"])
     refunds = Transaction.objects.filter(type="refund").count()

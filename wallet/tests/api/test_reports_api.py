@@ -12,7 +12,14 @@ from wallet import selectors, services
 from wallet.models import Transaction, TransactionStatus, TransactionType
 from wallet.tests.api_helpers import error_of, staff_in
 from wallet.tests.factories import JobTypeFactory, StaffFactory, UserFactory, payment_account
-from wallet.tests.report_story import booked_at, expected_days, random_story, total_balance
+from wallet.tests.report_story import (
+    booked_at,
+    expected_days,
+    purchase_paid,
+    random_story,
+    total_balance,
+    total_debt,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -96,7 +103,11 @@ def test_one_day_and_empty_ledger(as_finance):
     body = get_report(as_finance, "2026-05-01", "2026-05-01")
     assert body["timezone"] == "UTC"
     assert body["days"] == [{"date": "2026-05-01", **dict.fromkeys(FIGURES, 0)}]
-    assert body["totals"] == {**dict.fromkeys(FIGURES, 0), "opening_liability": 0}
+    assert body["totals"] == {
+        **dict.fromkeys(FIGURES, 0),
+        "opening_liability": 0,
+        "opening_debt": 0,
+    }
 
 
 def test_schema_states_the_parameters():
@@ -146,18 +157,22 @@ def test_one_day_of_every_kind_of_row(as_finance):
     assert day == {
         "date": "2026-04-02",
         "deposited": 1050,
+        "purchased": 0,
         "granted": 0,
         "spent": 120,
         "refunded": 20,
         "transferred": 100,
         "adjusted_up": 30,
         "adjusted_down": 10,
+        "clawed_back": 0,
+        "clawback_reversed": 0,
         "expired": 0,
         "net": 1050 - 120 + 20 + 30 - 10,
         "count": 8,  # 2 deposits, spend, refund, 2 transfer legs, 2 adjustments
         "closing_liability": 970,
         "closing_paid": 970,
         "closing_promotional": 0,
+        "debt": 0,
     }
     assert day["closing_liability"] == total_balance()
     assert empty_after == {
@@ -176,6 +191,7 @@ def _reconcile(body: dict, first: date, last: date, tz) -> None:
     expected = expected_days(first, last, tz)
     previous = expected["opening"]
     assert body["totals"]["opening_liability"] == previous
+    assert body["totals"]["opening_debt"] == expected["opening_debt"]
     for entry in body["days"]:
         day = date.fromisoformat(entry.pop("date"))
         assert entry == expected[day], day
@@ -183,18 +199,24 @@ def _reconcile(body: dict, first: date, last: date, tz) -> None:
         assert entry["closing_liability"] - previous == entry["net"], day
         assert entry["net"] == (
             entry["deposited"]
+            + entry["purchased"]
             + entry["granted"]
             - entry["spent"]
             + entry["refunded"]
             + entry["adjusted_up"]
             - entry["adjusted_down"]
+            - entry["clawed_back"]
+            + entry["clawback_reversed"]
             - entry["expired"]
         )
         previous = entry["closing_liability"]
     for name in (*selectors.REPORT_AMOUNTS, "count"):
-        assert body["totals"][name] == sum(expected[d][name] for d in expected if d != "opening")
+        assert body["totals"][name] == sum(
+            expected[d][name] for d in expected if isinstance(d, date)
+        )
     assert body["totals"]["closing_liability"] == previous
     assert body["totals"]["closing_promotional"] == body["days"][-1]["closing_promotional"]
+    assert body["totals"]["debt"] == body["days"][-1]["debt"]
     for entry in body["days"]:
         assert entry["closing_paid"] + entry["closing_promotional"] == entry["closing_liability"]
 
@@ -216,11 +238,48 @@ def test_random_story_reconciles_exactly_with_the_ledger(as_finance, settings, s
     _reconcile(whole, date(2026, 3, 22), date(2026, 4, 5), tz)
     assert whole["totals"]["closing_liability"] == total_balance()
     assert whole["totals"]["count"] == Transaction.objects.count()
+    # … and the last debt every wallet's debt added up; the story did move them all.
+    assert whole["totals"]["debt"] == total_debt()
+    for name in ("purchased", "clawed_back", "clawback_reversed"):
+        assert whole["totals"][name] > 0, name
+    assert any(day["debt"] > 0 for day in whole["days"])
 
     # A window in the middle: the opening liability comes from the rows before it.
     middle = get_report(as_finance, "2026-03-27", "2026-03-30")
     _reconcile(middle, date(2026, 3, 27), date(2026, 3, 30), tz)
     assert middle["totals"]["opening_liability"] > 0
+
+
+def test_purchase_clawback_debt_and_reversal_day_by_day(as_finance):
+    """A purchase spent away, then refunded in full: the clawback takes nothing (a day
+    with debt and no ledger row), the next deposit pays part of the debt, the reversal
+    gives the points back and pays the rest."""
+    alice, staff = UserFactory(username="alice"), StaffFactory(username="cashier")
+    day = datetime(2026, 7, 1, 12, tzinfo=UTC)
+    with booked_at(day):
+        purchase = purchase_paid(alice, "buy-1", 100, 500)
+        services.adjust(user=alice, amount=-100, reason="fee", actor=staff)
+    with booked_at(day + timedelta(days=1)):
+        services.claw_back(purchase_id=purchase.pk, kind="refund", source_id="re_1", money=500)
+    with booked_at(day + timedelta(days=2)):
+        services.deposit(user=alice, amount=30, reference_id="d1", actor=payment_account())
+    with booked_at(day + timedelta(days=3)):
+        services.reverse_clawback(source_id="re_1")
+
+    body = get_report(as_finance, "2026-07-01", "2026-07-04")
+    keys = ("purchased", "clawed_back", "clawback_reversed", "net", "count", "debt")
+    assert [tuple(d[k] for k in keys) for d in body["days"]] == [
+        (100, 0, 0, 0, 2, 0),
+        (0, 0, 0, 0, 0, 100),  # all of it owed: no row, only debt
+        (0, 30, 0, 0, 2, 70),  # the deposit pays 30 of it at once
+        (0, 70, 100, 30, 2, 0),  # the reversal gives 100 back, 70 of them pay the rest
+    ]
+    assert [d["closing_liability"] for d in body["days"]] == [0, 0, 0, 30]
+    assert body["totals"]["debt"] == 0 == total_debt()
+    later = get_report(as_finance, "2026-07-03", "2026-07-04")
+    assert later["totals"]["opening_debt"] == 100
+    assert [d["debt"] for d in later["days"]] == [70, 0]
+    _reconcile(body, date(2026, 7, 1), date(2026, 7, 4), UTC)
 
 
 def test_day_boundaries_follow_the_report_timezone(as_finance, settings):
