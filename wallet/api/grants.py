@@ -53,9 +53,13 @@ class AdminGrantViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
         summary="Grant promotional points to a user",
         description=f"Needs the `{GRANT}` permission. The points land in a promotional "
         "lot (expiring at `expires_at`, which must be in the future, or never), drawn "
-        "before paid points. An amount of at least `WALLET_APPROVAL_THRESHOLD` "
-        '(default 10,000; 0 = off) becomes a pending approval request (`202 {"approval"}`, '
-        f"kind `grant`) that another staff member with `{APPROVE}` approves or rejects. "
+        "before paid points. As for adjustments, a pending approval request "
+        '(`202 {"approval"}`, kind `grant`) that another staff member with '
+        f"`{APPROVE}` approves or rejects: an amount of at least "
+        "`WALLET_APPROVAL_THRESHOLD` (default 10,000; 0 = off), a grant that with the "
+        "credits its requester or this wallet got without a second person in "
+        "`WALLET_APPROVAL_WINDOW_HOURS` reaches it, or any grant to a staff member's "
+        "wallet. Nobody grants to their own wallet: 403 `self_dealing_forbidden`. "
         "Repeating the reference replays the grant or the request (200, "
         "`Idempotent-Replayed: true`).",
         request=GrantInputSerializer,
@@ -65,7 +69,7 @@ class AdminGrantViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
                 GrantResponseSerializer,
                 {
                     400: AMOUNT_ERRORS,
-                    403: ["permission_denied"],
+                    403: ["permission_denied", "self_dealing_forbidden"],
                     404: ["not_found"],
                     409: ["request_in_progress"],
                 },
