@@ -235,7 +235,7 @@ def adjust_confirmation(
             "will be refused (self_dealing_forbidden)."
         )
     elif needs_approval:
-        warnings.append(_approval_warning(cause))
+        warnings.append(approval_warning(cause))
     if recent:
         warnings.append(
             f"The same adjustment ({signed_points(amount)} points) was already made or "
@@ -269,11 +269,12 @@ def recent_line(item: Transaction | ApprovalRequest) -> str:
     return f"adjustment #{item.pk} booked by {who} at {when}"
 
 
-def _approval_warning(cause: str) -> str:
-    """Why this adjustment waits for a second person (the causes of services.adjust)."""
+def approval_warning(cause: str, *, noun: str = "adjustments") -> str:
+    """Why a credit waits for a second person (the causes of services.adjust, which
+    services.grant shares): the adjust and grant confirmations say the same."""
     threshold = points(settings.WALLET_APPROVAL_THRESHOLD)
     why = {
-        "amount": f"adjustments of {threshold} points or more are not booked when asked for.",
+        "amount": f"{noun} of {threshold} points or more are not booked when asked for.",
         "staff_wallet": "this wallet belongs to a staff member; only a superuser other than "
         "you may approve a change to it.",
         "cumulative": f"with what you, or this wallet, received without a second person in "

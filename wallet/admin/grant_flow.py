@@ -23,6 +23,7 @@ from divine_whispers.errors import DomainError
 from divine_whispers.points_format import points
 from wallet import permissions, services
 from wallet.admin import confirmations
+from wallet.admin.adjust_flow import approval_warning
 from wallet.admin.forms import GrantPointsForm, domain_error_message
 from wallet.admin.staff_flow import CONFIRM_TEMPLATE, ConfirmedFlowMixin, confirm_url
 from wallet.models import Wallet
@@ -84,7 +85,12 @@ class GrantFlowMixin(ConfirmedFlowMixin):
             return self._render_page(request, CONFIRM_TEMPLATE, problem=token, **page)
         expires_at = datetime.fromisoformat(plan["expires_at"]) if plan["expires_at"] else None
         error = ""
-        needs_approval = services.approval_required(plan["amount"])
+        # The same rule as the service (amount, staff wallet, cumulative), read without
+        # locks for the preview; services.grant decides again under them.
+        cause = services.approval_cause_now(
+            wallet=wallet, amount=plan["amount"], actor=request.user
+        )
+        needs_approval = cause is not None
         if request.method == "POST":
             try:
                 result = services.grant(
@@ -108,12 +114,13 @@ class GrantFlowMixin(ConfirmedFlowMixin):
             ("Reason", plan["reason"], "confirm-reason"),
         ]
         warnings = []
-        if needs_approval:
+        if wallet.user_id == request.user.pk:
             warnings.append(
-                f"This amount needs a second person: grants of "
-                f"{points(settings.WALLET_APPROVAL_THRESHOLD)} points or more are not booked "
-                "when asked for. Confirming creates an approval request."
+                "This is your own wallet: nobody grants points to themselves, so confirming "
+                "will be refused (self_dealing_forbidden)."
             )
+        elif needs_approval:
+            warnings.append(approval_warning(cause, noun="grants"))
         return self._render_page(
             request,
             CONFIRM_TEMPLATE,

@@ -100,3 +100,26 @@ def test_a_peer_cannot_approve_a_staff_wallet_but_a_superuser_can(fin):
     assert "only through an approval request that a superuser" in refused
     assert done.status_code == 200
     assert Wallet.objects.get(user=fin2).balance == 5
+
+
+def test_the_grant_confirmation_previews_the_minting_rules(fin, user):
+    """The grant page says what services.grant will decide: the cumulative threshold
+    (with adjustments) asks for a second person, one's own wallet is refused."""
+    client = logged_in(fin)
+    _adjust(client, _wallet_of(user), 9_999)
+    started = start_flow(
+        client,
+        reverse("admin:wallet_wallet_grant", args=[_wallet_of(user).pk]),
+        {"amount": "5", "reason": "Promo", "campaign": "", "expires_at": ""},
+    )
+    assert started.status_code == 302, started.content[:500]
+    page = client.get(started["Location"]).content.decode()
+    assert "in the last 24 hours it reaches 10,000 points" in page
+    assert "Request approval of a grant of 5 points" in page
+
+    own = start_flow(
+        client,
+        reverse("admin:wallet_wallet_grant", args=[_wallet_of(fin).pk]),
+        {"amount": "5", "reason": "Mine", "campaign": "", "expires_at": ""},
+    )
+    assert "This is your own wallet" in client.get(own["Location"]).content.decode()
