@@ -35,7 +35,7 @@ STAGES = [
     ("throttling", "rest_framework/views.py", "check_throttles"),
     ("input serializer", "wallet/api/writes.py", "validated"),
     ("services.spend", "wallet/services/spending.py", "spend"),
-    ("balance read", "wallet/selectors.py", "wallet_for_user"),
+    ("balance read", "wallet/selectors/__init__.py", "balance_of_user"),
     ("output serializers", "rest_framework/serializers.py", "data"),
     ("response rendering", "rest_framework/response.py", "rendered_content"),
 ]

@@ -31,14 +31,26 @@ class _Compiled:
         self.sql, params = compiler.as_sql()
         self.params = [_which(value, placeholders) for value in params]
         select, klass_info = compiler.select, compiler.klass_info
+        self.compiler = compiler
+        self.converters = compiler.get_converters([column[0] for column in select])
+        self.using = using
+        if klass_info is None:  # a values_list() query: rows, no instances
+            return
         self.model = klass_info["model"]
         fields = klass_info["select_fields"]
         self.start, self.end = fields[0], fields[-1] + 1
         self.init_list = [column[0].target.attname for column in select[self.start : self.end]]
         self.populators = get_related_populators(klass_info, select, using)
-        self.compiler = compiler
-        self.converters = compiler.get_converters([column[0] for column in select])
-        self.using = using
+
+    def values(self, rows: list[tuple]) -> list[tuple]:
+        """Rows as a values_list() queryset returns them (the fields' converters applied)."""
+        if self.converters:
+            return [tuple(row) for row in self.compiler.apply_converters(rows, self.converters)]
+        return rows
+
+    def arguments(self, values: dict[str, Any]) -> list[Any]:
+        """The query's parameters: each placeholder's value in its place."""
+        return [values[name] if name else constant for name, constant in self.params]
 
     def instance(self, row: tuple) -> Model:
         if self.converters:
@@ -58,28 +70,31 @@ def _which(value: Any, placeholders: dict[str, Any]) -> tuple[str | None, Any]:
 
 
 class CompiledQuery:
-    """`build(**placeholders)` is a queryset for at most one row, compiled once.
+    """`build(**placeholders)` is a queryset, compiled once.
 
     `placeholders` maps each parameter name to a sentinel of the right type that appears
     nowhere else in the query (e.g. `user_id=-7`); `first(**values)` runs the compiled SQL
-    with `values` in their places and returns the instance (select_related included), or
-    None.
+    of a model queryset with `values` in their places and returns the first instance
+    (select_related included), or None; `rows(**values)` runs a `values_list()` queryset
+    and returns all its rows.
     """
 
     def __init__(self, build: Callable[..., QuerySet], **placeholders: Any) -> None:
         self.build = build
         self.placeholders = placeholders
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[tuple[str, bool], _Compiled] = {}
 
-    def _for(self, using: str) -> _Compiled:
-        compiled = self._compiled.get(using)
+    def _for(self, using: str, *, one_row: bool = True) -> _Compiled:
+        compiled = self._compiled.get((using, one_row))
         if compiled is None:
-            queryset = self.build(**self.placeholders).order_by()[:1]
+            queryset = self.build(**self.placeholders)
+            if one_row:
+                queryset = queryset.order_by()[:1]
             compiled = _Compiled(queryset, self.placeholders, using)
             missing = set(self.placeholders) - {name for name, _ in compiled.params}
             if missing:
                 raise ValueError(f"placeholders {sorted(missing)} are not in the query")
-            self._compiled[using] = compiled
+            self._compiled[using, one_row] = compiled
         return compiled
 
     def first(self, using: str = DEFAULT_DB_ALIAS, **values: Any) -> Model | None:
@@ -89,8 +104,15 @@ class CompiledQuery:
             # correct there, and speed is measured on PostgreSQL only.
             return self.build(**values).order_by().first()
         compiled = self._for(using)
-        params = [values[name] if name else constant for name, constant in compiled.params]
         with connections[using].cursor() as cursor:
-            cursor.execute(compiled.sql, params)
+            cursor.execute(compiled.sql, compiled.arguments(values))
             row = cursor.fetchone()
         return None if row is None else compiled.instance(row)
+
+    def rows(self, using: str = DEFAULT_DB_ALIAS, **values: Any) -> list[tuple]:
+        if connections[using].vendor != "postgresql":  # as in first()
+            return list(self.build(**values))
+        compiled = self._for(using, one_row=False)
+        with connections[using].cursor() as cursor:
+            cursor.execute(compiled.sql, compiled.arguments(values))
+            return compiled.values(cursor.fetchall())

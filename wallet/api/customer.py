@@ -61,8 +61,7 @@ class WalletViewSet(AuditPermissionDeniedMixin, viewsets.GenericViewSet):
     )
     @action(detail=False, methods=["get"])
     def balance(self, request: Request) -> Response:
-        wallet = selectors.wallet_for_user(user_id=request.user.pk)
-        split = selectors.lot_split(wallet_id=wallet.pk)
+        wallet, split = selectors.balance_of_user(user_id=request.user.pk)
         # = BalanceSerializer(wallet, context={"split": split}).data
         return Response(balance_data(wallet, split))
 

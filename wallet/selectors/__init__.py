@@ -3,7 +3,7 @@ Nothing here writes or locks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
@@ -12,6 +12,7 @@ from django.db.models import (
     CharField,
     Count,
     F,
+    FilteredRelation,
     IntegerField,
     OuterRef,
     Q,
@@ -25,6 +26,7 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
 from audit.models import AuditEvent
+from divine_whispers.db.compiled import CompiledQuery
 from divine_whispers.observability.metrics import gauge
 from jobs.models import Job
 from wallet.models import (
@@ -81,6 +83,11 @@ def lot_split(*, wallet_id: int) -> LotSplit:
         .annotate(total=Sum("remaining"))
         .order_by(F("expires_at").asc(nulls_last=True))
     )
+    return _split_of(totals)
+
+
+def _split_of(totals: Iterable[tuple[str, datetime | None, int]]) -> LotSplit:
+    """Fold (kind, expires_at, remaining points) groups, soonest expiry first."""
     paid = promotional = 0
     expiring: list[dict[str, Any]] = []
     for kind, expires_at, total in totals:
@@ -95,6 +102,40 @@ def lot_split(*, wallet_id: int) -> LotSplit:
         else:
             expiring.append({"amount": total, "expires_at": expires_at})
     return LotSplit(paid, promotional, expiring[:EXPIRING_SHOWN])
+
+
+# The wallet and its live lots, grouped, in one statement (the join keeps only lots with
+# points left, so it reads the `lot_live` partial index, not the wallet's whole history).
+_BALANCE_OF_USER = CompiledQuery(
+    lambda user_id: (
+        Wallet.objects.filter(user_id=user_id)
+        .annotate(live=FilteredRelation("lots", condition=Q(lots__remaining__gt=0)))
+        .values_list("pk", "balance", "updated_at", "live__kind", "live__expires_at")
+        .annotate(total=Sum("live__remaining"))
+        .order_by(F("live__expires_at").asc(nulls_last=True))
+    ),
+    user_id=-(2**62) - 3,
+)
+_BALANCE_FIELDS = ["id", "user_id", "balance", "updated_at"]
+
+
+def balance_of_user(*, user_id: int) -> tuple[Wallet, LotSplit]:
+    """A user's wallet (a new user's is created with 0 points) and its paid/promotional
+    split, read by one statement.
+
+    One statement is one snapshot: read apart, a spend committed between the wallet read
+    and the lots read would answer a `paid + promotional` that is not the `balance`. It is
+    also the hottest read of the API, so one round trip, compiled once per process. The
+    wallet carries only the fields the balance answer shows (the others load if read).
+    """
+    using = Wallet.objects.db
+    rows = _BALANCE_OF_USER.rows(using=using, user_id=user_id)
+    if not rows:
+        Wallet.objects.ensure_for_users([user_id])
+        rows = _BALANCE_OF_USER.rows(using=using, user_id=user_id)
+    wallet_id, balance, updated_at = rows[0][:3]
+    wallet = Wallet.from_db(using, _BALANCE_FIELDS, (wallet_id, user_id, balance, updated_at))
+    return wallet, _split_of(row[3:] for row in rows if row[5])
 
 
 @dataclass(frozen=True)

@@ -62,3 +62,28 @@ def test_a_placeholder_missing_from_the_query_is_refused():
     query = CompiledQuery(lambda pk, other: Transaction.objects.filter(pk=pk), pk=-5, other=-6)
     with pytest.raises(ValueError, match="other"):
         query.first(pk=1, other=2)
+
+
+AMOUNTS_OF_USER = CompiledQuery(
+    lambda user_id: (
+        Transaction.objects.filter(user_id=user_id).values_list("type", "created_at").order_by("id")
+    ),
+    user_id=-(2**62) - 5,
+)
+
+
+def test_rows_are_the_values_list_rows_compiled_once(user, fund, monkeypatch):
+    fund(user, 70)
+    fund(user, 30)
+    expected = list(
+        Transaction.objects.filter(user_id=user.pk).values_list("type", "created_at").order_by("id")
+    )
+    assert AMOUNTS_OF_USER.rows(user_id=user.pk) == expected  # datetimes converted as the ORM
+    compiles = []
+    original = SQLCompiler.as_sql
+    monkeypatch.setattr(
+        SQLCompiler, "as_sql", lambda self, *a, **k: compiles.append(1) or original(self, *a, **k)
+    )
+    assert AMOUNTS_OF_USER.rows(user_id=user.pk) == expected
+    assert AMOUNTS_OF_USER.rows(user_id=10**12) == []
+    assert compiles == []

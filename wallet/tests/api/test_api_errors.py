@@ -158,7 +158,7 @@ def test_a_lost_database_connection_is_a_503(as_user, monkeypatch):
     def lost(**kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(selectors, "wallet_for_user", lost)
+    monkeypatch.setattr(selectors, "balance_of_user", lost)
 
     response = as_user.get(BALANCE)
 
@@ -172,7 +172,7 @@ def test_an_unexpected_error_is_logged_with_the_request_id_and_answered_in_json(
     def broken(**kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(selectors, "wallet_for_user", broken)
+    monkeypatch.setattr(selectors, "balance_of_user", broken)
 
     with caplog.at_level(logging.ERROR, logger="divine_whispers.api"):
         response = as_user.get(BALANCE, HTTP_X_REQUEST_ID="req-123")

@@ -58,6 +58,5 @@ def test_api_answers_are_the_serializers_rendering(user, fund, job_type, client_
     assert body["transaction"] == TransactionSerializer(txn, context={"job_id": job.pk}).data
     assert body["job"] == JobSerializer(job).data
     balance = client.get("/api/v1/wallet/balance").json()
-    wallet = selectors.wallet_for_user(user_id=user.pk)
-    split = selectors.lot_split(wallet_id=wallet.pk)
+    wallet, split = selectors.balance_of_user(user_id=user.pk)
     assert balance == BalanceSerializer(wallet, context={"split": split}).data
