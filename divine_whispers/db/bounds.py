@@ -137,6 +137,20 @@ _request_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar
 )
 
 
+def session_bounds() -> Bounds:
+    """The bounds a connection opened now carries as its session defaults.
+
+    Inside a request, the request's, whatever named block (`/healthz`'s `health`, a
+    report, an export) happens to open it: a persistent connection outlives that block and
+    serves the next requests, which would otherwise each pay a `SET LOCAL` round trip per
+    transaction, and run their autocommit reads under the block's bounds (a 1 s health
+    bound, a 300 s export bound) until the connection is recycled. The block's own
+    statements still get its bounds (SET LOCAL in its transactions; the client's deadline
+    on every statement). Outside a request: the bounds in force.
+    """
+    return named_bounds("request") if _request_deadline.get() is not None else current_bounds()
+
+
 def start_request_budget() -> tuple[contextvars.Token, contextvars.Token]:
     """The request arrived: its database work runs under the `request` bounds and must end
     DATABASE_REQUEST_TIMEOUT_SECONDS (less the margin to answer) from now."""

@@ -3,7 +3,8 @@
 What it adds to Django's engine:
 
 * the bounds in force as startup parameters of each direct connection (`options=-c …`),
-  so every statement — autocommit reads included — runs under them at no extra round trip;
+  so every statement — autocommit reads included — runs under them at no extra round trip
+  (inside a request always the request's, whichever block opens it: bounds.session_bounds);
   where the session does not carry the bounds in force (behind PgBouncer, which forwards
   no startup parameter: `session_carries_bounds=False`, or inside a named longer block),
   a `SET LOCAL` of the three settings as the first statement of each transaction;
@@ -115,7 +116,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         params = super().get_connection_params()
         params.setdefault("connect_timeout", settings.DATABASE_CONNECT_TIMEOUT_SECONDS)
         if self.session_carries_bounds:
-            wanted = bounds_module.current_bounds()
+            wanted = bounds_module.session_bounds()
             params["options"] = " ".join(
                 part for part in (params.get("options"), wanted.startup_options()) if part
             )
@@ -134,7 +135,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         finally:
             BREAKER.end()
         self.session_bounds = (
-            bounds_module.current_bounds() if self.session_carries_bounds else None
+            bounds_module.session_bounds() if self.session_carries_bounds else None
         )
         return connection
 

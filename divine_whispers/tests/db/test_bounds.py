@@ -7,7 +7,14 @@ from __future__ import annotations
 import pytest
 from django.db import connection, transaction
 
-from divine_whispers.db.bounds import Bounds, database_bounds, named_bounds
+from divine_whispers.db.bounded_postgresql.base import DatabaseWrapper
+from divine_whispers.db.bounds import (
+    Bounds,
+    database_bounds,
+    end_request_budget,
+    named_bounds,
+    start_request_budget,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,6 +33,55 @@ def test_a_connection_made_under_the_request_bounds_carries_them_as_session_defa
             assert _show(cursor, "idle_in_transaction_session_timeout") == "5s"
     finally:
         connection.close()
+
+
+@pytest.fixture
+def set_locals(monkeypatch) -> list[str]:
+    """The name of each profile a transaction had to SET LOCAL."""
+    seen: list[str] = []
+    original = DatabaseWrapper.set_bounds
+
+    def spy(self, wanted, deadline):
+        seen.append(wanted.name)
+        return original(self, wanted, deadline)
+
+    monkeypatch.setattr(DatabaseWrapper, "set_bounds", spy)
+    return seen
+
+
+def test_a_named_block_that_opens_the_connection_in_a_request_leaves_it_the_request_bounds(
+    set_locals,
+):
+    """/healthz's `health` block often opens a server thread's connection: the requests that
+    reuse it must run under their own bounds, with no SET LOCAL round trip each."""
+    connection.close()
+    budget = start_request_budget()
+    try:
+        with database_bounds("health"), connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        with connection.cursor() as cursor:  # the request's autocommit read
+            assert _show(cursor, "statement_timeout") == "5s"
+        with transaction.atomic(), connection.cursor() as cursor:
+            assert _show(cursor, "lock_timeout") == "3s"
+        assert set_locals == []
+        with database_bounds("report"), transaction.atomic(), connection.cursor() as cursor:
+            assert _show(cursor, "statement_timeout") == "30s"  # a longer block: its own
+        assert set_locals == ["report"]
+    finally:
+        end_request_budget(budget)
+        connection.close()
+
+
+def test_after_healthz_opened_the_connection_a_spend_sets_nothing_local(
+    set_locals, client, user, fund, job_type
+):
+    fund(user, 50)
+    client.force_login(user)
+    connection.close()  # the next connection is opened by /healthz, in its request
+    assert client.get("/healthz").status_code == 200
+    spent = client.post("/api/v1/wallet/spend", {"job_type": job_type.code}, "application/json")
+    assert spent.status_code == 201, spent.content
+    assert set_locals == []
 
 
 def test_longer_named_bounds_are_set_local_in_their_transaction():
