@@ -15,6 +15,7 @@ LINE = re.compile(
     r"verify_ledger on ([\d,]+) transactions / ([\d,]+) audit events: wall (\S+), "
     r"user (\S+)s, sys (\S+)s, peak RSS (\d+) MB"
 )
+TRACEBACK = "Traceback (most recent call last):"
 
 
 def _seconds(wall: str) -> float:
@@ -23,6 +24,23 @@ def _seconds(wall: str) -> float:
     for part in parts:
         total = total * 60 + part
     return total
+
+
+def _failure_reason(text: str) -> str:
+    """Why the script failed: its last stderr line (`failed: …`, written last on purpose).
+    From a traceback, its exception line instead: a database error's message goes on
+    over several lines (DETAIL, CONTEXT), and only the first one says what happened."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if lines[-1].startswith("failed: "):
+        return lines[-1].removeprefix("failed: ")
+    if TRACEBACK in lines:
+        start = len(lines) - lines[::-1].index(TRACEBACK)  # after the last traceback's header
+        exception = next((line for line in lines[start:] if not line.startswith(" ")), None)
+        if exception:
+            return exception
+    return lines[-1].strip()
 
 
 def steps(bench) -> list:
@@ -50,8 +68,16 @@ def steps(bench) -> list:
         )
         match = LINE.search(done.stdout)
         if not match:
-            runs.append({"rows": rows, "error": (done.stderr or done.stdout)[-400:]})
-            bench.log(f"    → failed (exit {done.returncode})")
+            reason = _failure_reason(done.stderr) or _failure_reason(done.stdout) or "no output"
+            runs.append(
+                {
+                    "rows": rows,
+                    "exit": done.returncode,
+                    "reason": reason,
+                    "error": (done.stderr or done.stdout)[-400:],
+                }
+            )
+            bench.log(f"    → failed (exit {done.returncode}): {reason}")
             return
         result = {
             "rows": rows,
@@ -61,10 +87,14 @@ def steps(bench) -> list:
             "peak_mb": int(match[6]),
             "exit": done.returncode,
         }
+        missed = ""
+        if done.returncode:  # measured, but over the memory target
+            result["reason"] = _failure_reason(done.stderr)
+            missed = f" (exit {done.returncode}: {result['reason']})"
         runs.append(result)
         bench.log(
             f"    → {rows:,} rows: wall {result['wall_s']} s, CPU {result['cpu_s']} s, "
-            f"peak RSS {result['peak_mb']} MB"
+            f"peak RSS {result['peak_mb']} MB{missed}"
         )
 
     return [(f"verify_ledger at {n:,} transactions", lambda n=n: run(n)) for n in sizes]
