@@ -7,7 +7,7 @@ render (docs/hooks.py), so a quick run is enough to publish the API's current fi
 
 from __future__ import annotations
 
-from bench.report import _fmt, _label, compute_ratios
+from bench.report import _fmt, _label, _share, compute_ratios, cpu_split, cpu_split_columns
 
 API_TARGETS = (
     "http_spend16_vs_services_spend8.spread",
@@ -38,6 +38,7 @@ def api_targets(results: dict) -> dict:
             c for c in results["cells"] if c["system"] in API_CELLS or c["system"] == "http_open"
         ],
         "cpu_profile": results.get("cpu_profile") or {},
+        "cpu_split": cpu_split(results["cells"], results["meta"]["cores"]),
     }
 
 
@@ -95,4 +96,45 @@ def api_targets_markdown(data: dict) -> str:
             for n in names:
                 values = [_fmt(cpu[p]["cprofile_stages_ms"].get(n), 2) for p in stages]
                 lines.append(f"| {n} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def cpu_split_markdown(data: dict) -> str:
+    """Where the machine's CPU went per operation in the ratio cells, then each HTTP
+    row's ceiling at the floor's app-server cost (docs/hooks.py renders it)."""
+    split = data.get("cpu_split") or {}
+    if not split:
+        return (
+            "The run in `bench/results/http_targets.json` has no CPU split (it predates"
+            " bench/cpu_split.py, or ran where there is no /proc)."
+        )
+    groups = cpu_split_columns(split)
+    lines = [
+        "| row | /s | " + " | ".join(groups) + " | total | machine busy |",
+        "|---|---:|" + "---:|" * (len(groups) + 2),
+    ]
+    for system, row in split["cells"].items():
+        values = [_fmt(row["cpu_ms_per_op"].get(name), 2) for name in groups]
+        lines.append(
+            f"| {_label(system)} | {_fmt(row['tps'])} | "
+            + " | ".join(values)
+            + f" | {_fmt(row['total_ms'], 2)} | {_share(row['machine_busy_share'])} |"
+        )
+    reference = split.get("reference_tps")
+    lines += [
+        "",
+        f"Ceiling: {split['cores']} cores × 1,000 ms ÷ the row's CPU per request with its app"
+        " server costing only what the floor's does (everything else as measured);"
+        f" services.spend measured {_fmt(reference)} /s:",
+        "",
+        "| row | app server ms | floor's app server ms | total ms at the floor's | ceiling /s |"
+        " ceiling ÷ services.spend |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for system, c in split["ceiling"].items():
+        lines.append(
+            f"| {_label(system)} | {_fmt(c['app_server_ms'], 2)} | "
+            f"{_fmt(c['floor_app_server_ms'], 2)} | {_fmt(c['cpu_ms_per_op_at_floor'], 2)} | "
+            f"{_fmt(c['tps'])} | {_fmt(c['vs_services_spend'], 2)} |"
+        )
     return "\n".join(lines)

@@ -15,6 +15,10 @@ database. `--only http_configs` also measures the worker model and connection ha
 through the documented knobs (GUNICORN_WORKERS, GUNICORN_THREADS, CONN_MAX_AGE,
 DATABASE_POOL_SIZE).
 
+Every closed-loop cell and the service-level reference also carry their CPU split
+(bench/cpu_split.py): CPU ms per operation of the app server, the load, PostgreSQL, Redis
+and the rest of the machine, and how busy the machine was.
+
 Hot-wallet HTTP rows are not run: with the production defaults one user may spend 30 times
 a minute (velocity rule) and send 600 requests a minute (throttle), so a hot closed loop
 would measure refusals.
@@ -29,6 +33,7 @@ import subprocess
 from pathlib import Path
 
 from bench import db
+from bench.cpu_split import CpuSplit, Selector, descendants, named
 from bench.servers import (
     BENCH_CACHE_URL,
     Granian,
@@ -182,17 +187,44 @@ class HttpSteps:
             if server is not None:
                 server.stop()
 
+    def cpu_groups(self, label: str | None) -> dict[str, Selector]:
+        """The process groups of a cell's CPU split: the server `label` measured (with
+        its workers), the load — wrk, a child of this process, or for the service-level
+        reference (`label` None) this process's worker children running services.spend —
+        then PostgreSQL and Redis. The servers not measured fall into `other`."""
+        servers = [s.proc.pid for s in self.servers.values()]
+        groups: dict[str, Selector] = {}
+        if label is not None:
+            groups["app server"] = descendants(self.servers[label].proc.pid)
+        load = "load generator" if label is not None else "bench process (services.spend)"
+        groups[load] = descendants(os.getpid(), exclude=servers)
+        groups["postgres"] = named("postgres")
+        groups["redis"] = named("redis-server")
+        return groups
+
     def closed(self, label: str, system: str, path: str, clients: int, **kw) -> dict:
+        """One closed-loop wrk cell, with where the machine's CPU went during it."""
         ok = kw.get("ok", 201)
-        result = run_wrk(
-            self.servers[label].base,
-            self.tokens,
-            path=path,
-            clients=clients,
-            duration=self.duration(),
-            **kw,
+        with CpuSplit(self.cpu_groups(label)) as split:
+            result = run_wrk(
+                self.servers[label].base,
+                self.tokens,
+                path=path,
+                clients=clients,
+                duration=self.duration(),
+                **kw,
+            )
+        cell = cell_from_wrk(system, "spread", clients, result, ok)
+        return cell | split.per_op(cell["ops"])
+
+    def reference(self) -> dict:
+        """services.spend from 8 threads (the HTTP ratios' denominator), its CPU split
+        read over the workers' measured window only (not their Django start-up)."""
+        split = CpuSplit(self.cpu_groups(None))
+        cell = self.bench.run_workers(
+            "ours_ref", "spread", 8, url=self.servers["product"].database_url, during=split.over
         )
-        return cell_from_wrk(system, "spread", clients, result, ok)
+        return cell.summary() | {"system": "ours_ref"} | split.per_op(cell.ops)
 
     def one_round(self, index: int) -> None:
         """The cells compared in the HTTP ratios, seconds apart: spend, peer, balance and
@@ -206,16 +238,14 @@ class HttpSteps:
                 "floor", "http_floor_balance", BALANCE, 16, method="GET", body=None, ok=200
             ),
         ]
-        reference = self.bench.run_workers(
-            "ours_ref", "spread", 8, url=self.servers["product"].database_url
-        )
-        cells.append(reference.summary() | {"system": "ours_ref"})
+        cells.append(self.reference())
         for cell in cells:
             self.rounds.setdefault(cell["system"], []).append(cell)
             self.bench.log(
                 f"    round {index + 1}: {cell['system']} → {cell['tps']} /s, "
                 f"p50 {cell['p50_ms']} ms, p99 {cell['p99_ms']} ms"
                 + (f", {cell['errors']} errors {cell['error_kinds']}" if cell["errors"] else "")
+                + cpu_line(cell)
             )
 
     def finish_rounds(self) -> None:
@@ -249,6 +279,16 @@ class HttpSteps:
             p999_ms=round(result["percentiles_ms"]["99.9"], 2),
         )
         self.bench.record_summary(cell)
+
+
+def cpu_line(cell: dict) -> str:
+    """The cell's CPU split for the progress log (empty without /proc)."""
+    split = cell.get("cpu_ms_per_op")
+    if not split:
+        return ""
+    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in split.items())
+    busy = cell.get("machine_busy_share")
+    return f"; CPU ms/op: {parts}" + (f"; machine busy {busy:.0%}" if busy is not None else "")
 
 
 SPEND = ("/api/v1/wallet/spend", SPEND_BODY)

@@ -128,6 +128,96 @@ def compute_ratios(cells: list[dict], extra: dict) -> dict:
     return ratios
 
 
+# The CPU split (bench/cpu_split.py): its rows, the (system, clients) of each, the
+# process groups in column order, and the floor cell whose app server each HTTP row's
+# ceiling assumes (the same request against the minimal WSGI app).
+CPU_SPLIT_ROWS = (
+    ("http", 16),
+    ("http_floor", 16),
+    ("http_peer", 16),
+    ("http_balance", 16),
+    ("http_floor_balance", 16),
+    ("ours_ref", 8),
+)
+CPU_GROUPS = (
+    "app server",
+    "load generator",
+    "bench process (services.spend)",
+    "postgres",
+    "redis",
+    "other",
+)
+CEILING_FLOOR = {
+    "http": "http_floor",
+    "http_floor": "http_floor",
+    "http_peer": "http_floor",
+    "http_balance": "http_floor_balance",
+    "http_floor_balance": "http_floor_balance",
+}
+SPEND_ROWS = ("http", "http_floor", "http_peer")
+
+
+def _split_row(cell: dict, cores: int) -> dict:
+    split = cell["cpu_ms_per_op"]
+    total = sum(split.values())
+    return {
+        "tps": cell["tps"],
+        "cpu_ms_per_op": split,
+        "total_ms": round(total, 3),
+        "machine_busy_share": cell.get("machine_busy_share"),
+        "tps_at_full_cpu": round(cores * 1000 / total, 1) if total else None,
+    }
+
+
+def _ceiling(row: dict, floor: dict, cores: int, reference_tps: float | None) -> dict:
+    """The row's throughput if its app server cost only what the floor's does per
+    request, everything else (PostgreSQL, Redis, wrk, kernel) as measured."""
+    app = row["cpu_ms_per_op"].get("app server", 0.0)
+    floor_app = floor["cpu_ms_per_op"].get("app server", 0.0)
+    at_floor = row["total_ms"] - app + floor_app
+    tps = cores * 1000 / at_floor if at_floor > 0 else None
+    return {
+        "app_server_ms": app,
+        "floor_app_server_ms": floor_app,
+        "cpu_ms_per_op_at_floor": round(at_floor, 3),
+        "tps": None if tps is None else round(tps, 1),
+        "vs_services_spend": _ratio(tps, reference_tps),
+    }
+
+
+def cpu_split(cells: list[dict], cores: int) -> dict:
+    """Per-operation CPU of each process group in the HTTP ratios' cells, and each HTTP
+    row's ceiling: what `cores` fully busy would serve if the app server were as cheap
+    as the floor's (and, for a spend, that ceiling ÷ the measured services.spend)."""
+    rows: dict[str, dict] = {}
+    for system, clients in CPU_SPLIT_ROWS:
+        cell = _cell(cells, system, "spread", clients)
+        if cell and cell.get("cpu_ms_per_op"):
+            rows[system] = _split_row(cell, cores)
+    if not rows:
+        return {}
+    reference_tps = _tps(cells, "ours_ref", "spread", 8)
+    ceiling = {
+        system: {"floor": floor}
+        | _ceiling(
+            rows[system], rows[floor], cores, reference_tps if system in SPEND_ROWS else None
+        )
+        for system, floor in CEILING_FLOOR.items()
+        if system in rows and floor in rows
+    }
+    return {"cores": cores, "reference_tps": reference_tps, "cells": rows, "ceiling": ceiling}
+
+
+def cpu_split_columns(section: dict) -> list[str]:
+    """The groups some row of the section has, in CPU_GROUPS order."""
+    present = {name for row in section["cells"].values() for name in row["cpu_ms_per_op"]}
+    return [name for name in CPU_GROUPS if name in present] + sorted(present - set(CPU_GROUPS))
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
 def _fmt(value, digits: int = 0) -> str:
     if value is None:
         return "—"
@@ -227,6 +317,45 @@ def print_table(results: dict) -> None:
         met = {True: "yes", False: "NO", None: ""}[r["met"]]
         ratios.add_row(name, _fmt(r["value"], 2), r["target"] or "", met)
     console.print(ratios)
+    split = cpu_split(cells, results["meta"]["cores"])
+    if split:
+        _print_cpu_split(console, split)
+
+
+def _print_cpu_split(console, split: dict) -> None:
+    from rich.table import Table
+
+    groups = cpu_split_columns(split)
+    table = Table(title="CPU per operation, ms (whole machine, /proc)")
+    table.add_column("row")
+    for column in ("/s", *groups, "total", "machine busy"):
+        table.add_column(column, justify="right")
+    for system, row in split["cells"].items():
+        values = [_fmt(row["cpu_ms_per_op"].get(name), 2) for name in groups]
+        table.add_row(
+            _label(system),
+            _fmt(row["tps"]),
+            *values,
+            _fmt(row["total_ms"], 2),
+            _share(row["machine_busy_share"]),
+        )
+    console.print(table)
+    ceiling = Table(
+        title=f"Ceiling: app server as cheap as the floor's, {split['cores']} cores fully busy"
+    )
+    for column in ("row", "app server ms", "floor's", "total ms at floor's", "ceiling /s"):
+        ceiling.add_column(column, justify="right")
+    ceiling.add_column("÷ services.spend", justify="right")
+    for system, c in split["ceiling"].items():
+        ceiling.add_row(
+            _label(system),
+            _fmt(c["app_server_ms"], 2),
+            _fmt(c["floor_app_server_ms"], 2),
+            _fmt(c["cpu_ms_per_op_at_floor"], 2),
+            _fmt(c["tps"]),
+            _fmt(c["vs_services_spend"], 2),
+        )
+    console.print(ceiling)
 
 
 def plot(results: dict, folder: Path, prefix: str = "") -> None:

@@ -140,8 +140,12 @@ class Bench:
         url: str = "",
         module: str = "bench.worker",
         extra: tuple[str, ...] = (),
+        during: Callable[[float, float], None] | None = None,
     ) -> Cell:
-        """`clients` threads split over `processes` worker processes, one shared window."""
+        """`clients` threads split over `processes` worker processes, one shared window.
+
+        `during(start, end)` runs in this process while the workers measure, with the
+        window's epoch times (bench/cpu_split.py reads the CPU counters over it)."""
         cell = Cell(system, mode, clients, self.duration)
         worker_system = "ours" if system in ("ours_2proc", "ours_ref") else system
         url = url or self.server.url_for(self.current_db)
@@ -179,6 +183,8 @@ class Bench:
         for proc in procs:
             proc.stdin.write(f"{start_at}\n")
             proc.stdin.flush()
+        if during is not None:
+            during(start_at, start_at + self.duration)
         for proc in procs:
             out, _ = proc.communicate(timeout=self.duration + 120)
             if proc.returncode != 0:

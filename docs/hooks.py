@@ -63,8 +63,8 @@ def _report_markdown(results: dict) -> tuple[str, str]:
     return results_tables(results), ratio_table(results)
 
 
-def _api_targets(_results: dict) -> str:
-    """From bench/results/http_targets.json: the last run with the HTTP block (quick too)."""
+def _http_targets() -> dict:
+    """bench/results/http_targets.json: the last run with the HTTP block (quick too)."""
     path = RESULTS / "http_targets.json"
     try:
         data = json.loads(path.read_text())
@@ -72,9 +72,21 @@ def _api_targets(_results: dict) -> str:
         raise PluginError(f"cannot read {path} (run `make bench QUICK=1`): {exc}") from exc
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
+    return data
+
+
+def _api_targets(_results: dict) -> str:
+    data = _http_targets()
     from bench.api_targets import api_targets_markdown
 
     return api_targets_markdown(data)
+
+
+def _cpu_split(_results: dict) -> str:
+    data = _http_targets()
+    from bench.api_targets import cpu_split_markdown
+
+    return cpu_split_markdown(data)
 
 
 def _spend_table(results: dict) -> str:
@@ -129,6 +141,7 @@ RENDERERS = {
     "spend-table": _spend_table,
     "ratios": _ratios,
     "api-targets": _api_targets,
+    "cpu-split": _cpu_split,
     "verify-ledger": _verify_ledger,
     "history": _history,
 }
