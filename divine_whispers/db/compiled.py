@@ -4,8 +4,9 @@ The ORM compiles a queryset to SQL every time it is evaluated. For the one-row l
 that every API request makes — the API key with its user, the caller's wallet — the
 compilation costs more CPU than running the query (the production server's profile:
 about 60 % of token authentication). A `CompiledQuery` compiles its queryset once per
-database alias, then runs the same SQL through Django's cursor (query logging, execute
-wrappers, error translation, `django_assert_num_queries` all still apply) and builds the
+database alias, then runs the same SQL through a Django cursor (query logging, execute
+wrappers, error translation, `django_assert_num_queries` all still apply) that has
+PostgreSQL prepare it once per connection (divine_whispers/db/prepared.py), and builds the
 instances exactly as the ORM does: `Model.from_db`, the field converters, the
 `select_related` populators.
 
@@ -21,6 +22,8 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
+
+from divine_whispers.db.prepared import prepared_cursor
 
 
 class _Compiled:
@@ -104,7 +107,7 @@ class CompiledQuery:
             # correct there, and speed is measured on PostgreSQL only.
             return self.build(**values).order_by().first()
         compiled = self._for(using)
-        with connections[using].cursor() as cursor:
+        with prepared_cursor(connections[using]) as cursor:
             cursor.execute(compiled.sql, compiled.arguments(values))
             row = cursor.fetchone()
         return None if row is None else compiled.instance(row)
@@ -113,6 +116,6 @@ class CompiledQuery:
         if connections[using].vendor != "postgresql":  # as in first()
             return list(self.build(**values))
         compiled = self._for(using, one_row=False)
-        with connections[using].cursor() as cursor:
+        with prepared_cursor(connections[using]) as cursor:
             cursor.execute(compiled.sql, compiled.arguments(values))
             return compiled.values(cursor.fetchall())

@@ -25,7 +25,7 @@ def apply_transaction_pooling(database: dict[str, Any], enabled: bool) -> dict[s
       transaction fetches client-side instead of declaring a `WITH HOLD` cursor that
       outlives its transaction (inside one it keeps its server-side cursor);
     - the spend fast path reads `settings.DATABASE_TRANSACTION_POOLING` and binds its
-      statements unnamed (wallet/services/_fast_path.py `_prepared_cursor`).
+      statements unnamed, as do the compiled hot queries (divine_whispers/db/prepared.py).
     Session state is not used otherwise: the time zone is a parameter PgBouncer tracks
     per client, and `SET` runs only as `SET TRANSACTION`/`SET LOCAL` inside a transaction.
     """

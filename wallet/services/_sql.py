@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import psycopg
-from django.conf import settings
 from django.db import connections, models
+
+from divine_whispers.db.prepared import prepared_cursor as _prepared_cursor
 
 
 @dataclass(frozen=True)
@@ -103,35 +103,6 @@ def insert_shape(model: type[models.Model], vendor: str, with_pk: bool) -> tuple
 # --- how the statements are sent ---------------------------------------------------------
 
 
-class _PreparedCursor(psycopg.RawCursor):
-    """Server-side binding with PostgreSQL's own `$n` placeholders, prepared on first
-    use per connection: the spend's two statements are parsed and planned once, not on
-    every call (planning the guarded insert costs more than running it)."""
-
-    def execute(self, query, params=None, *, prepare: bool | None = True, binary=None):
-        return super().execute(query, params, prepare=prepare, binary=binary)
-
-
-class _UnpreparedCursor(psycopg.RawCursor):
-    """The same statements bound unnamed, never prepared: behind a transaction-mode
-    pooler (DATABASE_TRANSACTION_POOLING) a named statement would be left on one server
-    connection and be missing, or already exist, on the next one."""
-
-    def execute(self, query, params=None, *, prepare: bool | None = False, binary=None):
-        return super().execute(query, params, prepare=False, binary=binary)
-
-
 def prepared_cursor(connection):
-    """A Django cursor (error translation, query logging, execute wrappers) over a
-    `_PreparedCursor`, in the connection's current transaction; unprepared under
-    transaction pooling."""
-    connection.ensure_connection()
-    raw = connection.connection
-    if settings.DATABASE_TRANSACTION_POOLING:
-        return connection._prepare_cursor(_UnpreparedCursor(raw))
-    if raw.prepare_threshold is None:
-        # Django switches psycopg's preparing off (for transaction poolers); an explicit
-        # prepare needs it on. This threshold is never reached, so every other query
-        # stays unprepared exactly as before.
-        raw.prepare_threshold = 2**31
-    return connection._prepare_cursor(_PreparedCursor(raw))
+    """The fast path's statements use `$n` placeholders (`Prepared.sql`)."""
+    return _prepared_cursor(connection, dollar_placeholders=True)
