@@ -31,11 +31,19 @@ def api_targets(results: dict) -> dict:
         "targets": {name: ratios[name] for name in API_TARGETS if name in ratios},
         "context": {
             name: ratios[name]
-            for name in ("http_balance_vs_wsgi_floor.16", "http_open_loop.25%.p99_ms")
+            for name in (
+                "http_balance_vs_wsgi_floor.16",
+                "http_open_loop.25%.p99_ms",
+                "http_floor_open_loop.25%.p99_ms",
+                "http_floor_open_loop.50%.p99_ms",
+                "http_floor_open_loop.75%.p99_ms",
+            )
             if name in ratios
         },
         "cells": [
-            c for c in results["cells"] if c["system"] in API_CELLS or c["system"] == "http_open"
+            c
+            for c in results["cells"]
+            if c["system"] in API_CELLS or c["system"] in ("http_open", "http_floor_open")
         ],
         "cpu_profile": results.get("cpu_profile") or {},
         "cpu_split": cpu_split(results["cells"], results["meta"]["cores"]),

@@ -108,6 +108,9 @@ def compute_ratios(cells: list[dict], extra: dict) -> dict:
             add(f"http_open_loop.{share}.p50_ms", cell["p50_ms"])
             if share == "25%":
                 add(f"http_open_loop.{share}.p99_ms", cell["p99_ms"])
+        floor = _cell(cells, "http_floor_open", share, 32)
+        if floor:  # the same offered load on the minimal WSGI app: the machine's own tail
+            add(f"http_floor_open_loop.{share}.p99_ms", floor["p99_ms"])
     # Context (no target): how each system relates to the ceiling and to each other.
     for n in CLIENTS:
         for mode in MODES:
@@ -298,9 +301,11 @@ def print_table(results: dict) -> None:
     open_loop = [c for c in cells if c["system"] == "http_open"]
     if open_loop:
         loop = Table(title="HTTP spend, open loop (Poisson arrivals, 32 connections)")
-        for column in ("share of saturation", "offered /s", "served /s", "p50", "p99", "late"):
+        columns = ("share of saturation", "offered /s", "served /s", "p50", "p99", "late")
+        for column in (*columns, "floor p99 (same load)"):
             loop.add_column(column, justify="right")
         for c in open_loop:
+            floor = _cell(cells, "http_floor_open", c["mode"], 32)
             loop.add_row(
                 c["mode"],
                 _fmt(c["offered_rps"], 1),
@@ -308,6 +313,7 @@ def print_table(results: dict) -> None:
                 _fmt(c["p50_ms"], 1),
                 _fmt(c["p99_ms"], 1),
                 str(c["late"]),
+                _fmt(floor["p99_ms"], 1) if floor else "",
             )
         console.print(loop)
     ratios = Table(title="Ratios (this run)")
@@ -451,14 +457,16 @@ def results_tables(results: dict) -> str:
             "HTTP `POST /api/v1/wallet/spend`, open loop (Poisson arrivals over 32 connections;"
             " `late` = arrivals that found no idle connection and were sent late):",
             "",
-            "| share of saturation | offered /s | served /s | p50 ms | p95 ms | p99 ms | late |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| share of saturation | offered /s | served /s | p50 ms | p95 ms | p99 ms | late |"
+            " floor p99 ms (same load) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c in open_loop:
+            floor = _cell(cells, "http_floor_open", c["mode"], 32)
             lines.append(
                 f"| {c['mode']} | {_fmt(c['offered_rps'], 1)} | {_fmt(c['tps'], 1)} | "
                 f"{_fmt(c['p50_ms'], 1)} | {_fmt(c['p95_ms'], 1)} | {_fmt(c['p99_ms'], 1)} | "
-                f"{c['late']} |"
+                f"{c['late']} | {_fmt(floor['p99_ms'], 1) if floor else ''} |"
             )
     configs = results.get("http_configs") or {}
     if configs:
