@@ -51,9 +51,12 @@ class _Compiled:
             return [tuple(row) for row in self.compiler.apply_converters(rows, self.converters)]
         return rows
 
-    def arguments(self, values: dict[str, Any]) -> list[Any]:
-        """The query's parameters: each placeholder's value in its place."""
-        return [values[name] if name else constant for name, constant in self.params]
+    def run(self, values: dict[str, Any], fetch: Callable[[Any], Any]) -> Any:
+        """Execute with each placeholder's value in its place; `fetch` reads the answer."""
+        params = [values[name] if name else constant for name, constant in self.params]
+        with prepared_cursor(connections[self.using]) as cursor:
+            cursor.execute(self.sql, params)
+            return fetch(cursor)
 
     def instance(self, row: tuple) -> Model:
         if self.converters:
@@ -107,15 +110,11 @@ class CompiledQuery:
             # correct there, and speed is measured on PostgreSQL only.
             return self.build(**values).order_by().first()
         compiled = self._for(using)
-        with prepared_cursor(connections[using]) as cursor:
-            cursor.execute(compiled.sql, compiled.arguments(values))
-            row = cursor.fetchone()
+        row = compiled.run(values, lambda cursor: cursor.fetchone())
         return None if row is None else compiled.instance(row)
 
     def rows(self, using: str = DEFAULT_DB_ALIAS, **values: Any) -> list[tuple]:
         if connections[using].vendor != "postgresql":  # as in first()
             return list(self.build(**values))
         compiled = self._for(using, one_row=False)
-        with prepared_cursor(connections[using]) as cursor:
-            cursor.execute(compiled.sql, compiled.arguments(values))
-            return compiled.values(cursor.fetchall())
+        return compiled.values(compiled.run(values, lambda cursor: cursor.fetchall()))

@@ -21,38 +21,36 @@ from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 
-class _Logged:
-    """Keeps the statement where Django's query log looks for it (`cursor._query`, which
+class _Bound:
+    """Binds server-side, preparing each statement on first use or never (`PREPARE`), and
+    keeps the statement where Django's query log looks for it (`cursor._query`, which
     psycopg sets for client-side cursors only): DEBUG's `connection.queries` and the tests'
     query captures show it, with `$n` placeholders (the values are bound apart)."""
+
+    PREPARE: bool
+
+    def execute(self, query, params=None, *, prepare: bool | None = None, binary=None):
+        return super().execute(query, params, prepare=self.PREPARE, binary=binary)
 
     def _convert_query(self, query, params=None):
         self._query = converted = super()._convert_query(query, params)
         return converted
 
 
-class _Prepared(_Logged, psycopg.Cursor):
-    """`%s` placeholders, bound server-side, prepared on first use."""
-
-    def execute(self, query, params=None, *, prepare: bool | None = True, binary=None):
-        return super().execute(query, params, prepare=prepare, binary=binary)
+class _Prepared(_Bound, psycopg.Cursor):  # `%s` placeholders
+    PREPARE = True
 
 
-class _Unprepared(_Logged, psycopg.Cursor):
-    def execute(self, query, params=None, *, prepare: bool | None = False, binary=None):
-        return super().execute(query, params, prepare=False, binary=binary)
+class _Unprepared(_Bound, psycopg.Cursor):
+    PREPARE = False
 
 
-class _PreparedRaw(_Logged, psycopg.RawCursor):
-    """PostgreSQL's own `$n` placeholders, prepared on first use."""
-
-    def execute(self, query, params=None, *, prepare: bool | None = True, binary=None):
-        return super().execute(query, params, prepare=prepare, binary=binary)
+class _PreparedRaw(_Bound, psycopg.RawCursor):  # PostgreSQL's own `$n` placeholders
+    PREPARE = True
 
 
-class _UnpreparedRaw(_Logged, psycopg.RawCursor):
-    def execute(self, query, params=None, *, prepare: bool | None = False, binary=None):
-        return super().execute(query, params, prepare=False, binary=binary)
+class _UnpreparedRaw(_Bound, psycopg.RawCursor):
+    PREPARE = False
 
 
 def prepared_cursor(connection: BaseDatabaseWrapper, *, dollar_placeholders: bool = False) -> Any:
